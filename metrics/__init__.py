@@ -1,0 +1,1 @@
+"""Quality metrics (official module path)."""

@@ -1,0 +1,32 @@
+"""Install stylegan-plus: the fork-compatible StyleGAN2-ADA trainer.
+
+The package keeps the official module paths (`dnnlib`, `torch_utils`, `training`, `metrics`)
+so official pickles and scripts find what they import, and adds `stylegan_plus` underneath.
+torch is declared as a range so that a user's own CUDA build is kept.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="stylegan-plus",
+    version="0.1.0",
+    description="Fork-compatible StyleGAN2-ADA trainer with loss plugins, DCGAN nets, resume, CPU and multi-node runs.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["dnnlib*", "torch_utils*", "stylegan_plus*", "training*", "metrics*"]),
+    package_data={"torch_utils.ops": ["*.cu", "*.cpp", "*.h"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "click",
+        "pillow",
+        "scipy",
+        "ninja",
+        "requests",
+        "psutil",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest"]},
+)

@@ -1,0 +1,1 @@
+"""torch_utils: persistence, misc helpers, training statistics and custom ops (official module path)."""
