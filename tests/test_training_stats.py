@@ -1,0 +1,183 @@
+"""torch_utils.training_stats: moments, Collector behaviour, and a 2-process gloo reduction."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import dnnlib
+from torch_utils import training_stats
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_stats(monkeypatch):
+    """Each test starts with empty, single-process module state."""
+    monkeypatch.setattr(training_stats, '_counters', {})
+    monkeypatch.setattr(training_stats, '_cumulative', {})
+    monkeypatch.setattr(training_stats, '_rank', 0)
+    monkeypatch.setattr(training_stats, '_sync_device', None)
+    monkeypatch.setattr(training_stats, '_sync_called', False)
+
+
+def test_constants():
+    assert training_stats._num_moments == 3
+    assert training_stats._reduce_dtype == torch.float32
+    assert training_stats._counter_dtype == torch.float64
+
+
+def test_moments_of_mixed_value_kinds():
+    collector = training_stats.Collector()
+    values = [1.0, 2.0, 3.0, 4.0, 10.0]
+    training_stats.report('Loss/a', torch.tensor(values[:2]))
+    training_stats.report('Loss/a', np.array([[values[2]], [values[3]]]))
+    assert training_stats.report('Loss/a', values[4]) == values[4] # returns the value
+    collector.update()
+    assert collector.num('Loss/a') == 5
+    assert collector.mean('Loss/a') == pytest.approx(np.mean(values))
+    assert collector.std('Loss/a') == pytest.approx(np.std(values))
+    assert collector['Loss/a'] == collector.mean('Loss/a')
+
+
+def test_unknown_empty_and_single_values():
+    training_stats.report('empty', [])
+    training_stats.report('single', torch.tensor(5.0))
+    collector = training_stats.Collector()
+    training_stats.report('single', torch.tensor(5.0))
+    collector.update()
+    assert collector.names() == ['empty', 'single']
+    for name in ('empty', 'never-reported'):
+        assert collector.num(name) == 0
+        assert math.isnan(collector.mean(name)) and math.isnan(collector.std(name))
+    # Only the report after the collector was created counts.
+    assert collector.num('single') == 1 and collector.mean('single') == 5.0 and collector.std('single') == 0.0
+
+
+def test_as_dict_and_regex():
+    training_stats.report('Loss/G', [1.0, 3.0])
+    training_stats.report('Timing/step', [0.5])
+    collector = training_stats.Collector(regex='Loss/.*')
+    training_stats.report('Loss/G', [1.0, 3.0])
+    training_stats.report('Timing/step', [0.5])
+    collector.update()
+    stats = collector.as_dict()
+    assert isinstance(stats, dnnlib.EasyDict) and list(stats) == ['Loss/G']
+    assert stats['Loss/G'] == dict(num=2, mean=2.0, std=1.0)
+    assert isinstance(stats['Loss/G'], dnnlib.EasyDict)
+
+
+@pytest.mark.parametrize('keep_previous', [True, False])
+def test_keep_previous(keep_previous):
+    collector = training_stats.Collector(keep_previous=keep_previous)
+    training_stats.report('x', [2.0, 4.0])
+    collector.update()
+    assert collector.mean('x') == 3.0
+    collector.update() # nothing new in this interval
+    if keep_previous:
+        assert collector.num('x') == 2 and collector.mean('x') == 3.0
+    else:
+        assert collector.num('x') == 0 and math.isnan(collector.mean('x'))
+    training_stats.report('x', [10.0])
+    collector.update()
+    assert collector.num('x') == 1 and collector.mean('x') == 10.0
+
+
+def test_collectors_are_independent():
+    first = training_stats.Collector()
+    training_stats.report('x', [1.0])
+    first.update()
+    second = training_stats.Collector()
+    training_stats.report('x', [3.0])
+    first.update()
+    second.update()
+    assert first.mean('x') == 3.0 and second.mean('x') == 3.0
+    assert first.num('x') == 1 and second.num('x') == 1
+
+
+def test_report0_only_counts_on_rank0(monkeypatch):
+    collector = training_stats.Collector()
+    training_stats.report0('r0', [1.0, 2.0])
+    monkeypatch.setattr(training_stats, '_rank', 1)
+    training_stats.report0('r1', [1.0, 2.0])
+    collector.update()
+    assert collector.num('r0') == 2
+    assert 'r1' in collector.names() and collector.num('r1') == 0
+
+
+def test_init_multiprocessing_after_sync_fails():
+    training_stats.report('x', [1.0])
+    training_stats.Collector()
+    with pytest.raises(RuntimeError, match='before'):
+        training_stats.init_multiprocessing(0, None)
+
+#----------------------------------------------------------------------------
+# Two real processes reducing over gloo on CPU.
+
+_WORKER = textwrap.dedent('''\
+    import json, sys
+    import torch
+    from torch_utils import misc, training_stats
+
+    rank, init_file, out_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    torch.distributed.init_process_group('gloo', init_method='file://' + init_file, rank=rank, world_size=2)
+    training_stats.init_multiprocessing(rank=rank, sync_device=torch.device('cpu'))
+    # Different first-report order on the two ranks must still pair the right names.
+    names = ['Loss/b', 'Loss/a'] if rank == 0 else ['Loss/a', 'Loss/b']
+    for name in names:
+        training_stats.report(name, [])
+    collector = training_stats.Collector(regex='Loss/.*')
+    training_stats.report('Loss/a', torch.full([rank + 1], float(rank + 1)))  # rank0: [1], rank1: [2, 2]
+    training_stats.report('Loss/b', [10.0 * (rank + 1)])
+    training_stats.report0('Loss/only0', [7.0, 9.0])
+    collector.update()
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    misc.check_ddp_consistency(net)
+    net.bias.data[0] += rank
+    try:
+        misc.check_ddp_consistency(net, ignore_regex=None)
+        mismatch = None
+    except AssertionError as exc:
+        mismatch = str(exc)
+    misc.check_ddp_consistency(net, ignore_regex=r'.*\\.bias')
+    with open(out_file, 'w') as f:
+        json.dump(dict(stats=collector.as_dict(), names=collector.names(), mismatch=mismatch), f)
+    torch.distributed.destroy_process_group()
+''')
+
+
+def test_two_process_gloo_reduction(tmp_path):
+    script = tmp_path / 'worker.py'
+    script.write_text(_WORKER)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    procs = [subprocess.Popen([sys.executable, str(script), str(rank), str(tmp_path / 'rendezvous'),
+                               str(tmp_path / f'out{rank}.json')], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in range(2)]
+    try:
+        logs = [proc.communicate(timeout=120)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0, log
+
+    for rank in range(2):
+        result = json.loads((tmp_path / f'out{rank}.json').read_text())
+        stats = result['stats']
+        assert result['names'] == (['Loss/b', 'Loss/a', 'Loss/only0'] if rank == 0 else ['Loss/a', 'Loss/b', 'Loss/only0'])
+        assert stats['Loss/a'] == dict(num=3, mean=pytest.approx(5 / 3), std=pytest.approx(np.std([1, 2, 2])))
+        assert stats['Loss/b'] == dict(num=2, mean=15.0, std=5.0)
+        assert stats['Loss/only0'] == dict(num=2, mean=8.0, std=1.0)
+        expected_mismatch = 'Linear.bias differs from rank 0' if rank == 1 else None
+        assert result['mismatch'] == expected_mismatch
