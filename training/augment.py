@@ -1,0 +1,9 @@
+"""Official import path of the augmentation pipeline (`training.augment.AugmentPipe`).
+
+The implementation lives in `stylegan_plus.training.augment`; its source is what snapshot
+pickles embed.
+"""
+
+from stylegan_plus.training.augment import AugmentPipe, augpipe_specs  # noqa: F401
+
+__all__ = ['AugmentPipe', 'augpipe_specs']
