@@ -1,0 +1,47 @@
+"""Convert an image collection into the folder/zip format that training reads.
+
+Examples:
+
+\b
+  python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=~/datasets/cifar10.zip
+  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=~/datasets/mnist.zip
+  python dataset_tool.py --source=~/downloads/lsun/raw/cat_lmdb --dest=~/datasets/lsuncat200k.zip \\
+      --transform=center-crop --width=256 --height=256 --max-images=200000
+  python dataset_tool.py --source=~/photos --dest=~/datasets/photos128.zip \\
+      --transform=center-crop --width=128 --height=128 --subfolders-as-labels --skip-bad
+"""
+
+import click
+
+from stylegan_plus.tools.dataset_convert import convert
+from stylegan_plus.tools.dataset_errors import DatasetToolError, OptionError
+
+
+@click.command(help=__doc__)
+@click.option('--source', help='Folder (recursive), .zip, LSUN *_lmdb folder, cifar-10-python.tar.gz or train-images-idx3-ubyte.gz', required=True, metavar='PATH')
+@click.option('--dest', help='Output folder (empty or absent) or .zip file', required=True, metavar='PATH')
+@click.option('--max-images', help='Stop after writing this many images', type=click.IntRange(min=1), metavar='INT')
+@click.option('--resize-filter', help='Filter used for scaling', type=click.Choice(['box', 'lanczos']), default='lanczos', show_default=True)
+@click.option('--transform', help='Crop before scaling (needs --width and --height)', type=click.Choice(['center-crop', 'center-crop-wide']))
+@click.option('--width', help='Output width', type=click.IntRange(min=1), metavar='INT')
+@click.option('--height', help='Output height', type=click.IntRange(min=1), metavar='INT')
+@click.option('--subfolders-as-labels', help='Class label = index of the first-level sub-folder (sorted names)', is_flag=True)
+@click.option('--skip-bad', help='Skip unreadable images (each one reported) instead of aborting', is_flag=True)
+def convert_dataset(source, dest, max_images, resize_filter, transform, width, height, subfolders_as_labels, skip_bad):
+    """Entry point; see the module docstring."""
+    try:
+        report = convert(source, dest, max_images=max_images, resize_filter=resize_filter, transform=transform,
+                         width=width, height=height, subfolders_as_labels=subfolders_as_labels, skip_bad=skip_bad)
+    except OptionError as err:
+        raise click.BadParameter(str(err), param_hint=err.param) from None
+    except DatasetToolError as err:
+        raise click.ClickException(str(err)) from None
+    except OSError as err:   # e.g. disk full or no permission at --dest; the partial output is removed
+        raise click.ClickException(f'{err}') from None
+    for line in report.notices():
+        click.echo(line)
+    click.echo(report.summary())
+
+
+if __name__ == '__main__':
+    convert_dataset()  # pylint: disable=no-value-for-parameter
