@@ -1,0 +1,58 @@
+"""Load and convert network pickles (official `legacy.py` interface).
+
+    python legacy.py --source=stylegan2-ffhq-config-f.pkl --dest=ffhq.pkl
+    python legacy.py --source=network-snapshot-000100.pkl --dest=unused.pkl --safe-export=ffhq-safe/
+
+Library use: `legacy.load_network_pkl(f)['G_ema']`. TensorFlow StyleGAN2 / StyleGAN2-ADA pickles
+are converted without TensorFlow. Loading a pickle executes the network code embedded in it:
+only load pickles you trust. `--safe-export` writes weights plus a JSON description, which
+`stylegan_plus.networks.export.load_safe` reads back without unpickling any code.
+"""
+
+import pickle
+
+import click
+
+import dnnlib
+from stylegan_plus.tools.legacy_tf import (  # noqa: F401 (re-exported official names)
+    _LegacyUnpickler,
+    _TFNetworkStub,
+    convert_tf_discriminator,
+    convert_tf_generator,
+    load_network_pkl,
+)
+
+
+@click.command()
+@click.option('--source', help='Input pickle (path or URL): TensorFlow or native', required=True, metavar='PATH')
+@click.option('--dest', help='Output pickle  [required unless --safe-export]', metavar='PATH')
+@click.option('--force-fp16', help='Rebuild the networks with num_fp16_res=4, conv_clamp=256', type=bool,
+              default=False, metavar='BOOL', show_default=True)
+@click.option('--safe-export', help='Also write weights-only files (no code) into this folder', metavar='DIR')
+def convert_network_pickle(source, dest, force_fp16, safe_export):
+    """Convert a network pickle (TensorFlow or native) to a native snapshot pickle.
+
+    \b
+    The output is a dict with keys training_set_kwargs, G, D, G_ema, augment_pipe.
+    """
+    if dest is None and safe_export is None:
+        raise click.UsageError('nothing to write: give --dest (a pickle) and/or --safe-export (a folder)')
+    print(f'Loading "{source}"...')
+    try:
+        with dnnlib.util.open_url(source) as f:
+            data = load_network_pkl(f, force_fp16=force_fp16)
+    except Exception as err:  # a bad --source of any kind is a usage error, not a traceback
+        raise click.BadParameter(f'cannot load {source!r}: {type(err).__name__}: {err}', param_hint='--source') from err
+    if dest is not None:
+        print(f'Saving "{dest}"...')
+        with open(dest, 'wb') as f:
+            pickle.dump(data, f)
+    if safe_export is not None:
+        from stylegan_plus.networks.export import save_safe
+        print(f'Exporting weights to "{safe_export}"...')
+        save_safe(data, safe_export)
+    print('Done.')
+
+
+if __name__ == '__main__':
+    convert_network_pickle()  # pylint: disable=no-value-for-parameter

@@ -1,0 +1,115 @@
+"""Pixels, image files and seed lists shared by `generate.py` and `style_mixing.py`.
+
+Everything here is independent of the network code: conversion of generator output to uint8,
+writing PNGs (RGB or grayscale), tiling images into a grid, and the `num_range` option type
+used for `--seeds`, `--rows`, `--cols` and `--styles`.
+"""
+
+import math
+import re
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+SEED_MAX = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
+
+_RANGE_RE = re.compile(r'^(\d+)-(\d+)$')
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """Generator output to displayable pixels.
+
+    img: [N, C, H, W] float, nominally in [-1, 1] (values outside are clamped).
+    Returns [N, H, W, C] uint8 numpy array, computed as clamp(x * 127.5 + 128, 0, 255).
+    """
+    pixels = img.permute(0, 2, 3, 1) * 127.5 + 128
+    return pixels.clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def to_pil(pixels: np.ndarray) -> PIL.Image.Image:
+    """One [H, W, C] uint8 image with C = 1 (mode 'L') or C = 3 (mode 'RGB') to a PIL image."""
+    channels = pixels.shape[2]
+    if channels == 1:
+        return PIL.Image.fromarray(pixels[:, :, 0], 'L')
+    if channels == 3:
+        return PIL.Image.fromarray(pixels, 'RGB')
+    raise ValueError(f'cannot save an image with {channels} channels as PNG; expected 1 (L) or 3 (RGB)')
+
+
+def save_png(pixels: np.ndarray, path) -> None:
+    """Write one [H, W, C] uint8 image (C = 1 or 3) to `path`."""
+    to_pil(pixels).save(path)
+
+
+def tile(images, cols: int = None) -> np.ndarray:
+    """Lay equally sized images out row by row on a black canvas.
+
+    images: sequence of [H, W, C] uint8 arrays. cols: images per row (default: ceil(sqrt(N)),
+    so the grid is about square). Returns [rows*H, cols*W, C] uint8; unused cells stay black.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError('cannot build a grid from zero images')
+    height, width, channels = images[0].shape
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    canvas = np.zeros([rows * height, cols * width, channels], dtype=np.uint8)
+    for idx, pixels in enumerate(images):
+        row, col = divmod(idx, cols)
+        canvas[row * height:(row + 1) * height, col * width:(col + 1) * width] = pixels
+    return canvas
+
+
+def parse_num_range(text: str) -> list:
+    """Parse `a,b,c` or the inclusive range `a-c` into a list of ints (official `num_range`)."""
+    text = str(text).strip()
+    match = _RANGE_RE.match(text)
+    if match:
+        lo, hi = int(match.group(1)), int(match.group(2))
+        if hi < lo:
+            raise ValueError(f'range {text!r} is empty: the end must not be smaller than the start')
+        return list(range(lo, hi + 1))
+    try:
+        return [int(part) for part in text.split(',')]
+    except ValueError:
+        raise ValueError(f'{text!r} is not a number list: use a comma list like 1,5,7 or a range like 0-9') from None
+
+
+class NumRange(click.ParamType):
+    """Click type for `num_range` values, optionally bounded to [lo, hi]."""
+
+    name = 'num_range'
+
+    def __init__(self, lo: int = None, hi: int = None, what: str = 'value'):
+        self.lo, self.hi, self.what = lo, hi, what
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = parse_num_range(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+        for number in numbers:
+            if (self.lo is not None and number < self.lo) or (self.hi is not None and number > self.hi):
+                self.fail(f'{self.what} {number} is out of range: accepted are {self._accepted()}', param, ctx)
+        return numbers
+
+    def _accepted(self) -> str:
+        if self.hi is None:
+            return f'{self.lo} or more'
+        if self.lo is None:
+            return f'{self.hi} or less'
+        return f'{self.lo}..{self.hi}'
+
+
+def seed_list_type() -> NumRange:
+    """The `--seeds`/`--rows`/`--cols` type: integers accepted by np.random.RandomState."""
+    return NumRange(lo=0, hi=SEED_MAX, what='seed')
+
+
+def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
+    """The latent of one seed, as the official tools draw it: [1, z_dim] float64, N(0, 1)."""
+    return np.random.RandomState(seed).randn(1, z_dim)
