@@ -84,6 +84,14 @@ def load_network(network_pkl: str, key: str = 'G_ema', param_hint: str = '--netw
     Every failure (missing file, download error, corrupt or foreign pickle) becomes a
     click.BadParameter that names the path, so the user sees a usage error and not a traceback.
     """
+    return load_networks(network_pkl, (key,), param_hint=param_hint)[key]
+
+
+def load_networks(network_pkl: str, keys=('G_ema',), param_hint: str = '--network'):
+    """Load several `keys` (e.g. 'G_ema', 'D') from one read of a network pickle: dict key -> module.
+
+    Errors as in `load_network`.
+    """
     if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
         raise click.BadParameter(f'network pickle {network_pkl!r} does not exist', param_hint=param_hint)
     try:
@@ -92,7 +100,7 @@ def load_network(network_pkl: str, key: str = 'G_ema', param_hint: str = '--netw
     except Exception as err:  # any reason a pickle cannot be read is a bad --network value
         raise click.BadParameter(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}',
                                  param_hint=param_hint) from err
-    return data[key]
+    return {key: data[key] for key in keys}
 
 
 def class_label(G, class_idx, device: torch.device, log=print) -> torch.Tensor:

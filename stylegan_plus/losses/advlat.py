@@ -1,0 +1,201 @@
+"""AdvLatGAN add-ons: `--loss=advlat-qua` (harder fakes for D) and `--loss=advlat-div` (hard pairs for G).
+
+Both are add-ons: alone they run on the baseline (`advlat-qua` = `stylegan2+advlat-qua`), and they
+combine with a main loss (`clr+advlat-qua`). Reading (shared/METHODS.md):
+
+- qua: before each D step (Dmain/Dboth) the fakes' z moves by `--advlat-steps` I-FGSM steps of size
+  `--advlat-eps` on the generator loss softplus(-D(G(z))) (G and D frozen; through mapping,
+  synthesis, the augment pipe and D), and the main loss trains D on G(z_moved). G trains on fresh,
+  unmoved z. Style mixing is off for the moved batch (during the steps and in that D step), so
+  the moved z is the only latent of those fakes. The step itself is the shared
+  `stylegan_plus.sampling.latent_steps.sign_descent`, also used by `generate.py --latent-steps`.
+- div: in each G step (Gmain/Gboth), z1 = the step's z; z2 starts at z1 + N(0, std^2) and takes
+  `--advlat-div-steps` sign-descent steps of size `--advlat-div-eps` on
+  `d_I(G(z1), G(z2)) / (d_z(z1, z2) + 1)` (mean absolute distances over the whole batch, as in the
+  authors' code); then `lambda_ms / (d_I / d_z + 1e-5)` (MSGAN's mode-seeking term) is added to
+  G's loss. The pair is generated without style mixing, with constant synthesis noise (so d_I
+  measures what z changes) and as one batch (BatchNorm sees both halves alike).
+  `--advlat-div-dpair=1` also trains D on G(z2) of a pair mined from the D step's z, as the
+  authors' code does; the paper's algorithm does not (default off).
+
+Neither touches the mapping network's `w_avg` while mining (only the main loss's passes update
+it). Statistics: `Loss/advlat/qua_logits_start` (D logits of the fakes before the steps),
+`Loss/advlat/div_ratio` (d_I / d_z of the mined pair), `Loss/advlat/div_ms` (the weighted
+mode-seeking term), `Loss/advlat/div_D_pair` (D's loss on G(z2), with dpair).
+"""
+
+import torch
+import torch.nn.functional as F
+
+from torch_utils import training_stats
+from stylegan_plus.sampling import latent_steps
+
+from .base import LossAddon, LossOption
+from .registry import register_loss
+
+D_MAIN_PHASES = ('Dmain', 'Dboth')
+G_MAIN_PHASES = ('Gmain', 'Gboth')
+MS_EPS = 1e-5           # MSGAN: 1 / (d_I / d_z + 1e-5)
+MINING_DZ_OFFSET = 1.0  # authors' pair-mining objective: d_I / (d_z + 1)
+
+
+def mean_abs_distance(a, b):
+    """Batch-level distance: mean |a - b| over all elements, a scalar tensor."""
+    return (a - b).abs().mean()
+
+
+def pair_mining_objective(img1, img2, z1, z2):
+    """What the pair mining lowers: d_I(img1, img2) / (d_z(z1, z2) + 1), a scalar tensor."""
+    return mean_abs_distance(img1, img2) / (mean_abs_distance(z1, z2) + MINING_DZ_OFFSET)
+
+
+def mode_seeking_loss(img1, img2, z1, z2, weight):
+    """MSGAN's term weight / (d_I / d_z + 1e-5), and the ratio d_I / d_z; both scalar tensors."""
+    ratio = mean_abs_distance(img1, img2) / mean_abs_distance(z1, z2)
+    return weight / (ratio + MS_EPS), ratio
+
+
+@register_loss('advlat-qua')
+class AdvLatQuaLoss(LossAddon):
+    """AdvLatGAN-qua: D trains on fakes whose z took I-FGSM steps toward higher D scores.
+
+    Options --advlat-eps (step size) and --advlat-steps (steps per D step). See the module docstring.
+    """
+    options = (
+        LossOption('--advlat-eps', 0.03, type=float, metavar='FLOAT',
+                   help='AdvLatGAN-qua: I-FGSM step size on z before each D step'),
+        LossOption('--advlat-steps', 1, type=int, metavar='INT',
+                   help='AdvLatGAN-qua: I-FGSM steps on z before each D step'),
+    )
+
+    def __init__(self, device,
+                 advlat_eps=0.03,       # I-FGSM step size
+                 advlat_steps=1,        # I-FGSM steps per D step
+                 **networks):
+        super().__init__(device, **networks)
+        if not advlat_eps >= 0 or int(advlat_steps) != advlat_steps or advlat_steps < 0:
+            raise ValueError(f'advlat_eps must be >= 0 and advlat_steps an integer >= 0, '
+                             f'got {advlat_eps!r} and {advlat_steps!r}')
+        self.advlat_eps = float(advlat_eps)
+        self.advlat_steps = int(advlat_steps)
+        self._saved_mixing_prob = None
+
+    def move_latents(self, gen_z, gen_c):
+        """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start."""
+        seen_logits = []
+
+        def discriminator(img, c):
+            logits = self.main.run_D(img, c, sync=False)
+            seen_logits.append(logits.detach())
+            return logits
+        moved = latent_steps.mine_latents(gen_z, gen_c, latent_steps.plugin_generator(self), discriminator,
+                                          eps=self.advlat_eps, steps=self.advlat_steps)
+        training_stats.report('Loss/advlat/qua_logits_start', seen_logits[0] if seen_logits else [])
+        return moved
+
+    def transform_fakes(self, phase, gen_z, gen_c, sync):
+        if phase not in D_MAIN_PHASES:
+            return gen_z, gen_c
+        # The interface has no per-round mixing switch: pause the main loss's mixing for this
+        # round; accumulate_gradients (called right after the main loss) restores it.
+        self._pause_mixing()
+        return self.move_latents(gen_z, gen_c), gen_c
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        self._restore_mixing()
+
+    def _pause_mixing(self):
+        if self._saved_mixing_prob is None:
+            self._saved_mixing_prob = self.main.style_mixing_prob
+        self.main.style_mixing_prob = 0
+
+    def _restore_mixing(self):
+        if self._saved_mixing_prob is not None:
+            self.main.style_mixing_prob = self._saved_mixing_prob
+            self._saved_mixing_prob = None
+
+
+@register_loss('advlat-div')
+class AdvLatDivLoss(LossAddon):
+    """AdvLatGAN-div: MSGAN's mode-seeking term on hard latent pairs mined by I-FGSM.
+
+    Options --advlat-div-lambda, --advlat-div-std, --advlat-div-eps, --advlat-div-steps,
+    --advlat-div-dpair. See the module docstring.
+    """
+    options = (
+        LossOption('--advlat-div-lambda', 1.0, type=float, metavar='FLOAT',
+                   help='AdvLatGAN-div: weight lambda_ms of the mode-seeking term in the G loss'),
+        LossOption('--advlat-div-std', 0.08, type=float, metavar='FLOAT',
+                   help='AdvLatGAN-div: std of the Gaussian start z2 = z1 + N(0, std^2) of the pair mining'),
+        LossOption('--advlat-div-eps', 0.004, type=float, metavar='FLOAT',
+                   help='AdvLatGAN-div: sign-descent step size of the pair mining'),
+        LossOption('--advlat-div-steps', 3, type=int, metavar='INT',
+                   help='AdvLatGAN-div: sign-descent steps of the pair mining'),
+        LossOption('--advlat-div-dpair', False, type=bool, metavar='BOOL',
+                   help='AdvLatGAN-div: also train D on G(z2) (authors\' code); off = the paper\'s algorithm'),
+    )
+
+    def __init__(self, device,
+                 advlat_div_lambda=1.0,     # lambda_ms
+                 advlat_div_std=0.08,       # start of z2 around z1
+                 advlat_div_eps=0.004,      # mining step size
+                 advlat_div_steps=3,        # mining steps
+                 advlat_div_dpair=False,    # D also trains on G(z2)
+                 **networks):
+        super().__init__(device, **networks)
+        if not advlat_div_std >= 0 or not advlat_div_eps >= 0 or int(advlat_div_steps) != advlat_div_steps \
+                or advlat_div_steps < 0:
+            raise ValueError(f'advlat-div needs std >= 0, eps >= 0 and an integer steps >= 0, got '
+                             f'{advlat_div_std!r}, {advlat_div_eps!r}, {advlat_div_steps!r}')
+        self.advlat_div_lambda = float(advlat_div_lambda)
+        self.advlat_div_std = float(advlat_div_std)
+        self.advlat_div_eps = float(advlat_div_eps)
+        self.advlat_div_steps = int(advlat_div_steps)
+        self.advlat_div_dpair = bool(advlat_div_dpair)
+
+    def generate_pair(self, z1, z2, c, sync=False):
+        """(G(z1), G(z2)) from one batch, without mixing, with constant noise. z1, z2: [N, z_dim]."""
+        generator = latent_steps.plugin_generator(self, sync=sync, noise_mode='const')
+        images = generator(torch.cat([z1, z2]), torch.cat([c, c]))
+        return images[:z1.shape[0]], images[z1.shape[0]:]
+
+    def mine_pair(self, z1, c, start=None):
+        """The hard partner z2 [N, z_dim] of z1 (detached), G frozen.
+
+        start: z2's starting point (default z1 + N(0, std^2)); then sign descent on
+        `pair_mining_objective`, moving each element by exactly eps per step.
+        """
+        z1 = z1.detach()
+        if start is None:
+            start = z1 + self.advlat_div_std * torch.randn_like(z1)
+
+        def objective(z2):
+            img1, img2 = self.generate_pair(z1, z2, c)
+            return pair_mining_objective(img1.detach(), img2, z1, z2)
+        return latent_steps.sign_descent(start, objective, self.advlat_div_eps, self.advlat_div_steps)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        if phase in G_MAIN_PHASES:
+            self.backward_mode_seeking(gen_z, gen_c, sync=sync, gain=gain)
+        elif phase in D_MAIN_PHASES and self.advlat_div_dpair:
+            self.backward_D_pair(gen_z, gen_c, sync=sync, gain=gain)
+
+    def backward_mode_seeking(self, gen_z, gen_c, sync, gain, start=None):
+        """Add lambda_ms / (d_I / d_z + 1e-5) on a mined pair to G's gradients; returns the term (detached)."""
+        z2 = self.mine_pair(gen_z, gen_c, start=start)
+        img1, img2 = self.generate_pair(gen_z.detach(), z2, gen_c, sync=sync)
+        loss, ratio = mode_seeking_loss(img1, img2, gen_z.detach(), z2, self.advlat_div_lambda)
+        training_stats.report('Loss/advlat/div_ratio', ratio)
+        training_stats.report('Loss/advlat/div_ms', loss)
+        loss.mul(gain).backward()
+        return loss.detach()
+
+    def backward_D_pair(self, gen_z, gen_c, sync, gain, start=None):
+        """dpair: D's fake loss softplus(D(G(z2))) on the mined partners of the D step's z."""
+        z2 = self.mine_pair(gen_z, gen_c, start=start)
+        with torch.no_grad():
+            img2 = latent_steps.plugin_generator(self)(z2, gen_c)  # the D step's usual synthesis noise
+        loss = F.softplus(self.main.run_D(img2, gen_c, sync=sync))
+        training_stats.report('Loss/advlat/div_D_pair', loss)
+        loss.mean().mul(gain).backward()
+        return loss.detach()

@@ -1,0 +1,191 @@
+"""CLR-GAN (`--loss=clr`): consistent latent representation and real-image reconstruction.
+
+Reading (shared/METHODS.md): D's penultimate features, through a latent head phi, predict the z
+that made a fake; G reconstructs reals from phi(x_real) through its mapping network.
+
+- D step (Dmain/Dboth): `L_D' = L_D + lambda_latent * dist(phi(D_features(G(z))), z)`, on the
+  same D pass as the baseline's fake term. With style mixing the target is the first z (the one
+  passed to the step); the second z only feeds the layers after the mixing cutoff.
+- G step (Gmain/Gboth): `L_G' = L_G + lambda_rec * dist(G(phi(x_real)), x_real)`. phi(x_real) comes
+  from D (frozen in this phase, no gradient) on the image as D sees it (through the augment pipe,
+  as in the D step); the target is the un-augmented real image. The reconstruction runs mapping
+  then synthesis without style mixing and without updating the mapping's `w_avg` (phi(x) is not a
+  draw from the prior, and truncation must keep averaging the prior only).
+- dist: `mse` (default; mean of squares over all elements, the authors' release and the variant
+  behind the paper's StyleGAN2 results) or `l1` (per-sample sum of absolute values, batch mean,
+  the paper's Eq. 6/8).
+- phi: a StyleGAN2 discriminator whose epilogue fc width equals z_dim predicts z with the fc
+  output itself (no new parameters, as in the authors' release). Otherwise (other widths, DCGAN,
+  MLP) a linear head `clr_head` (torch.nn.Linear, features -> z_dim) is registered as an extra
+  network: trained with D by D's optimizer (it joins every phase that trains D), saved in
+  snapshots and resumed with them.
+
+Statistics: `Loss/clr/latent` (dist of the latent term, unweighted, per sample), `Loss/clr/latent_mse`
+(its mean squared error whatever `dist`), `Loss/clr/rec` (dist of the reconstruction, unweighted);
+the official `Loss/G/loss` and `Loss/D/loss` keep reporting the baseline terms only.
+"""
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from torch_utils import misc
+from torch_utils import training_stats
+from stylegan_plus.sampling import latent_steps
+
+from .base import LossOption
+from .registry import register_loss
+from .stylegan2 import StyleGAN2Loss, _report_scores
+
+DISTANCES = ('mse', 'l1')
+HEAD_NAME = 'clr_head'
+_HEAD_INIT_SEED = 0     # the head's own init seed: building it must not shift the run's random stream
+
+
+def distance(a, b, kind):
+    """Per-sample distance [N] float32 between a and b of the same shape [N, ...].
+
+    kind 'mse': mean of squared differences over each sample's elements (so the batch mean equals
+    the mean over all elements); 'l1': sum of absolute differences per sample.
+    """
+    if kind not in DISTANCES:
+        raise ValueError(f'unknown CLR distance {kind!r}; expected one of {", ".join(DISTANCES)}')
+    diff = (a.to(torch.float32) - b.to(torch.float32)).flatten(1)
+    return diff.square().mean(dim=1) if kind == 'mse' else diff.abs().sum(dim=1)
+
+
+def stylegan2_feature_width(D):
+    """Width of a StyleGAN2 discriminator's epilogue fc (its feature vector), or None for other nets."""
+    fc = getattr(getattr(D, 'b4', None), 'fc', None)
+    weight = getattr(fc, 'weight', None)
+    return None if weight is None else int(weight.shape[0])
+
+
+def feature_width(D):
+    """Width F of `D(x, c, return_features=True)[1]`: declared (`num_features`), StyleGAN2's fc, or probed.
+
+    The probe runs D once on a zero input of shape [1, img_channels, img_resolution, img_resolution]
+    in eval mode without gradients, then restores D's mode.
+    """
+    if getattr(D, 'num_features', None) is not None:
+        return int(D.num_features)
+    width = stylegan2_feature_width(D)
+    if width is not None:
+        return width
+    shape = [1, D.img_channels, D.img_resolution, D.img_resolution]
+    device = next(D.parameters()).device
+    was_training = D.training
+    try:
+        with torch.no_grad():
+            D.eval()
+            _logits, features = D(torch.zeros(shape, device=device), torch.zeros([1, D.c_dim], device=device),
+                                  return_features=True)
+    finally:
+        D.train(was_training)
+    return int(features.shape[1])
+
+
+def build_latent_head(D, z_dim):
+    """The linear head features -> z for D, or None when D's features already are the prediction.
+
+    None only for a StyleGAN2 discriminator whose fc width equals z_dim. The head is built on CPU
+    from its own seed (the caller's random stream is left untouched).
+    """
+    if stylegan2_feature_width(D) == z_dim:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_HEAD_INIT_SEED)
+        return torch.nn.Linear(feature_width(D), z_dim)
+
+
+@register_loss('clr')
+class CLRLoss(StyleGAN2Loss):
+    """CLR-GAN: D predicts the z of fakes, G reconstructs reals from D's latent (baseline + 2 terms).
+
+    See the module docstring for the exact reading. Options: --clr-lambda-latent (lambda_1),
+    --clr-lambda-rec (lambda_2), --clr-dist (mse|l1).
+    """
+    options = (
+        LossOption('--clr-lambda-latent', 5.0, type=float, metavar='FLOAT',
+                   help='CLR-GAN: weight of the latent consistency term dist(phi(G(z)), z) in the D loss'),
+        LossOption('--clr-lambda-rec', 0.5, type=float, metavar='FLOAT',
+                   help='CLR-GAN: weight of the real reconstruction term dist(G(phi(x)), x) in the G loss'),
+        LossOption('--clr-dist', 'mse', choices=DISTANCES,
+                   help='CLR-GAN distance: mse = mean squared error (authors\' code), l1 = per-sample L1 (paper)'),
+    )
+
+    def __init__(self, device,
+                 clr_lambda_latent=5.0,     # lambda_1: latent consistency on fakes, D step
+                 clr_lambda_rec=0.5,        # lambda_2: real reconstruction, G step
+                 clr_dist='mse',            # 'mse' or 'l1'
+                 **kwargs):                 # networks and baseline options
+        super().__init__(device, **kwargs)
+        if clr_dist not in DISTANCES:
+            raise ValueError(f'clr_dist={clr_dist!r} is not supported; expected one of {", ".join(DISTANCES)}')
+        self.clr_lambda_latent = float(clr_lambda_latent)
+        self.clr_lambda_rec = float(clr_lambda_rec)
+        self.clr_dist = clr_dist
+        self._sync = True   # the current round's DDP sync flag, for the head's forward
+        self.clr_head = None
+        head = build_latent_head(self.D_unwrapped, self.z_dim)
+        if head is not None:
+            self.register_network(HEAD_NAME, head.to(self.device))
+
+    def phases(self, default_phases, opt_kwargs):
+        """The baseline's phases; the latent head (if any) trains wherever D trains, with D's optimizer."""
+        phases = super().phases(default_phases, opt_kwargs)
+        if self.clr_head is None:
+            return phases
+        return [dataclasses.replace(spec, modules=(*spec.modules, HEAD_NAME)) if 'D' in spec.modules else spec
+                for spec in phases]
+
+    def predict_latent(self, features):
+        """phi: D features [N, F] -> predicted z [N, z_dim] (identity without a head)."""
+        if self.clr_head is None:
+            return features
+        with misc.ddp_sync(self.clr_head, self._sync):
+            return self.clr_head(features)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        self._sync = sync
+        do_rec = phase in ('Gmain', 'Gboth') and self.clr_lambda_rec != 0
+        # When the reconstruction follows in this round, it does the DDP sync instead.
+        super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync=(sync and not do_rec), gain=gain)
+        if do_rec:
+            self.backward_G_reconstruction(real_img, real_c, sync=sync, gain=gain)
+
+    def backward_D_fake(self, gen_z, gen_c, gain):
+        """Baseline fake term softplus(D(G(z))) plus lambda_latent * dist(phi(G(z)), z), one D pass.
+
+        Returns the baseline per-sample loss [N, 1] (detached), as the baseline does.
+        """
+        gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
+        gen_logits, gen_features = self.run_D(gen_img, gen_c, sync=False, return_features=True)
+        _report_scores('fake', gen_logits)
+        loss_fake = F.softplus(gen_logits)
+        latent = self.latent_consistency(gen_features, gen_z)
+        (loss_fake + self.clr_lambda_latent * latent.unsqueeze(1)).mean().mul(gain).backward()
+        return loss_fake.detach()
+
+    def latent_consistency(self, features, z):
+        """dist(phi(features), z) per sample [N]; reports Loss/clr/latent and Loss/clr/latent_mse."""
+        predicted = self.predict_latent(features)
+        latent = distance(predicted, z, self.clr_dist)
+        training_stats.report('Loss/clr/latent', latent)
+        latent_mse = latent if self.clr_dist == 'mse' else distance(predicted, z, 'mse')
+        training_stats.report('Loss/clr/latent_mse', latent_mse)
+        return latent
+
+    def reconstruct(self, real_img, real_c, sync):
+        """G(phi(x)) for reals x: [N, ...] like real_img. phi from the frozen D without gradient."""
+        with torch.no_grad():
+            _logits, features = self.run_D(real_img, real_c, sync=False, return_features=True)
+            latent = self.predict_latent(features)
+        return latent_steps.plugin_generator(self, sync=sync)(latent, real_c)
+
+    def backward_G_reconstruction(self, real_img, real_c, sync, gain):
+        """lambda_rec * dist(G(phi(x)), x) with x the un-augmented reals; reports Loss/clr/rec."""
+        rec = distance(self.reconstruct(real_img, real_c, sync), real_img.detach(), self.clr_dist)
+        training_stats.report('Loss/clr/rec', rec)
+        rec.mul(self.clr_lambda_rec).mean().mul(gain).backward()

@@ -1,0 +1,149 @@
+"""Latent steps: I-FGSM on z toward what the discriminator finds real (AdvLatGAN).
+
+One implementation serves every caller, so "qua+"/"div+" numbers and training use the same step:
+- training: `--loss=advlat-qua` moves the latents of D's fakes (`stylegan_plus.losses.advlat`);
+- sampling ("-z"): `generate.py --latent-steps T --latent-eps EPS`;
+- metrics: `LatentStepGenerator(G_ema, D, steps, eps, D_kwargs=discriminator_kwargs(D, device))`
+  stands in for G_ema wherever fakes are drawn as `G(z=..., c=..., **G_kwargs)` (the
+  `--latent-steps/--latent-eps` of `calc_metrics.py`; PPL, which needs G.mapping, has no -z form).
+
+One step is `z <- z - eps * sign(grad_z sum_i softplus(-D(G(z_i))))`: sign descent on the
+non-saturating generator loss. Per sample that gradient is a positive multiple of `-grad_z D(G(z))`,
+the same sign as the paper's `log(1 - D(G(z)))`, so each step raises D's logit (to first order).
+Samples only interact through D layers that mix the batch (StyleGAN2's minibatch-stddev).
+"""
+
+import torch
+import torch.nn.functional as F
+
+from torch_utils import misc
+from torch_utils.ops import conv2d_gradfix
+
+DEFAULT_SAMPLING_STEPS = 20     # AdvLatGAN-z, as in the paper's STL-10 runs
+DEFAULT_SAMPLING_EPS = 0.05
+
+
+def sign_descent(z, objective, step_size, steps):
+    """I-FGSM: `steps` times `z <- z - step_size * sign(grad_z objective(z).sum())`.
+
+    z: [N, z_dim] float tensor (left unchanged); objective: callable z -> loss tensor of any
+    shape (summed, so each sample's step only depends on its own loss terms); step_size >= 0;
+    steps >= 0. Returns the moved latents, detached, same shape/dtype/device; each element moves
+    by exactly `step_size` per step (or 0 where its gradient is exactly 0). Only z is
+    differentiated: network parameters get no `.grad`, whatever their `requires_grad`. Works
+    inside `torch.no_grad()`.
+    """
+    if steps < 0 or int(steps) != steps:
+        raise ValueError(f'latent steps must be an integer >= 0, got {steps!r}')
+    if not step_size >= 0:
+        raise ValueError(f'latent step size must be >= 0, got {step_size!r}')
+    z = z.detach()
+    # Weight gradients are never used here; the custom conv op would compute them regardless.
+    with torch.enable_grad(), conv2d_gradfix.no_weight_gradients():
+        for _ in range(int(steps)):
+            z_var = z.clone().requires_grad_(True)
+            grad, = torch.autograd.grad(objective(z_var).sum(), [z_var])
+            z = (z - step_size * grad.sign()).detach()
+    return z
+
+
+def generator_loss(logits):
+    """The non-saturating generator loss softplus(-logits): logits [N, 1] -> [N, 1], >= 0."""
+    return F.softplus(-logits)
+
+
+def realness_objective(generator, discriminator, c):
+    """objective(z) = softplus(-D(G(z, c), c)) [N, 1]: what the latent steps lower.
+
+    generator: callable (z [N, z_dim], c [N, c_dim]) -> images; discriminator: callable
+    (images, c) -> logits [N, 1]; c: [N, c_dim] labels (c_dim may be 0).
+    """
+    return lambda z: generator_loss(discriminator(generator(z, c), c))
+
+
+def mine_latents(z, c, generator, discriminator, eps=DEFAULT_SAMPLING_EPS, steps=DEFAULT_SAMPLING_STEPS):
+    """Move z by `steps` I-FGSM steps of size `eps` toward a higher D score; returns z' [N, z_dim].
+
+    z: [N, z_dim] float; c: [N, c_dim]; generator/discriminator: callables as in
+    `realness_objective` (wrap the networks with `network_callables`). ||z' - z||_inf <= steps * eps.
+    """
+    return sign_descent(z, realness_objective(generator, discriminator, c), eps, steps)
+
+
+def network_callables(G, D, augment_pipe=None, G_kwargs=None, D_kwargs=None):
+    """(generator, discriminator) callables over network modules, for `mine_latents`.
+
+    G: a whole generator, called `G(z, c, **G_kwargs)` (StyleGAN2: mapping then synthesis, so
+    e.g. `truncation_psi` and `noise_mode` apply; DCGAN/MLP ignore those); D: called
+    `D(img, c, **D_kwargs)`, after `augment_pipe(img)` when one is given.
+    """
+    G_kwargs = dict(G_kwargs or {})
+    D_kwargs = dict(D_kwargs or {})
+
+    def generator(z, c):
+        return G(z, c, **G_kwargs)
+
+    def discriminator(img, c):
+        if augment_pipe is not None:
+            img = augment_pipe(img)
+        return D(img, c, **D_kwargs)
+    return generator, discriminator
+
+
+def discriminator_kwargs(D, device):
+    """Keywords for calling a snapshot's D on `device`: {force_fp32: True} for fp16 blocks on CPU, else {}.
+
+    torch runs fp16 convolutions on CPU, but very slowly; StyleGAN2's D takes `force_fp32`.
+    """
+    init_kwargs = getattr(D, 'init_kwargs', None) or {}
+    fp16 = int(init_kwargs.get('num_fp16_res', 0) or 0) > 0
+    return dict(force_fp32=True) if fp16 and torch.device(device).type == 'cpu' else {}
+
+
+def plugin_generator(loss, sync=False, noise_mode=None):
+    """Callable (z, c) -> images: a loss plugin's generator for latents that are not prior draws.
+
+    loss: a `LossPlugin` (uses its G_mapping/G_synthesis or G, possibly DDP-wrapped). Unlike
+    `loss.run_G` there is no style mixing and the mapping's `w_avg` is not updated (moved or
+    predicted latents must not shift the truncation centre); `noise_mode` goes to the synthesis
+    network if given. sync: DDP gradient sync, for a pass whose backward reaches the weights.
+    """
+    synthesis_kwargs = {} if noise_mode is None else dict(noise_mode=noise_mode)
+
+    def generator(z, c):
+        if not loss.has_mapping:
+            with misc.ddp_sync(loss.G, sync):
+                return loss.G(z, c)
+        with misc.ddp_sync(loss.G_mapping, sync):
+            ws = loss.G_mapping(z, c, skip_w_avg_update=True)
+        with misc.ddp_sync(loss.G_synthesis, sync):
+            return loss.G_synthesis(ws, **synthesis_kwargs)
+    return generator
+
+
+class LatentStepGenerator(torch.nn.Module):
+    """A generator whose forward moves z by I-FGSM steps against D before generating ("-z" sampling).
+
+    Drop-in for `G_ema` in code that calls `G(z, c, **G_kwargs)` (the metrics): forward(z [N, z_dim],
+    c [N, c_dim], **G_kwargs) -> G(mine_latents(z, ...), c, **G_kwargs). D is called with
+    `D_kwargs` (e.g. `force_fp32=True` on CPU). `steps=0` is plain G.
+    """
+
+    def __init__(self, G, D, steps=DEFAULT_SAMPLING_STEPS, eps=DEFAULT_SAMPLING_EPS, D_kwargs=None):
+        super().__init__()
+        self.G = G
+        self.D = D
+        self.steps = int(steps)
+        self.eps = float(eps)
+        self.D_kwargs = dict(D_kwargs or {})
+        for name in ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels'):
+            if hasattr(G, name):
+                setattr(self, name, getattr(G, name))
+
+    def move_latents(self, z, c, **G_kwargs):
+        """The latents after the steps: [N, z_dim], detached."""
+        generator, discriminator = network_callables(self.G, self.D, G_kwargs=G_kwargs, D_kwargs=self.D_kwargs)
+        return mine_latents(z, c, generator, discriminator, eps=self.eps, steps=self.steps)
+
+    def forward(self, z, c, **G_kwargs):
+        return self.G(self.move_latents(z, c, **G_kwargs), c, **G_kwargs)
