@@ -14,7 +14,9 @@ Detectors (`inception-2015-12-05.pt`, `vgg16.pt`) are looked up in --detector-di
 $STYLEGAN_PLUS_DETECTOR_DIR), then in the dnnlib download cache, then downloaded from NVIDIA
 unless $STYLEGAN_PLUS_OFFLINE=1; a missing one stops the run before any work with a message
 saying where to put it. Each process seeds numpy and torch with its rank, so reruns repeat.
-Additions to the official options: --device, --detector-dir, --max-samples.
+Additions to the official options: --device, --detector-dir, --max-samples, and the AdvLatGAN "-z"
+sampling options --latent-steps/--latent-eps (fakes drawn from z moved toward a higher D score,
+the "qua+"/"div+" numbers; recorded in the result line).
 """
 
 import copy
@@ -29,6 +31,7 @@ import torch
 import dnnlib
 import legacy
 from metrics import metric_main, metric_utils
+from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import detectors
 from stylegan_plus.tools import device as devices
 from torch_utils import misc
@@ -106,7 +109,14 @@ def _metric_kwargs(args, rank, device):
     Options that change how fakes are drawn (e.g. latent refinement before synthesis) belong
     here: they wrap args.G or extend G_kwargs, and every metric picks them up.
     """
-    return dict(G=args.G, G_kwargs=dnnlib.EasyDict(), dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
+    G = args.G
+    if args.latent_steps > 0:
+        # Prepare G before wrapping, so the fp32-on-CPU rebuild still applies to the real generator.
+        D = copy.deepcopy(args.D).eval().requires_grad_(False).to(device)
+        G = latent_mining.LatentStepGenerator(devices.prepare_generator(copy.deepcopy(args.G), device), D,
+                                              steps=args.latent_steps, eps=args.latent_eps,
+                                              D_kwargs=latent_mining.discriminator_kwargs(D, device))
+    return dict(G=G, G_kwargs=dnnlib.EasyDict(), dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
                 rank=rank, device=device, max_samples=args.max_samples)
 
 
@@ -138,6 +148,8 @@ def _run_process(rank, args, temp_dir):
         progress = metric_utils.ProgressMonitor(verbose=args.verbose)
         result = metric_main.calc_metric(metric=metric, progress=progress, **_metric_kwargs(args, rank, device))
         if rank == 0:
+            if args.latent_steps > 0:
+                result.update(latent_steps=args.latent_steps, latent_eps=args.latent_eps)
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
         if rank == 0 and args.verbose:
             print()
@@ -166,7 +178,15 @@ def _run_process(rank, args, temp_dir):
               f'[default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
 @click.option('--max-samples', help='Cap every sample count at N for a quick smoke run (not comparable to the '
               'full metric; recorded in the result line)', type=click.IntRange(min=2), metavar='INT')
-def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_name, detector_dir, max_samples):
+@click.option('--latent-steps', help='AdvLatGAN-z: I-FGSM steps moving each z toward a higher D score before '
+              f'generating (needs D in the pickle); 0 = off, the flag alone = {latent_mining.DEFAULT_SAMPLING_STEPS}',
+              type=click.IntRange(min=0), default=0, show_default=True, is_flag=False,
+              flag_value=latent_mining.DEFAULT_SAMPLING_STEPS, metavar='INT')
+@click.option('--latent-eps', help='AdvLatGAN-z: step size of each latent step (l-inf, on z)',
+              type=click.FloatRange(min=0), default=latent_mining.DEFAULT_SAMPLING_EPS, show_default=True,
+              metavar='FLOAT')
+def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_name, detector_dir, max_samples,
+                 latent_steps, latent_eps):
     """Calculate quality metrics for a previous training run or a pretrained network pickle.
 
     \b
@@ -184,6 +204,11 @@ def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_n
     for metric in metrics:
         if not metric_main.is_valid_metric(metric):
             raise click.BadParameter(metric_main.unknown_metric_message(metric), param_hint='--metrics')
+    if latent_steps > 0:
+        ppl = [m for m in metrics if m.startswith('ppl')]
+        if ppl:
+            raise click.UsageError(f'--latent-steps moves z before synthesis; path-length metrics ({", ".join(ppl)}) '
+                                   'interpolate in z/w themselves and cannot use it. Run them without --latent-steps.')
     device = _devices(device_name, num_gpus)
     detectors.set_detector_dir(detector_dir)
     try:
@@ -195,7 +220,11 @@ def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_n
         print(f'Loading network from "{network_pkl}"...')
     snapshot = _load_snapshot(network_pkl, verbose)
     args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, num_gpus=num_gpus, verbose=verbose,
-                           device=device, max_samples=max_samples, G=snapshot['G_ema'], run_dir=None)
+                           device=device, max_samples=max_samples, G=snapshot['G_ema'], run_dir=None,
+                           D=snapshot.get('D'), latent_steps=latent_steps, latent_eps=latent_eps)
+    if latent_steps > 0 and args.D is None:
+        raise click.BadParameter(f'{network_pkl!r} has no discriminator "D", which --latent-steps needs',
+                                 param_hint='--network')
     args.dataset_kwargs = _dataset_kwargs(snapshot, args.G, data, mirror)
     if verbose:
         print('Dataset options:')

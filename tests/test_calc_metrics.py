@@ -128,3 +128,28 @@ def test_metric_listing():
     result = CliRunner().invoke(calc_metrics.calc_metrics, ['--metrics=help'])
     assert result.exit_code == 0
     assert 'pr50k3_full' in result.output and 'Inception Score' in result.output
+
+
+def test_latent_steps_sampling_changes_the_metric_and_is_recorded(workspace, tmp_path):
+    """AdvLatGAN -z: the fakes come from moved z, so FID differs from plain sampling; the line says so."""
+    common = ['--metrics=fid50k_full', f'--data={workspace["data"]}', f'--detector-dir={workspace["det_dir"]}',
+              '--max-samples=10', '--device=cpu']
+    pkl = write_pickle(make_snapshot(resolution=16), tmp_path / 'alone.pkl')  # no run dir: printed only
+    lines = []
+    for extra in ([], ['--latent-steps=5', '--latent-eps=0.5']):
+        proc = subprocess.run([sys.executable, 'calc_metrics.py', f'--network={pkl}', *common, *extra], cwd=REPO,
+                              env=dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / 'cache'), OMP_NUM_THREADS='1',
+                                       **{detectors.OFFLINE_ENV: '1'}),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines.append(json.loads(next(l for l in proc.stdout.splitlines() if l.startswith('{"results"'))))
+    plain, moved = lines
+    assert 'latent_steps' not in plain
+    assert moved['latent_steps'] == 5 and moved['latent_eps'] == 0.5
+    assert moved['results']['fid50k_full'] != plain['results']['fid50k_full']
+
+
+def test_latent_steps_refuses_path_length_metrics(workspace):
+    proc = run_cli(workspace, '--metrics=ppl2_wend', '--latent-steps=3', '--device=cpu')
+    assert proc.returncode == 2
+    assert 'ppl2_wend' in proc.stderr and '--latent-steps' in proc.stderr
