@@ -1,0 +1,254 @@
+"""Dist-GAN (`--loss=dist`): an autoencoder (E, G) with distance constraints, reconstructions as reals.
+
+Reading (shared/METHODS.md, paper 003):
+
+- E: D's architecture, unconditional, output `z_dim` (`stylegan_plus.networks.encoders`), trained
+  with G as an autoencoder. Extra network `E` (snapshots, resume).
+- Order per iteration: AE step (phase `AEmain`, E and G, its own Adam with G's settings), D step,
+  G step. Lazy regularisation phases (Greg: path length, Dreg: R1) stay as in the baseline.
+- AE step: `L_R + lambda_r * L_W` with
+  `L_R = ||Phi(x) - Phi(G(E(x)))||^2` (per-sample sum of squares, batch mean) and
+  `L_W = (M(Phi(G(E(x)))) - M(Phi(G(z))) - lambda_w * (M(E(x)) - M(z)))^2`, M the mean over the
+  batch and all dimensions, `lambda_w = sqrt(d_z / d_Phi)`. Phi is D's penultimate feature
+  vector (D frozen); x and G(E(x)) go through the augment pipe with the *same* random draws, so
+  their features compare the same view. For 2-D point data Phi is the identity. lambda_r = 1
+  (`--dist-lambda-r`; 0.1 with `--cfg=toy`).
+- D step: the baseline terms `softplus(-D(x)) + softplus(D(G(z)))`, plus reconstructions counted
+  as real, `w * softplus(-D(G(E(x))))` with w = `--dist-recon-weight` (default 0.05, the
+  authors' image code; the paper implies 1), plus the WGAN-GP penalty
+  `lambda_p * (||grad_xhat D(xhat)||_2 - 1)^2` at `xhat = eps x + (1 - eps) G(z)`, eps ~ U[0, 1]
+  per sample, labels of the reals (`--dist-gp`, default 1; 0.1 with `--cfg=toy`). The paper
+  prints the norm squared inside the penalty; it cites WGAN-GP, whose penalty uses the norm, and
+  that is what is used here. R1 (`--gamma`) is kept as in the baseline; `--gamma=0` drops it.
+- G step: the discriminator-score distance `|mean sigmoid(D(x)) - mean sigmoid(D(G(z)))|` replaces
+  the non-saturating loss.
+
+Statistics: `Loss/dist/rec` (L_R per sample), `Loss/dist/latent_reg` (L_W), `Loss/dist/recon_real`
+(the unweighted D term on reconstructions), `Loss/dist/gp` (penalty per sample, unweighted),
+`Loss/G/loss` (the score distance), plus the baseline's `Loss/D/loss`, `Loss/scores/*`,
+`Loss/signs/*` (ADA reads `Loss/signs/real`).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import dnnlib
+from torch_utils import misc
+from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+
+from stylegan_plus.networks.encoders import build_encoder
+from stylegan_plus.sampling.latent_steps import plugin_generator
+
+from .base import LossOption
+from .phases import PhaseSpec
+from .registry import register_loss
+from .stylegan2 import StyleGAN2Loss, _report_scores
+
+ENCODER_SEED = 0    # the encoder's own init seed: building it leaves the run's random stream alone
+
+#----------------------------------------------------------------------------
+# Loss terms as functions of tensors (hand-checked in tests/test_loss_dist.py).
+
+def ae_terms(phi_real, phi_rec, phi_fake, z_enc, z):
+    """The AE step's two terms.
+
+    phi_real, phi_rec: [N, ...] features of x and G(E(x)); phi_fake: [M, ...] features of G(z);
+    z_enc [N, d_z] = E(x), z [M, d_z] the prior draws. Returns (L_R [N] = per-sample sum of
+    squared feature differences, L_W scalar = (M(phi_rec) - M(phi_fake) - lambda_w (M(z_enc) -
+    M(z)))^2 with lambda_w = sqrt(d_z / d_phi)), float32.
+    """
+    phi_real, phi_rec, phi_fake = (t.to(torch.float32).flatten(1) for t in (phi_real, phi_rec, phi_fake))
+    rec = (phi_real - phi_rec).square().sum(dim=1)
+    lambda_w = math.sqrt(z.shape[1] / phi_rec.shape[1])
+    data_gap = phi_rec.mean() - phi_fake.mean()
+    latent_gap = z_enc.to(torch.float32).mean() - z.to(torch.float32).mean()
+    return rec, (data_gap - lambda_w * latent_gap).square()
+
+
+def score_distance(real_logits, fake_logits):
+    """|mean sigmoid(real_logits) - mean sigmoid(fake_logits)|: scalar float32 (the Dist-GAN G loss)."""
+    return (torch.sigmoid(real_logits).mean() - torch.sigmoid(fake_logits).mean()).abs()
+
+
+def gradient_penalty(grads):
+    """(||g||_2 - 1)^2 per sample: grads [N, ...] -> [N] float32 (the WGAN-GP penalty)."""
+    norms = (grads.to(torch.float32).flatten(1).square().sum(dim=1) + 1e-12).sqrt()
+    return (norms - 1).square()
+
+
+def interpolate(real, fake, eps):
+    """eps * real + (1 - eps) * fake, eps [N] in [0, 1] broadcast over the other dimensions."""
+    eps = eps.reshape([-1] + [1] * (real.ndim - 1)).to(real.dtype)
+    return real * eps + fake * (1 - eps)
+
+#----------------------------------------------------------------------------
+# Helpers shared with the other encoder-based plugins (LOGAN-B).
+
+def is_point_data(img):
+    """True for 2-D point batches ([N, C] without spatial dimensions)."""
+    return img.ndim == 2
+
+
+def augment_pair(augment_pipe, a, b):
+    """Augment a and b (same shape) with identical random draws; without a pipe, return them as is."""
+    if augment_pipe is None:
+        return a, b
+    devices = [a.device] if a.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devices):
+        a = augment_pipe(a)
+    return a, augment_pipe(b)    # the draws of `a` again, then the stream moves on once
+
+
+def extra_opt_kwargs(opt_kwargs):
+    """Optimizer kwargs for an extra phase, from the configured G kwargs (EasyDict copy).
+
+    Betas become floats: the presets write `betas=[0, 0.99]`, which torch's Adam refuses as a
+    mix of int and float (the lazy-regularisation adjustment converts them for G and D only).
+    """
+    kwargs = dnnlib.EasyDict(opt_kwargs)
+    if 'betas' in kwargs:
+        kwargs.betas = [float(beta) for beta in kwargs.betas]
+    return kwargs
+
+
+def run_encoder(loss, img, sync):
+    """E(img) through the plugin's (possibly DDP-wrapped) encoder `loss.E`: [N, z_dim] float32."""
+    with misc.ddp_sync(loss.E, sync):
+        return loss.E(img)
+
+#----------------------------------------------------------------------------
+
+@register_loss('dist')
+class DistGANLoss(StyleGAN2Loss):
+    """Dist-GAN: autoencoder step with latent-data distance, reconstructions as reals, GP, score-distance G loss.
+
+    See the module docstring for the exact reading. Extra network: `E`. Phases: AEmain, then D's,
+    then G's.
+    """
+    options = (
+        LossOption('--dist-lambda-r', 1.0, type=float, metavar='FLOAT',
+                   help='Dist-GAN: weight lambda_r of the latent-data distance in the AE step (--cfg=toy: 0.1)'),
+        LossOption('--dist-recon-weight', 0.05, type=float, metavar='FLOAT',
+                   help='Dist-GAN: weight of reconstructions G(E(x)) counted as real in the D loss '
+                        '(authors\' image code: 0.05; the paper implies 1)'),
+        LossOption('--dist-gp', 1.0, type=float, metavar='FLOAT',
+                   help='Dist-GAN: gradient-penalty weight lambda_p at real/fake interpolates (--cfg=toy: 0.1)'),
+    )
+
+    def __init__(self, device,
+                 dist_lambda_r=1.0,         # lambda_r: latent-data distance term of the AE step
+                 dist_recon_weight=0.05,    # weight of D's "reconstruction is real" term
+                 dist_gp=1.0,               # lambda_p: WGAN-GP penalty weight
+                 **kwargs):                 # networks and baseline options
+        super().__init__(device, **kwargs)
+        for name, value in [('dist_lambda_r', dist_lambda_r), ('dist_recon_weight', dist_recon_weight),
+                            ('dist_gp', dist_gp)]:
+            if not value >= 0:
+                raise ValueError(f'{name}={value!r} must be a number >= 0')
+        self.dist_lambda_r = float(dist_lambda_r)
+        self.dist_recon_weight = float(dist_recon_weight)
+        self.dist_gp = float(dist_gp)
+        self.register_network('E', build_encoder(self.D_unwrapped, self.z_dim, seed=ENCODER_SEED).to(self.device))
+
+    @classmethod
+    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        # The paper's 2-D settings.
+        if cfg == 'toy':
+            for key in ('dist_lambda_r', 'dist_gp'):
+                if key not in given:
+                    loss_kwargs[key] = 0.1
+
+    def phases(self, default_phases, opt_kwargs):
+        """AEmain (E and G, own optimizer with G's settings), then the D phases, then the G phases."""
+        ae_phase = PhaseSpec('AEmain', modules=('E', 'G'), opt='AE', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
+        d_phases = [spec for spec in default_phases if 'D' in spec.modules]
+        g_phases = [spec for spec in default_phases if 'D' not in spec.modules]
+        return [ae_phase] + d_phases + g_phases
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        if phase == 'AEmain':
+            self.backward_AE(real_img, real_c, gen_z, gen_c, sync=sync, gain=gain)
+        elif phase in ('Gmain', 'Gboth'):
+            do_pl = phase == 'Gboth' and self.pl_weight != 0
+            self.backward_G_score_distance(real_img, real_c, gen_z, gen_c, sync=(sync and not do_pl), gain=gain)
+            if do_pl:
+                self.backward_G_path_length(gen_z, gen_c, sync=sync, gain=gain)
+        elif phase in ('Dmain', 'Dboth'):
+            self.backward_D_dist(real_img, real_c, gen_z, gen_c, sync=sync, gain=gain,
+                                 with_r1=(phase == 'Dboth' and self.r1_gamma != 0))
+        else:
+            super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+
+    # --- AE step ----------------------------------------------------------------------------------
+
+    def features(self, img, c):
+        """Phi(img) [N, F]: D's penultimate features of an (already augmented) batch; identity for points."""
+        if is_point_data(img):
+            return img
+        with misc.ddp_sync(self.D, False):
+            _logits, features = self.D(img, c, return_features=True)
+        return features
+
+    def backward_AE(self, real_img, real_c, gen_z, gen_c, sync, gain):
+        """L_R + lambda_r * L_W, gradients into E and G (D frozen)."""
+        z_enc = run_encoder(self, real_img, sync=sync)
+        rec_img = plugin_generator(self, sync=False)(z_enc, real_c)
+        gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync, mixing=False)
+        real_view, rec_view = real_img.detach(), rec_img
+        gen_view = gen_img
+        if not is_point_data(real_img) and self.augment_pipe is not None:
+            real_view, rec_view = augment_pair(self.augment_pipe, real_view, rec_view)
+            gen_view = self.augment_pipe(gen_view)
+        rec, latent_reg = ae_terms(self.features(real_view, real_c), self.features(rec_view, real_c),
+                                   self.features(gen_view, gen_c), z_enc, gen_z)
+        training_stats.report('Loss/dist/rec', rec)
+        training_stats.report('Loss/dist/latent_reg', latent_reg)
+        (rec.mean() + self.dist_lambda_r * latent_reg).mul(gain).backward()
+
+    # --- D step -----------------------------------------------------------------------------------
+
+    def backward_D_dist(self, real_img, real_c, gen_z, gen_c, sync, gain, with_r1):
+        """Fakes, reconstructions as reals, gradient penalty, then reals (+ R1 for Dboth)."""
+        with torch.no_grad():
+            gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
+            rec_img = plugin_generator(self, sync=False)(run_encoder(self, real_img, sync=False), real_c)
+        gen_logits = self.run_D(gen_img, gen_c, sync=False)
+        _report_scores('fake', gen_logits)
+        loss_fake = F.softplus(gen_logits)
+        rec_logits = self.run_D(rec_img, real_c, sync=False)
+        loss_rec = F.softplus(-rec_logits)
+        training_stats.report('Loss/dist/recon_real', loss_rec)
+        total = loss_fake + self.dist_recon_weight * loss_rec
+        if self.dist_gp != 0:
+            penalty = self.penalty_at_interpolates(real_img, real_c, gen_img)
+            training_stats.report('Loss/dist/gp', penalty)
+            total = total + self.dist_gp * penalty.unsqueeze(1)
+        total.mean().mul(gain).backward()
+        self.backward_D_real(real_img, real_c, sync=sync, gain=gain, loss_fake=loss_fake.detach(), with_r1=with_r1)
+
+    def penalty_at_interpolates(self, real_img, real_c, gen_img):
+        """(||grad D(xhat)||_2 - 1)^2 per sample [N], xhat between reals and fakes (through the augment pipe)."""
+        eps = torch.rand([real_img.shape[0]], device=real_img.device)
+        mixed = interpolate(real_img.detach(), gen_img.detach(), eps).requires_grad_(True)
+        logits = self.run_D(mixed, real_c, sync=False)
+        with conv2d_gradfix.no_weight_gradients():
+            grads = torch.autograd.grad(outputs=[logits.sum()], inputs=[mixed], create_graph=True)[0]
+        return gradient_penalty(grads)
+
+    # --- G step -----------------------------------------------------------------------------------
+
+    def backward_G_score_distance(self, real_img, real_c, gen_z, gen_c, sync, gain):
+        """|mean sigmoid(D(x)) - mean sigmoid(D(G(z)))| into G (D frozen)."""
+        with torch.no_grad():
+            real_logits = self.run_D(real_img, real_c, sync=False)
+        gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync)
+        gen_logits = self.run_D(gen_img, gen_c, sync=False)
+        _report_scores('fake', gen_logits)
+        loss = score_distance(real_logits, gen_logits)
+        training_stats.report('Loss/G/loss', loss)
+        loss.mul(gain).backward()
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,383 @@
+"""Dist-GAN (`--loss=dist`): every term on a hand-computed case, phases, options, and train.py runs.
+
+Hand case (shared with test_loss_loganb/test_loss_rf): 2-D points, z_dim 1, MLPs with one hidden
+unit whose pre-activations stay positive, so the leaky ReLUs are the identity:
+G(z) = (z + 1) * [1, 2], D(x) = x1 + x2 (features: the same value), E(x) = (x1 + x2) / 2.
+Reals x = [[1, 1], [0, 1]], latents z = [[0], [1]]: E(x) = [1, 0.5], G(E(x)) = [[2, 4], [1.5, 3]],
+G(z) = [[1, 2], [2, 4]]; D(x) = [2, 1], D(G(z)) = [3, 6], D(G(E(x))) = [6, 4.5].
+
+Also home of the helpers the three plugin test files share: the tiny nets, a stats recorder, and
+`train_run`, which runs `train.py` as a user does, each run in its own process forked from a
+fresh fork server that has imported torch and train.py once (so a run costs seconds, not the
+interpreter start-up).
+"""
+
+import json
+import math
+import multiprocessing
+import pickle
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+import dnnlib
+import generate
+import legacy
+from stylegan_plus.losses import dist as dist_module
+from stylegan_plus.losses.dist import DistGANLoss
+from stylegan_plus.losses.phases import default_phases
+from stylegan_plus.networks import mlp
+from stylegan_plus.training.augment import AugmentPipe
+from stylegan_plus.training.toy_data import save_toy_points
+from torch_utils import training_stats
+
+REAL = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+Z = torch.tensor([[0.0], [1.0]])
+ENCODER = {'net.body.0.weight': [[0.5, 0.5]], 'net.body.0.bias': [0.0], 'net.out.weight': [[1.0]],
+           'net.out.bias': [0.0]}
+OFFICIAL_KEYS = ['training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe']
+ADAM = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=0.001, betas=[0, 0.99])
+
+#----------------------------------------------------------------------------
+# Shared helpers: fixed-weight networks, statistics, phases.
+
+def set_params(module, values):
+    """Copy `values` (name -> nested list) into the parameters of `module`; every parameter must be named."""
+    params = dict(module.named_parameters())
+    assert set(values) == set(params), f'set {sorted(values)}, module has {sorted(params)}'
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(torch.tensor(value))
+
+
+def tiny_nets():
+    """(G, D): the hand case's MLPs (z_dim 1, one hidden unit), frozen as the loop leaves them."""
+    G = mlp.Generator(z_dim=1, c_dim=0, hidden_features=[1])
+    D = mlp.Discriminator(c_dim=0, hidden_features=[1])
+    set_params(G, {'body.0.weight': [[1.0]], 'body.0.bias': [1.0], 'out.weight': [[1.0], [2.0]], 'out.bias': [0.0, 0.0]})
+    set_params(D, {'body.0.weight': [[1.0, 1.0]], 'body.0.bias': [0.0], 'out.weight': [[1.0]], 'out.bias': [0.0]})
+    return G.requires_grad_(False), D.requires_grad_(False)
+
+
+def softplus(values):
+    return [math.log1p(math.exp(v)) for v in values]
+
+
+def sigmoid(v):
+    return 1 / (1 + math.exp(-v))
+
+
+class StatsRecorder:
+    """Records every `training_stats.report(name, value)` as flat lists of floats."""
+
+    def __init__(self, monkeypatch):
+        self.values = {}
+        monkeypatch.setattr(training_stats, 'report', self._report)
+
+    def _report(self, name, value):
+        self.values.setdefault(name, []).extend(torch.as_tensor(value).detach().reshape(-1).tolist())
+        return value
+
+    def __getitem__(self, name):
+        return self.values[name]
+
+
+def step(loss, phase, trained, real=REAL, z=Z):
+    """One accumulation round of `phase`, only `trained` requiring grad (as the loop does); clears grads first."""
+    for module in trained:
+        for param in module.parameters():
+            param.grad = None
+        module.requires_grad_(True)
+    c = torch.zeros([real.shape[0], 0])
+    loss.accumulate_gradients(phase, real, c, z, torch.zeros([z.shape[0], 0]), sync=True, gain=1)
+    for module in trained:
+        module.requires_grad_(False)
+
+
+def grads_of(module):
+    return {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
+
+
+def approx(values, rel=1e-5, abs=1e-6): # pylint: disable=redefined-builtin
+    return pytest.approx(values, rel=rel, abs=abs)
+
+#----------------------------------------------------------------------------
+# Shared helpers: train.py runs and their outputs.
+
+FAST = ['--device=cpu', '--metrics=none', '--workers=1']
+SMALL_CONV = ['--cbase=256', '--cmax=32']
+
+
+def _train_child(argv):
+    # A fresh process per run (forked from the fork server): one thread, and DataLoader workers
+    # forked as well instead of spawned, to keep start-up short.
+    torch.set_num_threads(1)
+    torch.multiprocessing.set_start_method = lambda *args, **kwargs: None
+    import train # pylint: disable=import-outside-toplevel
+    train.build_command(argv).main(args=argv, standalone_mode=False)
+
+
+def train_run(outdir, *args):
+    """Run `train.py --outdir=outdir *args` (plus FAST) in its own process; returns the new run folder."""
+    outdir = Path(outdir)
+    before = set(outdir.glob('*')) if outdir.exists() else set()
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload(['torch', 'torch._dynamo', 'train', __name__])
+    proc = ctx.Process(target=_train_child, args=([f'--outdir={outdir}', *FAST, *args],))
+    proc.start()
+    proc.join(timeout=300)
+    new = sorted(set(outdir.glob('*')) - before)
+    log = (new[0] / 'log.txt').read_text() if new and (new[0] / 'log.txt').exists() else ''
+    assert proc.exitcode == 0, f'train.py {" ".join(args)} failed ({proc.exitcode}):\n{log[-3000:]}'
+    assert len(new) == 1
+    return new[0]
+
+
+@pytest.fixture(scope='session')
+def datasets(tmp_path_factory):
+    """{'images': folder of 8 RGB 16x16 PNGs, 'points': ring8 .npy}."""
+    root = tmp_path_factory.mktemp('data')
+    rng = np.random.RandomState(0)
+    (root / 'images').mkdir()
+    for idx in range(8):
+        PIL.Image.fromarray(rng.randint(0, 256, size=(16, 16, 3), dtype=np.uint8)).save(root / 'images' / f'{idx}.png')
+    save_toy_points(str(root / 'ring.npy'), 'ring8', std=0.05, points_per_mode=4)
+    return dict(images=str(root / 'images'), points=str(root / 'ring.npy'))
+
+
+def snapshot(run_dir):
+    (path,) = Path(run_dir).glob('network-snapshot-*.pkl')
+    return path
+
+
+def options(run_dir):
+    return json.loads((Path(run_dir) / 'training_options.json').read_text())
+
+
+def stat_names(run_dir):
+    names = set()
+    for line in (Path(run_dir) / 'stats.jsonl').read_text().splitlines():
+        names.update(json.loads(line))
+    return names
+
+
+class RecordingUnpickler(pickle.Unpickler):
+    """Records the module of every global a pickle references."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.modules = set()
+
+    def find_class(self, module, name):
+        self.modules.add(module)
+        return super().find_class(module, name)
+
+
+def check_snapshot(path, extra_keys):
+    """The snapshot has the official keys first, then `extra_keys`; legacy loads it; it needs no fork module."""
+    with open(path, 'rb') as f:
+        unpickler = RecordingUnpickler(f)
+        data = unpickler.load()
+    assert list(data) == OFFICIAL_KEYS + list(extra_keys)
+    assert not [m for m in unpickler.modules if m.split('.')[0] in ('stylegan_plus', 'tests')]
+    with open(path, 'rb') as f:
+        loaded = legacy.load_network_pkl(f)
+    for key in ('G', 'D', 'G_ema', *extra_keys):
+        assert isinstance(loaded[key], torch.nn.Module)
+        assert not any(p.requires_grad for p in loaded[key].parameters())
+    return data
+
+
+def assert_same_state(path_a, path_b, keys):
+    """Networks `keys` of two snapshots have bit-identical parameters and buffers."""
+    with open(path_a, 'rb') as fa, open(path_b, 'rb') as fb:
+        a, b = pickle.load(fa), pickle.load(fb)
+    for key in keys:
+        sa, sb = a[key].state_dict(), b[key].state_dict()
+        assert list(sa) == list(sb)
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), f'{key}.{name} differs'
+
+
+def check_resume_is_exact(tmp_path, args, keys):
+    """A run of 4 iterations equals one of 2 iterations resumed for 2 more (args: with --batch=4)."""
+    full = train_run(tmp_path / 'full', *args, '--nimg=16')
+    half = train_run(tmp_path / 'half', *args, '--nimg=8')
+    resumed = train_run(tmp_path / 'resumed', *args, '--nimg=16', f'--resume={snapshot(half)}')
+    assert_same_state(snapshot(full), snapshot(resumed), keys)
+    with pytest.raises(AssertionError, match='differs'):
+        assert_same_state(snapshot(full), snapshot(half), keys)     # not vacuous: training moved them
+    return full, half, resumed
+
+
+def check_generate(pkl, outdir):
+    """generate.py renders 16x16 RGB images from the snapshot's G_ema."""
+    result = CliRunner().invoke(generate.generate_images, [f'--network={pkl}', '--seeds=0-1', f'--outdir={outdir}',
+                                                           '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    image = PIL.Image.open(Path(outdir) / 'seed0001.png')
+    assert (image.size, image.mode) == ((16, 16), 'RGB')
+
+#----------------------------------------------------------------------------
+# Loss terms as functions.
+
+def test_ae_terms_by_hand():
+    phi_real = torch.tensor([[1.0, 2.0, 0.0, 1.0]])
+    phi_rec = torch.tensor([[0.0, 2.0, 1.0, 3.0]])
+    phi_fake = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 2.0]])
+    rec, reg = dist_module.ae_terms(phi_real, phi_rec, phi_fake, torch.tensor([[0.5]]), torch.tensor([[1.0], [0.0]]))
+    assert rec.tolist() == approx([1 + 0 + 1 + 4])
+    # M(phi_rec) = 1.5, M(phi_fake) = 0.75, M(E(x)) = 0.5, M(z) = 0.5, lambda_w = sqrt(1 / 4).
+    assert float(reg) == approx((1.5 - 0.75 - 0.5 * 0.0) ** 2)
+    _rec, reg = dist_module.ae_terms(phi_real, phi_rec, phi_fake, torch.tensor([[2.5]]), torch.tensor([[1.0], [0.0]]))
+    assert float(reg) == approx((0.75 - 0.5 * 2.0) ** 2)
+
+
+def test_score_distance_gradient_penalty_interpolate():
+    assert float(dist_module.score_distance(torch.tensor([[0.0], [2.0]]), torch.tensor([[-1.0]]))) == \
+        approx(abs((0.5 + sigmoid(2)) / 2 - sigmoid(-1)))
+    grads = torch.tensor([[3.0, 4.0], [0.0, 0.5]])
+    assert dist_module.gradient_penalty(grads).tolist() == approx([16.0, 0.25])
+    mixed = dist_module.interpolate(torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([0.25, 1.0]))
+    assert mixed[:, 0, 0, 0].tolist() == [0.25, 1.0]
+
+
+def test_augment_pair_uses_the_same_draws():
+    torch.manual_seed(0)
+    pipe = AugmentPipe(xflip=1, rotate90=1, xint=1, brightness=1, contrast=1)
+    pipe.p.copy_(torch.tensor(0.8))
+    x = torch.randn(6, 3, 8, 8)
+    a, b = dist_module.augment_pair(pipe, x, x.clone())
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    c, _d = dist_module.augment_pair(pipe, x, x)
+    assert not torch.equal(a, c)    # the stream moved on
+    assert dist_module.augment_pair(None, x, x + 1)[1].equal(x + 1)
+
+#----------------------------------------------------------------------------
+# The plugin on the hand case.
+
+def hand_loss(**kwargs):
+    G, D = tiny_nets()
+    loss = DistGANLoss('cpu', G=G, D=D, augment_pipe=None, r1_gamma=0, pl_weight=0, style_mixing_prob=0, **kwargs)
+    set_params(loss.E, ENCODER)
+    loss.E.requires_grad_(False)
+    return loss, G, D
+
+
+def test_ae_step_by_hand(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    loss, G, D = hand_loss(dist_lambda_r=0.5)
+    step(loss, 'AEmain', [loss.E, G])
+    lambda_w = math.sqrt(1 / 2)                 # d_z = 1, Phi = identity on 2-D points
+    latent_gap = 0.375 - lambda_w * 0.25        # M(G(E(x))) - M(G(z)) = 2.625 - 2.25; M(E(x)) - M(z) = 0.25
+    assert stats['Loss/dist/rec'] == approx([1 + 9, 2.25 + 4])
+    assert stats['Loss/dist/latent_reg'] == approx([latent_gap ** 2])
+    # d/d(G's output bias): the reconstruction term only (the bias cancels in M(G(E(x))) - M(G(z))).
+    assert G.out.bias.grad.tolist() == approx([2.5, 5.0])
+    # d/d(E's output bias): mean of 2 (rec - x) . [1, 2], plus lambda_r * 2 * gap * (1.5 - lambda_w).
+    assert float(loss.E.net.out.bias.grad) == approx(12.5 + 0.5 * 2 * latent_gap * (1.5 - lambda_w))
+    assert not grads_of(D)
+
+
+def test_d_step_by_hand(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    loss, G, D = hand_loss(dist_recon_weight=0.25, dist_gp=2.0)
+    step(loss, 'Dboth', [D])
+    real, fake, rec = [2.0, 1.0], [3.0, 6.0], [6.0, 4.5]
+    gp = (math.sqrt(2) - 1) ** 2                # grad_x D = [1, 1] everywhere on the segments
+    assert stats['Loss/dist/recon_real'] == approx(softplus([-v for v in rec]))
+    assert stats['Loss/dist/gp'] == approx([gp, gp])
+    assert stats['Loss/D/loss'] == approx([a + b for a, b in zip(softplus(fake), softplus([-v for v in real]))])
+    assert stats['Loss/scores/real'] == approx(real) and stats['Loss/signs/real'] == [1.0, 1.0]
+    # D's output layer: logit = v h + u (h = logit here); the penalty (v sqrt2 - 1)^2 depends on v only.
+    bias_grad = np.mean([sigmoid(f) - sigmoid(-r) - 0.25 * sigmoid(-c) for f, r, c in zip(fake, real, rec)])
+    weight_grad = np.mean([sigmoid(f) * f - sigmoid(-r) * r - 0.25 * sigmoid(-c) * c
+                           for f, r, c in zip(fake, real, rec)]) + 2.0 * 2 * (math.sqrt(2) - 1) * math.sqrt(2)
+    assert float(D.out.bias.grad) == approx(bias_grad)
+    assert float(D.out.weight.grad) == approx(weight_grad)
+    assert not grads_of(G) and not grads_of(loss.E)
+
+
+def test_r1_is_kept_with_gamma(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    G, D = tiny_nets()
+    loss = DistGANLoss('cpu', G=G, D=D, r1_gamma=4.0, pl_weight=0, style_mixing_prob=0)
+    step(loss, 'Dreg', [D])
+    assert stats['Loss/r1_penalty'] == approx([2.0, 2.0]) and stats['Loss/D/reg'] == approx([4.0, 4.0])
+
+
+def test_g_step_by_hand(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    loss, G, D = hand_loss()
+    step(loss, 'Gboth', [G])
+    mean_real, mean_fake = (sigmoid(2) + sigmoid(1)) / 2, (sigmoid(3) + sigmoid(6)) / 2
+    assert stats['Loss/G/loss'] == approx([abs(mean_real - mean_fake)])
+    # Here the fakes score higher than the reals, so G pulls their scores down: the gradient of
+    # +mean sigmoid(D(G(z))) w.r.t. G's output bias (dD/db = [1, 1]).
+    assert mean_fake > mean_real
+    expected = np.mean([sigmoid(s) * (1 - sigmoid(s)) for s in (3.0, 6.0)])
+    assert G.out.bias.grad.tolist() == approx([expected, expected])
+    assert not grads_of(D) and not grads_of(loss.E)
+
+
+def test_image_features_and_phases():
+    """On images Phi is D's penultimate feature vector; the order is AE, D phases, G phases."""
+    torch.manual_seed(0)
+    from stylegan_plus.networks import dcgan # pylint: disable=import-outside-toplevel
+    G = dcgan.Generator(z_dim=4, c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    D = dcgan.Discriminator(c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    loss = DistGANLoss('cpu', G=G, D=D, r1_gamma=1, pl_weight=0, style_mixing_prob=0)
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(loss.features(x, None), D(x, None, return_features=True)[1])
+    assert loss.E(x).shape == (3, 4)
+    names = [spec.name for spec in loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))]
+    assert names == ['AEmain', 'Dmain', 'Dreg', 'Gmain', 'Greg']
+    ae_phase = loss.phases(default_phases(ADAM, ADAM, None, None), dnnlib.EasyDict(G=ADAM, D=ADAM))[0]
+    assert (ae_phase.modules, ae_phase.opt, ae_phase.opt_kwargs.betas) == (('E', 'G'), 'AE', [0.0, 0.99])
+
+
+def test_toy_defaults_and_bad_values():
+    args = dnnlib.EasyDict()
+    kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
+    DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_gp'}))
+    assert kwargs == dict(dist_lambda_r=0.1, dist_recon_weight=0.05, dist_gp=1.0)
+    G, D = tiny_nets()
+    with pytest.raises(ValueError, match='dist_gp=-1'):
+        DistGANLoss('cpu', G=G, D=D, dist_gp=-1)
+
+#----------------------------------------------------------------------------
+# train.py runs.
+
+def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
+    run = train_run(tmp_path / 'runs', f'--data={datasets["images"]}', '--loss=dist', *SMALL_CONV, '--batch=4',
+                    '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
+    kwargs = options(run)['loss_kwargs']
+    assert kwargs['class_name'] == 'stylegan_plus.losses.dist.DistGANLoss'
+    assert (kwargs['dist_lambda_r'], kwargs['dist_recon_weight'], kwargs['dist_gp']) == (1.0, 0.05, 1.0)
+    assert {'Loss/dist/rec', 'Loss/dist/latent_reg', 'Loss/dist/gp', 'Loss/dist/recon_real', 'Loss/G/loss',
+            'Timing/AEmain'} <= stat_names(run)
+    data = check_snapshot(snapshot(run), ['E'])
+    assert data['augment_pipe'] is not None
+    check_generate(snapshot(run), tmp_path / 'images')
+
+
+def test_train_dcgan_resume_is_exact(datasets, tmp_path):
+    args = [f'--data={datasets["images"]}', '--cfg=dcgan', '--loss=dist', *SMALL_CONV, '--batch=4', '--aug=ada',
+            '--augpipe=color', '--kimg-per-tick=0.008', '--dist-recon-weight=0.5']
+    full, _half, resumed = check_resume_is_exact(tmp_path, args, ['G', 'D', 'G_ema', 'E', 'augment_pipe'])
+    assert options(resumed)['loss_kwargs']['dist_recon_weight'] == 0.5
+    check_snapshot(snapshot(full), ['E'])
+
+
+def test_train_toy(datasets, tmp_path):
+    run = train_run(tmp_path / 'runs', f'--data={datasets["points"]}', '--cfg=toy', '--loss=dist', '--batch=8',
+                    '--nimg=16', '--dist-gp=0.5')
+    kwargs = options(run)['loss_kwargs']
+    assert (kwargs['dist_lambda_r'], kwargs['dist_gp']) == (0.1, 0.5)
+    data = check_snapshot(snapshot(run), ['E'])
+    assert data['E'](torch.zeros(3, 2)).shape == (3, 2)

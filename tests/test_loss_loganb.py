@@ -1,0 +1,153 @@
+"""LOGAN-B (`--loss=logan-b`): every term on a hand-computed case, the joint D, phases, prior, options,
+and train.py runs.
+
+Hand case: the nets of tests.test_loss_dist (G(z) = (z + 1) [1, 2], D features h(x) = x1 + x2,
+E(x) = (x1 + x2) / 2) and a joint head with weights 1 and no biases: D(x, z) = h(x) + lrelu(z).
+Reals x = [[1, 1], [0, 1]] (E(x) = [1, 0.5]), z = [[0], [1]] (G(z) = [[1, 2], [2, 4]]):
+D(x, E(x)) = [3, 1.5], D(G(z), z) = [3, 7], G(E(x)) = [[2, 4], [1.5, 3]].
+"""
+
+import math
+
+import pytest
+import torch
+
+import dnnlib
+from stylegan_plus.losses import logan_b as loganb_module
+from stylegan_plus.losses.logan_b import LOGANBLoss
+from stylegan_plus.losses.phases import default_phases
+from stylegan_plus.networks import dcgan, encoders
+from tests.test_loss_dist import (ADAM, ENCODER, SMALL_CONV, StatsRecorder, approx, check_generate,
+                                  check_resume_is_exact, check_snapshot, datasets, grads_of, options, set_params,
+                                  snapshot, softplus, stat_names, step, tiny_nets, train_run)
+
+__all__ = ['datasets']  # the shared fixture, imported for pytest
+
+HEAD = {'embed.weight': [[1.0]], 'embed.bias': [0.0], 'out.weight': [[1.0, 1.0]], 'out.bias': [0.0]}
+REAL_JOINT, FAKE_JOINT = [3.0, 1.5], [3.0, 7.0]
+
+
+def hand_loss(**kwargs):
+    G, D = tiny_nets()
+    kwargs = dict(dict(r1_gamma=0, pl_weight=0, style_mixing_prob=0), **kwargs)
+    loss = LOGANBLoss('cpu', G=G, D=D, augment_pipe=None, **kwargs)
+    set_params(loss.E, ENCODER)
+    set_params(loss.Dz, HEAD)
+    loss.E.requires_grad_(False)
+    loss.Dz.requires_grad_(False)
+    return loss, G, D
+
+
+def test_loss_functions():
+    real = torch.tensor([[0.0], [2.0]])
+    assert loganb_module.e_loss(real, 'bigan').flatten().tolist() == approx(softplus([0.0, 2.0]))
+    assert loganb_module.e_loss(real, 'cooperative').flatten().tolist() == approx(softplus([0.0, -2.0]))
+    with pytest.raises(ValueError, match='wgan'):
+        loganb_module.e_loss(real, 'wgan')
+    x = torch.tensor([[[[1.0, -1.0]]], [[[0.0, 0.5]]]])
+    assert loganb_module.l1_reconstruction(x, torch.zeros_like(x)).tolist() == [2.0, 0.5]
+
+
+def test_d_step_by_hand(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    loss, G, D = hand_loss(r1_gamma=4.0)
+    step(loss, 'Dboth', [D, loss.Dz])
+    assert stats['Loss/scores/real'] == approx(REAL_JOINT) and stats['Loss/scores/fake'] == approx(FAKE_JOINT)
+    expected = [a + b for a, b in zip(softplus([-v for v in REAL_JOINT]), softplus(FAKE_JOINT))]
+    assert stats['Loss/D/loss'] == approx(expected)
+    # R1 on D(x, E(x)) w.r.t. x with E(x) fixed: gradient [1, 1].
+    assert stats['Loss/r1_penalty'] == approx([2.0, 2.0]) and stats['Loss/D/reg'] == approx([4.0, 4.0])
+    # d/d(head's output bias) = mean(sigmoid(fake) - sigmoid(-real)); D's own output layer gets exactly 0.
+    bias_grad = sum(1 / (1 + math.exp(-f)) - 1 / (1 + math.exp(r)) for f, r in zip(FAKE_JOINT, REAL_JOINT)) / 2
+    assert float(loss.Dz.out.bias.grad) == approx(bias_grad)
+    assert float(D.out.bias.grad) == 0 and D.body[0].weight.grad.abs().sum() > 0
+    assert not grads_of(G) and not grads_of(loss.E)
+
+
+def test_g_e_and_surrogate_steps_by_hand(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    loss, G, D = hand_loss()
+    step(loss, 'Gboth', [G])
+    assert stats['Loss/G/loss'] == approx(softplus([-v for v in FAKE_JOINT]))
+    assert not grads_of(D) and not grads_of(loss.Dz) and not grads_of(loss.E)
+    step(loss, 'Emain', [loss.E])
+    assert stats['Loss/logan-b/E'] == approx(softplus(REAL_JOINT))        # bigan: E pushes D(x, E(x)) toward fake
+    assert set(grads_of(loss.E)) == {name for name, _ in loss.E.named_parameters()}
+    step(loss, 'Smain', [G, loss.E])
+    assert stats['Loss/logan-b/rec'] == approx([1 + 3, 1.5 + 2])
+    # d/d(G's output bias) of mean |x - G(E(x))|_1 = mean sign(rec - x) = [1, 1].
+    assert G.out.bias.grad.tolist() == approx([1.0, 1.0])
+    assert not grads_of(D) and not grads_of(loss.Dz)
+
+
+def test_cooperative_encoder_and_uniform_prior(monkeypatch):
+    stats = StatsRecorder(monkeypatch)
+    loss, _G, _D = hand_loss(loganb_e_loss='cooperative', loganb_prior='uniform')
+    step(loss, 'Emain', [loss.E])
+    # Uniform prior: E(x) = tanh([1, 0.5]); cooperative: -log D(x, E(x)).
+    assert stats['Loss/logan-b/E'] == approx(softplus([-(2 + math.tanh(1)), -(1 + math.tanh(0.5))]))
+    z = loss.sample_z(1000, 'cpu')
+    assert z.shape == (1000, 1) and float(z.min()) >= -1 and float(z.max()) <= 1 and float(z.std()) > 0.5
+
+
+def test_fuse_modes_and_head():
+    head = encoders.FusionHead(2, 1, c_dim=0, fuse='add', embed_side=True)
+    set_params(head, {'embed.weight': [[1.0], [-2.0]], 'embed.bias': [0.0, 0.0], 'out.weight': [[1.0, 0.5]],
+                      'out.bias': [0.25]})
+    # h + lrelu(embed(z)) = [1 + 1, 2 + lrelu(-2)] = [2, 1.6] -> 2 + 0.8 + 0.25.
+    assert head(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0]])).item() == approx(3.05)
+    head = encoders.FusionHead(1, 1, c_dim=2, fuse='concat')
+    set_params(head, {'out.weight': [[1.0, 1.0]], 'out.bias': [0.0], 'cmap.weight': [[1.0, 0.0], [0.0, 2.0]]})
+    # fused [2, 3]; label [1, 1] -> embedding [1, 2]; projection (2 + 6) / sqrt(2).
+    logit = head(torch.tensor([[2.0]]), torch.tensor([[3.0]]), torch.tensor([[1.0, 1.0]])).item()
+    assert logit == approx(5 + 8 / math.sqrt(2))
+    torch.manual_seed(0)
+    conv_D = dcgan.Discriminator(c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    G = dcgan.Generator(z_dim=3, c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    assert LOGANBLoss('cpu', G=G, D=conv_D).loganb_fuse == 'add'
+    assert hand_loss()[0].loganb_fuse == 'concat'
+    with pytest.raises(ValueError, match='loganb_fuse'):
+        hand_loss(loganb_fuse='sum')
+
+
+def test_phases_and_toy_prior():
+    loss = hand_loss()[0]
+    phases = loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))
+    assert [(s.name, s.modules, s.opt) for s in phases] == [
+        ('Dmain', ('D', 'Dz'), 'D'), ('Dreg', ('D', 'Dz'), 'D'), ('Gmain', ('G',), 'G'), ('Greg', ('G',), 'G'),
+        ('Emain', ('E',), 'E'), ('Smain', ('G', 'E'), 'S')]
+    kwargs = dict(loganb_prior='gaussian')
+    LOGANBLoss.adjust_training_options(dnnlib.EasyDict(), kwargs, cfg='toy', given=frozenset())
+    assert kwargs['loganb_prior'] == 'uniform'
+    kwargs = dict(loganb_prior='gaussian')
+    LOGANBLoss.adjust_training_options(dnnlib.EasyDict(), kwargs, cfg='toy', given=frozenset({'loganb_prior'}))
+    assert kwargs['loganb_prior'] == 'gaussian'
+
+#----------------------------------------------------------------------------
+# train.py runs.
+
+def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
+    run = train_run(tmp_path / 'runs', f'--data={datasets["images"]}', '--loss=logan-b', *SMALL_CONV, '--batch=4',
+                    '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
+    kwargs = options(run)['loss_kwargs']
+    assert (kwargs['loganb_e_loss'], kwargs['loganb_prior'], kwargs['loganb_fuse']) == ('bigan', 'gaussian', 'auto')
+    assert {'Loss/logan-b/E', 'Loss/logan-b/rec', 'Loss/G/loss', 'Loss/D/loss', 'Timing/Smain'} <= stat_names(run)
+    data = check_snapshot(snapshot(run), ['E', 'Dz'])
+    assert data['Dz'].fuse == 'add'
+    check_generate(snapshot(run), tmp_path / 'images')
+
+
+def test_train_dcgan_resume_is_exact(datasets, tmp_path):
+    args = [f'--data={datasets["images"]}', '--cfg=dcgan', '--loss=logan-b', *SMALL_CONV, '--batch=4', '--aug=ada',
+            '--augpipe=color', '--kimg-per-tick=0.008', '--loganb-e-loss=cooperative']
+    full, _half, _resumed = check_resume_is_exact(tmp_path, args, ['G', 'D', 'G_ema', 'E', 'Dz', 'augment_pipe'])
+    assert options(full)['loss_kwargs']['loganb_e_loss'] == 'cooperative'
+    check_snapshot(snapshot(full), ['E', 'Dz'])
+
+
+def test_train_toy(datasets, tmp_path):
+    run = train_run(tmp_path / 'runs', f'--data={datasets["points"]}', '--cfg=toy', '--loss=logan-b', '--batch=8',
+                    '--nimg=16')
+    assert options(run)['loss_kwargs']['loganb_prior'] == 'uniform'
+    data = check_snapshot(snapshot(run), ['E', 'Dz'])
+    assert data['Dz'].fuse == 'concat'
