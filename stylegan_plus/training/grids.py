@@ -1,0 +1,173 @@
+"""Snapshot pictures: `reals.png`, `fakes_init.png`, `fakesNNNNNN.png`.
+
+Images use the official grid: gw = clip(7680 // W, 7, 32) columns, gh = clip(4320 // H, 4, 32)
+rows; unlabeled data shows a random (seed 0) selection of training images, labeled data one class
+per row. 2-D point data has no images: its pictures are scatter plots of the real points and of
+the generator's points instead, under the same file names.
+"""
+
+import inspect
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import torch
+
+POINT_PLOT_SIZE = 512       # pixels per side of a scatter plot
+POINT_PLOT_COUNT = 2000     # points drawn per scatter plot
+CPU_CHUNK_PIXELS = 2 ** 20  # output pixels per generator call when rendering grids on CPU
+
+
+def grid_shape(image_height, image_width):
+    """(gw, gh): columns and rows of the snapshot grid for images of this size."""
+    return int(np.clip(7680 // image_width, 7, 32)), int(np.clip(4320 // image_height, 4, 32))
+
+
+def select_grid_indices(dataset, gw, gh, random_seed=0):
+    """Dataset indices filling a gw x gh grid, row-major.
+
+    Without labels: a shuffled list of all indices, repeated if the set is small. With labels: the
+    items grouped by raw label (label tuples in sorted order, each group shuffled); row y shows
+    class y mod num_classes, and a class shown again continues where its previous row stopped.
+    """
+    rnd = np.random.RandomState(random_seed)
+    count = gw * gh
+    if not dataset.has_labels:
+        indices = list(range(len(dataset)))
+        rnd.shuffle(indices)
+        return [indices[i % len(indices)] for i in range(count)]
+
+    groups = {}
+    for idx in range(len(dataset)):
+        # Reversed flattening orders one-hot class labels by class index.
+        key = tuple(dataset.get_details(idx).raw_label.flat[::-1])
+        groups.setdefault(key, []).append(idx)
+    classes = sorted(groups)
+    for key in classes:
+        rnd.shuffle(groups[key])
+    chosen = []
+    for row in range(gh):
+        key = classes[row % len(classes)]
+        members = groups[key]
+        chosen.extend(members[col % len(members)] for col in range(gw))
+        groups[key] = [members[(i + gw) % len(members)] for i in range(len(members))]
+    return chosen
+
+
+def setup_image_grid(dataset, random_seed=0):
+    """((gw, gh), images uint8 [gw*gh, C, H, W], labels float32 [gw*gh, c_dim]) for the snapshots."""
+    _channels, height, width = dataset.image_shape
+    gw, gh = grid_shape(height, width)
+    items = [dataset[i] for i in select_grid_indices(dataset, gw, gh, random_seed)]
+    images, labels = zip(*items)
+    return (gw, gh), np.stack(images), np.stack(labels)
+
+
+def save_image_grid(images, path, drange, grid_size):
+    """Write images [gw*gh, C, H, W] (values in `drange`) as one PNG; C is 1 (L) or 3 (RGB)."""
+    lo, hi = drange
+    pixels = np.asarray(images, dtype=np.float32)
+    pixels = np.rint((pixels - lo) * (255 / (hi - lo))).clip(0, 255).astype(np.uint8)
+    gw, gh = grid_size
+    count, channels, height, width = pixels.shape
+    if count != gw * gh:
+        raise ValueError(f'save_image_grid: {count} images do not fill a {gw}x{gh} grid')
+    canvas = pixels.reshape(gh, gw, channels, height, width).transpose(0, 3, 1, 4, 2)
+    canvas = canvas.reshape(gh * height, gw * width, channels)
+    if channels == 1:
+        PIL.Image.fromarray(canvas[:, :, 0], 'L').save(path)
+    elif channels == 3:
+        PIL.Image.fromarray(canvas, 'RGB').save(path)
+    else:
+        raise ValueError(f'save_image_grid: cannot write {channels}-channel images as PNG (need 1 or 3)')
+
+
+def _accepts_keyword(fn, name):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
+
+
+@torch.no_grad()
+def generate(G, z_chunks, c_chunks):
+    """Concatenated generator output for chunks of latents/labels, on CPU as numpy.
+
+    Generators that take `noise_mode` (StyleGAN2) render with constant noise, as the official loop.
+    """
+    kwargs = dict(noise_mode='const') if _accepts_keyword(G.forward, 'noise_mode') else {}
+    return torch.cat([G(z=z, c=c, **kwargs).cpu() for z, c in zip(z_chunks, c_chunks)]).numpy()
+
+
+def save_point_plot(points, path, extent=None):
+    """Scatter plot of points [N, 2] (PIL, white background, axes through the origin).
+
+    extent: half-width of the square view; default the largest |coordinate| plus a margin.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    if extent is None:
+        extent = 1.1 * float(np.abs(points).max()) if points.size else 1.0
+    extent = max(extent, 1e-6)
+    size = POINT_PLOT_SIZE
+    image = PIL.Image.new('RGB', (size, size), 'white')
+    draw = PIL.ImageDraw.Draw(image)
+    centre = size / 2
+    draw.line([(0, centre), (size, centre)], fill=(200, 200, 200))
+    draw.line([(centre, 0), (centre, size)], fill=(200, 200, 200))
+    scale = (size / 2 - 4) / extent
+    for x, y in points:
+        px, py = centre + x * scale, centre - y * scale
+        draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(30, 90, 200))
+    image.save(path)
+
+
+def grid_chunk(batch_gpu, pixels_per_item, device):
+    """Items per generator call for snapshot pictures.
+
+    On CUDA: batch_gpu, as the official loop (memory is the limit). On CPU, torch's per-call
+    overhead dominates small batches of small images, so calls are batched up to about
+    `CPU_CHUNK_PIXELS` output pixels; every supported network treats samples independently in
+    eval mode, so the pictures do not depend on the chunk size.
+    """
+    if device.type == 'cuda':
+        return batch_gpu
+    return max(batch_gpu, min(1024, CPU_CHUNK_PIXELS // max(pixels_per_item, 1)))
+
+
+class SnapshotPictures:
+    """The fixed inputs of all snapshot pictures of a run, and their rendering.
+
+    Built once (after the networks and the loss, as in the official loop, because the fixed
+    latents are drawn then); `save_reals`, `save_fakes` write the PNGs on rank 0.
+    """
+
+    def __init__(self, dataset, hooks, device, batch_gpu, points):
+        self.points = points
+        if points:
+            self.grid_size = None
+            real = dataset.points if hasattr(dataset, 'points') else np.stack([dataset[i][0] for i in range(len(dataset))])
+            self.reals = real[:POINT_PLOT_COUNT]
+            self.extent = 1.1 * float(np.abs(real).max())
+            count = POINT_PLOT_COUNT
+            labels = np.zeros([count, dataset.label_dim], dtype=np.float32)
+        else:
+            self.grid_size, self.reals, labels = setup_image_grid(dataset)
+            count = labels.shape[0]
+        chunk = grid_chunk(batch_gpu, dataset.resolution ** 2, device)
+        self.z = hooks.sample_z(count, device).split(chunk)
+        self.c = torch.from_numpy(labels).to(device).split(chunk)
+
+    def save_reals(self, path):
+        if self.points:
+            save_point_plot(self.reals, path, self.extent)
+        else:
+            save_image_grid(self.reals, path, drange=[0, 255], grid_size=self.grid_size)
+
+    def save_fakes(self, G, path):
+        fakes = generate(G, self.z, self.c)
+        if self.points:
+            save_point_plot(fakes, path, self.extent)
+        else:
+            save_image_grid(fakes, path, drange=[-1, 1], grid_size=self.grid_size)

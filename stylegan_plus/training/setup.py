@@ -1,0 +1,150 @@
+"""Building what a training run needs: device, backends, networks, augment pipe, loss and phases.
+
+Each function does one step of the official set-up order; `loop.Trainer` calls them in sequence.
+The loss plugin is driven only through its hooks (docs/plugins.md), so nothing here names a
+method.
+"""
+
+import copy
+import os
+
+import torch
+
+import dnnlib
+from stylegan_plus.losses.base import plugin_hooks
+from stylegan_plus.losses.phases import build_optimizers, default_phases
+from torch_utils import misc, training_stats
+from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
+
+from . import distributed
+
+
+def resolve_device(device, rank):
+    """The torch.device of this process from the `device` option ('cuda', 'cpu' or None = CUDA if available).
+
+    CUDA processes use the GPU of their local rank (torchrun's LOCAL_RANK, else the rank).
+    """
+    if isinstance(device, torch.device):
+        return device
+    kind = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if kind not in ('cuda', 'cpu'):
+        raise ValueError(f'device {device!r}: accepted are cuda and cpu')
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('device cuda was requested, but CUDA is not available')
+    local_rank = int(os.environ.get('LOCAL_RANK', rank))
+    return distributed.process_device(kind, local_rank)
+
+
+def configure_backends(device, cudnn_benchmark, allow_tf32):
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+    conv2d_gradfix.enabled = True
+    grid_sample_gradfix.enabled = True
+
+
+def cpu_precision(G_kwargs, D_kwargs, device, log=print):
+    """Copies of the network kwargs, with fp16 layers turned off when training on CPU.
+
+    torch runs fp16 convolutions on CPU, but tens of times slower than fp32, so `num_fp16_res` is
+    set to 0 (one notice). `conv_clamp` is kept: it is part of the function the network computes
+    (and of what a later GPU run of the same pickle computes), not of its precision.
+    """
+    G_kwargs, D_kwargs = copy.deepcopy(G_kwargs), copy.deepcopy(D_kwargs)
+    if device.type != 'cpu':
+        return G_kwargs, D_kwargs
+    targets = [G_kwargs.get('synthesis_kwargs'), D_kwargs]
+    changed = [t for t in targets if t is not None and (t.get('num_fp16_res') or 0) > 0]
+    for target in changed:
+        target['num_fp16_res'] = 0
+    if changed:
+        log('Note: training on CPU, so the fp16 layers are switched off (num_fp16_res=0; conv_clamp kept).')
+    return G_kwargs, D_kwargs
+
+
+def build_networks(G_kwargs, D_kwargs, dataset, device):
+    """G, D (train mode, no grads) and G_ema (eval copy of G), on `device`."""
+    common = dict(c_dim=dataset.label_dim, img_resolution=dataset.resolution, img_channels=dataset.num_channels)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False).to(device)
+    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    return G, D, G_ema
+
+
+@torch.no_grad()
+def print_summaries(G, D, batch_gpu, device):
+    """Module tables of G and D (rank 0). Run in eval mode, so running statistics such as
+    BatchNorm's or w_avg are not moved by the dummy inputs."""
+    z = torch.zeros([batch_gpu, G.z_dim], device=device)
+    c = torch.zeros([batch_gpu, G.c_dim], device=device)
+    G.eval()
+    D.eval()
+    try:
+        img = misc.print_module_summary(G, [z, c])
+        misc.print_module_summary(D, [img, c])
+    finally:
+        G.train()
+        D.train()
+
+
+def build_augment_pipe(augment_kwargs, augment_p, ada_target, device):
+    """(augment_pipe or None, ADA statistics collector or None)."""
+    if augment_kwargs is None or not (augment_p > 0 or ada_target is not None):
+        return None, None
+    pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
+    pipe.p.copy_(torch.as_tensor(augment_p))
+    ada_stats = None
+    if ada_target is not None:
+        ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False)
+    return pipe, ada_stats
+
+
+def build_loss(loss_kwargs, G, D, augment_pipe, device):
+    """(loss object, its plugin hooks, extra networks dict).
+
+    Generators with a mapping/synthesis split get the official keywords; others get `G=`.
+    """
+    if hasattr(G, 'mapping') and hasattr(G, 'synthesis'):
+        nets = dict(G_mapping=G.mapping, G_synthesis=G.synthesis)
+    else:
+        nets = dict(G=G)
+    loss = dnnlib.util.construct_class_by_name(device=device, **nets, D=D, augment_pipe=augment_pipe, **loss_kwargs)
+    hooks = plugin_hooks(loss, G.z_dim)
+    extras = hooks.extra_modules()
+    for module in extras.values():
+        module.requires_grad_(False)
+    return loss, hooks, extras
+
+
+class _AveragingOptimizer:
+    """An optimizer whose `step()` first averages the gradients over all processes."""
+
+    def __init__(self, optimizer, world_size):
+        self.optimizer = optimizer
+        self.world_size = world_size
+        self.params = [p for group in optimizer.param_groups for p in group['params']]
+
+    def zero_grad(self, set_to_none=True):
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self):
+        distributed.average_gradients(self.params, self.world_size)
+        self.optimizer.step()
+
+    def state_dict(self):
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state)
+
+
+def build_phases(hooks, modules, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps,
+                 num_gpus):
+    """(phase list, optimizers by key): the official phases, edited by the plugin."""
+    defaults = default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps)
+    phases = hooks.phases(defaults, dnnlib.EasyDict(G=G_opt_kwargs, D=D_opt_kwargs))
+    optimizers = build_optimizers(phases, modules)
+    if num_gpus > 1:
+        optimizers = {key: _AveragingOptimizer(opt, num_gpus) for key, opt in optimizers.items()}
+    return phases, optimizers

@@ -1,0 +1,191 @@
+"""Train a GAN with the StyleGAN2-ADA options, loss plugins, small-network configs and full resume.
+
+\b
+Examples:
+  # The official way: CIFAR-10 settings, 2 GPUs, ADA
+  python train.py --outdir=runs --data=cifar10.zip --cfg=cifar --gpus=2
+  # DCGAN on 16-32 px images, on CPU, with a loss plugin
+  python train.py --outdir=runs --data=digits32 --cfg=dcgan --loss=stylegan2 --device=cpu --metrics=none
+  # 2-D points (.npy/.npz)
+  python train.py --outdir=runs --data=ring.npz --cfg=toy --metrics=none
+  # Continue the newest run in runs/ exactly where it stopped
+  python train.py --outdir=runs --data=digits32 --cfg=dcgan --resume=latest
+  # Several nodes: one torchrun per node
+  torchrun --nnodes=2 --nproc-per-node=8 ... train.py --outdir=runs --data=ffhq.zip --cfg=paper256
+\b
+--loss=help lists the loss plugins; each plugin's own options are listed below.
+"""
+
+import sys
+
+import click
+from click.core import ParameterSource
+
+from stylegan_plus.losses import registry
+from stylegan_plus.losses.base import LossPlugin
+from stylegan_plus.training import configs, distributed, launch, metrics_hook
+from stylegan_plus.training import options as options_lib
+from stylegan_plus.training.augment import augpipe_specs
+
+
+class CommaSeparatedList(click.ParamType):
+    """`a,b,c` -> ['a', 'b', 'c']; `none` or empty -> []."""
+    name = 'list'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        if value is None or value.lower() == 'none' or value == '':
+            return []
+        return value.split(',')
+
+
+def _print_losses(ctx, _param, value):
+    if value == 'help':
+        click.echo(registry.format_loss_list())
+        ctx.exit(0)
+    return value
+
+
+_OPTIONS = [
+    # General.
+    click.option('--outdir', help='Where to save the results', required=True, metavar='DIR'),
+    click.option('--gpus', help='Number of GPUs (processes) to use  [default: 1]', type=int, metavar='INT'),
+    click.option('--snap', help='Snapshot interval in ticks  [default: 50]', type=int, metavar='INT'),
+    click.option('--metrics', help='Comma-separated list or "none"  [default: fid50k_full]', type=CommaSeparatedList()),
+    click.option('--seed', help='Random seed  [default: 0]', type=int, metavar='INT'),
+    click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True),
+    # Dataset.
+    click.option('--data', help='Training data (folder or zip; .npy/.npz points with --cfg=toy)', metavar='PATH',
+                 required=True),
+    click.option('--cond', help='Train conditional model based on dataset labels  [default: false]', type=bool,
+                 metavar='BOOL'),
+    click.option('--subset', help='Train with only N images  [default: all]', type=int, metavar='INT'),
+    click.option('--mirror', help='Enable dataset x-flips  [default: false]', type=bool, metavar='BOOL'),
+    # Base configuration.
+    click.option('--cfg', help='Base config  [default: auto]', type=click.Choice(list(configs.list_configs()))),
+    click.option('--gamma', help='Override R1 gamma', type=float),
+    click.option('--kimg', help='Override training duration', type=int, metavar='INT'),
+    click.option('--batch', help='Override batch size', type=int, metavar='INT'),
+    # Discriminator augmentation.
+    click.option('--aug', help='Augmentation mode  [default: ada]', type=click.Choice(list(options_lib.AUG_MODES))),
+    click.option('--p', help='Augmentation probability for --aug=fixed', type=float),
+    click.option('--target', help='ADA target value for --aug=ada  [default: 0.6]', type=float),
+    click.option('--augpipe', help='Augmentation pipeline  [default: bgc]', type=click.Choice(list(augpipe_specs))),
+    # Transfer learning.
+    click.option('--resume', help='Resume from network pickle, "latest" (newest snapshot in --outdir) or a preset '
+                 f'({", ".join(options_lib.RESUME_SPECS)})  [default: noresume]', metavar='PKL'),
+    click.option('--freezed', help='Freeze-D  [default: 0 layers]', type=int, metavar='INT'),
+    # Performance options.
+    click.option('--fp32', help='Disable mixed-precision training', type=bool, metavar='BOOL'),
+    click.option('--nhwc', help='Use NHWC memory format with FP16', type=bool, metavar='BOOL'),
+    click.option('--nobench', help='Disable cuDNN benchmarking', type=bool, metavar='BOOL'),
+    click.option('--allow-tf32', help='Allow PyTorch to use TF32 internally', type=bool, metavar='BOOL'),
+    click.option('--workers', help='Override number of DataLoader workers', type=int, metavar='INT'),
+    # Additions of this fork.
+    click.option('--loss', help='Loss plugin: NAME, MAIN+ADDON, a dotted class path, or help  [default: stylegan2]',
+                 metavar='SPEC', is_eager=True, callback=_print_losses),
+    click.option('--device', help='cuda or cpu  [default: cuda if available]', type=click.Choice(['cuda', 'cpu'])),
+    click.option('--cbase', help='Override channel_base of G and D (capacity)', type=int, metavar='INT'),
+    click.option('--cmax', help='Override channel_max of G and D', type=int, metavar='INT'),
+    click.option('--g-steps', help='G main steps per iteration  [default: 1, or set by the loss]', type=int,
+                 metavar='INT'),
+    click.option('--kimg-per-tick', help='Progress tick interval in kimg  [default: 4]', type=float, metavar='FLOAT'),
+    click.option('--nimg', help='Training duration in images (overrides --kimg; for quick tests)', type=int,
+                 metavar='INT', hidden=True),
+]
+
+
+def _argv_class_path_losses(argv):
+    """Loss plugins named by dotted class path in `--loss` on the command line, so their options exist."""
+    spec = None
+    for idx, arg in enumerate(argv):
+        if arg.startswith('--loss='):
+            spec = arg[len('--loss='):]
+        elif arg == '--loss' and idx + 1 < len(argv):
+            spec = argv[idx + 1]
+    classes = []
+    for part in (spec or '').split('+'):
+        if '.' not in part:
+            continue
+        try:
+            cls = registry.get_loss(part.strip())
+        except Exception: # pylint: disable=broad-except
+            continue    # reported properly when the options are validated
+        if isinstance(cls, type) and issubclass(cls, LossPlugin):
+            classes.append(cls)
+    return classes
+
+
+def _loss_options(argv):
+    """(loss option keys, click option decorators) of every registered and every named plugin."""
+    found = [opt for _name, opt in registry.all_loss_options()]
+    known = {opt.flag for opt in found}
+    for cls in _argv_class_path_losses(argv):
+        found += [opt for opt in cls.options if opt.flag not in known]
+        known.update(opt.flag for opt in cls.options)
+    return {opt.key for opt in found}, [opt.click_option() for opt in found]
+
+
+def build_command(argv=None):
+    """The train.py click command; loss-plugin options are collected when it is built."""
+    loss_keys, loss_decorators = _loss_options(sys.argv[1:] if argv is None else argv)
+
+    @click.pass_context
+    def train(ctx, **values):
+        run_training(ctx, values, loss_keys)
+
+    command = train
+    for decorator in reversed(_OPTIONS + loss_decorators):
+        command = decorator(command)
+    return click.command(help=__doc__)(command)
+
+
+def run_training(ctx, values, loss_keys):
+    """Validate the options, print them, then launch (or stop after printing for --dry-run)."""
+    given = {name for name in values if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    dry_run = values.pop('dry_run')
+    env = distributed.torchrun_env()
+    values['_loss_values'] = {key: values[key] for key in loss_keys}
+    values['_loss_option_keys'] = loss_keys
+    try:
+        if env is not None:
+            _use_torchrun_world(values, env)
+        options_lib.check_outdir(values['outdir'])
+        desc, args = options_lib.setup_training_options(values, given)
+    except options_lib.UserError as err:
+        ctx.fail(str(err))
+
+    rank = env[0] if env is not None else 0
+    args.run_dir = options_lib.next_run_dir(values['outdir'], desc)
+    if rank == 0:
+        launch.print_options(args)
+    if dry_run:
+        if rank == 0:
+            print('Dry run; exiting.')
+        return
+    try:
+        metrics_hook.check_detectors(args.metrics)
+    except Exception as err: # pylint: disable=broad-except
+        ctx.fail(f'--metrics={",".join(args.metrics)}: {err}')
+    if env is not None:
+        launch.launch_torchrun(args, values['outdir'], desc, env)
+    else:
+        launch.launch_local(args, values['outdir'], desc)
+
+
+def _use_torchrun_world(values, env):
+    world_size = env[1]
+    if values['gpus'] not in (None, world_size):
+        raise options_lib.UserError(f'--gpus={values["gpus"]} differs from torchrun\'s WORLD_SIZE={world_size}; '
+                                    f'leave --gpus out under torchrun')
+    values['gpus'] = world_size
+
+
+def main(argv=None):
+    """Entry point: `python train.py ...` (argv defaults to sys.argv[1:])."""
+    build_command(argv)(args=argv)  # pylint: disable=no-value-for-parameter
+
+
+if __name__ == '__main__':
+    main()

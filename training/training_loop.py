@@ -1,0 +1,8 @@
+"""Official import path `training.training_loop` (`training_loop.training_loop(rank=..., **options)`).
+
+The implementation lives in `stylegan_plus.training.training_loop`.
+"""
+
+from stylegan_plus.training.training_loop import training_loop  # noqa: F401
+
+__all__ = ['training_loop']
