@@ -12,6 +12,14 @@ Examples:
     python generate.py --outdir=out --seeds=0-7 --network=network-snapshot-000100.pkl --latent-steps=20
 
 Additions to the official options: --device, --grid, --vector-out, --latent-steps, --latent-eps.
+
+Generators without a mapping network (DCGAN, `--cfg=dcgan`; MLP, `--cfg=toy`) are rendered as
+`G(z, c)`, a batch of seeds at a time. They have no w space: --trunc must stay 1 (truncation pulls
+w toward the mapping network's w_avg, which they lack), --projected-w is refused, and --vector-out
+stores seeds and z only. A generator of points (output [N, D] instead of images, e.g. the 2-D
+MLP) gets `points.npz` (keys seeds, points) and, for D = 2, the scatter plot `points.png` of all
+seeds instead of per-seed PNGs:
+    python generate.py --outdir=out --seeds=0-1999 --network=toy-snapshot.pkl --device=cpu
 """
 
 import os
@@ -25,38 +33,71 @@ from stylegan_plus.tools import device as devices
 from stylegan_plus.tools import images
 
 
+PLAIN_BATCH = 64  # seeds per forward pass for generators without a mapping network
+
+
+def _forward(G, truncation_psi, noise_mode):
+    """Callable (z [N, z_dim] float32, label [N, c_dim]) -> (output, ws [N, num_ws, w_dim] or None).
+
+    StyleGAN2: mapping (with truncation) then synthesis, so ws can be recorded. Other generators
+    are called whole; they accept and ignore the StyleGAN2 keywords.
+    """
+    if devices.has_mapping_synthesis(G):
+        def run(z, label):
+            ws = G.mapping(z, label, truncation_psi=truncation_psi)
+            return G.synthesis(ws, noise_mode=noise_mode), ws
+        return run
+    return lambda z, label: (G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode), None)
+
+
+def _outputs_to_numpy(out):
+    """Images [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C]; points [N, D] -> float32 [N, D]."""
+    return images.to_uint8(out) if out.ndim == 4 else out.to(torch.float32).cpu().numpy()
+
+
 @torch.no_grad()
 def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=print, move_latents=None):
-    """Render one image per seed.
+    """Render one image (or point) per seed.
 
     G: generator on its device; seeds: list of ints in [0, 2**32-1]; label: [1, c_dim] float32.
-    move_latents: optional callable (z [1, z_dim] float32, label) -> z' [1, z_dim] applied before
+    move_latents: optional callable (z [n, z_dim] float32, label) -> z' [n, z_dim] applied before
     rendering (AdvLatGAN-z, see `latent_step_mover`).
-    Returns (pixels [N, H, W, C] uint8, z [N, z_dim] float64, w [N, num_ws, w_dim] float32);
-    z of seed s is `np.random.RandomState(s).randn(1, z_dim)` (official draw), or what
-    `move_latents` made of it.
+    StyleGAN2 generators run one seed at a time (as the official tool does); generators without a
+    mapping network run `PLAIN_BATCH` seeds per call (eval mode: samples do not interact).
+    Returns (outputs, z [N, z_dim] float64, w [N, num_ws, w_dim] float32 or None when G has no
+    mapping network). outputs: pixels [N, H, W, C] uint8 for image generators, float32 [N, D]
+    for point generators. z of seed s is `np.random.RandomState(s).randn(1, z_dim)` (official
+    draw), or what `move_latents` made of it.
     """
-    all_pixels, all_z, all_w = [], [], []
-    for seed_idx, seed in enumerate(seeds):
-        log(f'Generating image for seed {seed} ({seed_idx}/{len(seeds)}) ...')
-        z = images.seed_to_z(seed, G.z_dim)
+    run = _forward(G, truncation_psi, noise_mode)
+    batch = 1 if devices.has_mapping_synthesis(G) else PLAIN_BATCH
+    all_outputs, all_z, all_w = [], [], []
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start:start + batch]
+        if batch == 1:
+            log(f'Generating image for seed {chunk[0]} ({start}/{len(seeds)}) ...')
+        else:
+            log(f'Generating seeds {chunk[0]}..{chunk[-1]} ({start}/{len(seeds)}) ...')
+        z = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in chunk])
         z_used = torch.from_numpy(z).to(device=label.device, dtype=torch.float32)
         if move_latents is not None:
             z_used = move_latents(z_used, label)
             z = z_used.to(torch.float64).cpu().numpy()
-        ws = G.mapping(z_used, label, truncation_psi=truncation_psi)
-        all_pixels.append(images.to_uint8(G.synthesis(ws, noise_mode=noise_mode))[0])
-        all_z.append(z[0])
-        all_w.append(ws[0].cpu().numpy())
-    return np.stack(all_pixels), np.stack(all_z), np.stack(all_w)
+        out, ws = run(z_used, label.expand(len(chunk), -1))
+        all_outputs.append(_outputs_to_numpy(out))
+        all_z.append(z)
+        if ws is not None:
+            all_w.append(ws.cpu().numpy())
+    return np.concatenate(all_outputs), np.concatenate(all_z), (np.concatenate(all_w) if all_w else None)
 
 
 def latent_step_mover(G, D, steps, eps, truncation_psi=1, noise_mode='const', log=print):
     """AdvLatGAN-z: a callable (z [N, z_dim], label [N, c_dim]) -> z' after `steps` I-FGSM steps of size `eps`.
 
-    The steps lower softplus(-D(G(z))) through G's mapping (with `truncation_psi`) and synthesis
-    (with `noise_mode`), i.e. they raise D's logit; `stylegan_plus.sampling.latent_steps` has the
-    step. G and D: networks on the same device, eval mode. Logs D's logit before and after.
+    The steps lower softplus(-D(G(z))) through the whole generator `G(z, c, truncation_psi=...,
+    noise_mode=...)` (StyleGAN2: mapping then synthesis; DCGAN/MLP ignore both keywords), i.e. they
+    raise D's logit; `stylegan_plus.sampling.latent_steps` has the step. G and D: networks on the
+    same device, eval mode. Logs D's mean logit before and after.
     """
     device = next(D.parameters()).device
     generator, discriminator = latent_mining.network_callables(
@@ -94,17 +135,61 @@ def _load_projected_w(path, G, device):
     return torch.tensor(ws, device=device, dtype=torch.float32)
 
 
+def _check_plain_generator(G, truncation_psi, projected_w):
+    """Usage errors for options that need a w space, when G has no mapping network."""
+    if devices.has_mapping_synthesis(G):
+        return
+    if projected_w is not None:
+        raise click.UsageError(f'--projected-w renders w vectors through G.synthesis, which needs a generator with a '
+                               f'mapping/synthesis split (StyleGAN2); this pickle has {devices.describe_generator(G)}')
+    if truncation_psi != 1:
+        raise click.BadParameter(f'{truncation_psi:g}: truncation pulls w toward the mapping network\'s average '
+                                 f'w_avg, and this pickle\'s {devices.describe_generator(G)} has no mapping '
+                                 f'network (no w, no w_avg); only --trunc=1 is accepted for it',
+                                 param_hint='--trunc')
+
+
 def _save_all(pixels, names, outdir, grid):
+    channels = pixels.shape[-1]
+    if channels not in (1, 3):
+        raise click.ClickException(f'this generator makes images with {channels} channels; PNG output needs 1 (gray) '
+                                   f'or 3 (RGB)')
     for image, name in zip(pixels, names):
         images.save_png(image, os.path.join(outdir, name))
     if grid:
         images.save_png(images.tile(pixels), os.path.join(outdir, 'grid.png'))
 
 
+def _save_points(points, seeds, outdir, grid, title):
+    """Point generators: points.npz (seeds [N] int64, points [N, D] float32) and, for D = 2, points.png."""
+    np.savez(os.path.join(outdir, 'points.npz'), seeds=np.asarray(seeds, dtype=np.int64), points=points)
+    if grid:
+        print('Note: --grid is for images; the scatter plot points.png already shows every seed')
+    if points.shape[1] == 2:
+        images.save_png(images.scatter_plot(points, title=title), os.path.join(outdir, 'points.png'))
+        print(f'Saved {len(points)} points to {os.path.join(outdir, "points.npz")} and their scatter plot to '
+              f'{os.path.join(outdir, "points.png")}')
+    else:
+        print(f'Saved {len(points)} points of dimension {points.shape[1]} to {os.path.join(outdir, "points.npz")} '
+              f'(a scatter plot is only drawn for 2-D points)')
+
+
+def _save_vectors(path, seeds, z, w, z_start=None):
+    """--vector-out: seeds [N] int64, z [N, z_dim] and, when they exist, w and z_start."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = dict(seeds=np.asarray(seeds, dtype=np.int64), z=z)
+    if w is not None:
+        arrays['w'] = w
+    if z_start is not None:
+        arrays['z_start'] = z_start
+    np.savez(path, **arrays)
+
+
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
 @click.option('--seeds', type=images.seed_list_type(), help='List of random seeds, e.g. 0,1,5 or 0-9')
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
+@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi (StyleGAN2 generators only)', default=1,
+              show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class label (unconditional if not specified)')
 @click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const',
               show_default=True)
@@ -114,8 +199,9 @@ def _save_all(pixels, names, outdir, grid):
 @click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
 @click.option('--grid', help='Also save all images as one grid.png', type=bool, default=False, metavar='BOOL',
               show_default=True)
-@click.option('--vector-out', help='Save the seeds, z and w used to this .npz (keys seeds, z, w; with '
-              '--latent-steps also z_start, the seeds\' draws)', metavar='FILE')
+@click.option('--vector-out', help='Save the seeds, z and w used to this .npz (keys seeds, z, w; w only for '
+              'generators with a mapping network; with --latent-steps also z_start, the seeds\' draws)',
+              metavar='FILE')
 @click.option('--latent-steps', help='AdvLatGAN-z: I-FGSM steps moving each z toward a higher D score before '
               f'rendering (needs D in the pickle); 0 = off, the flag alone = {latent_mining.DEFAULT_SAMPLING_STEPS}',
               type=click.IntRange(min=0), default=0, show_default=True, is_flag=False,
@@ -136,6 +222,7 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
     print(f'Loading networks from "{network_pkl}"...')
     keys = ('G_ema', 'D') if latent_steps > 0 else ('G_ema',)
     nets = devices.load_networks(network_pkl, keys)
+    _check_plain_generator(nets['G_ema'], truncation_psi, projected_w)
     G = devices.prepare_generator(nets['G_ema'], device)
     move_latents = None
     if latent_steps > 0:
@@ -152,14 +239,16 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
         return
 
     label = devices.class_label(G, class_idx, device)
-    pixels, z, w = render_seeds(G, seeds, label, truncation_psi, noise_mode, move_latents=move_latents)
-    _save_all(pixels, [f'seed{seed:04d}.png' for seed in seeds], outdir, grid)
+    outputs, z, w = render_seeds(G, seeds, label, truncation_psi, noise_mode, move_latents=move_latents)
+    if outputs.ndim == 2:
+        _save_points(outputs, seeds, outdir, grid, title=f'{len(seeds)} points from {os.path.basename(network_pkl)}')
+    else:
+        _save_all(outputs, [f'seed{seed:04d}.png' for seed in seeds], outdir, grid)
     if vector_out is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(vector_out)), exist_ok=True)
-        extra = {}
+        z_start = None
         if move_latents is not None:
-            extra['z_start'] = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in seeds])
-        np.savez(vector_out, seeds=np.asarray(seeds, dtype=np.int64), z=z, w=w, **extra)
+            z_start = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in seeds])
+        _save_vectors(vector_out, seeds, z, w, z_start)
 
 
 if __name__ == '__main__':

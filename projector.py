@@ -106,7 +106,9 @@ def run_projection(network_pkl, target_fnames, num_steps, seed, save_video, outd
             save_video = False
 
     print(f'Loading networks from "{network_pkl}"...')
-    G = devices.prepare_generator(devices.load_network(network_pkl), device)
+    G = devices.load_network(network_pkl)
+    devices.require_mapping_synthesis(G, 'projector.py')  # the projection optimises w, fed to G.synthesis
+    G = devices.prepare_generator(G, device)
     targets = _load_targets(target_fnames, G)
     for path, target_uint8, target_dir in zip(target_fnames, targets, _output_dirs(outdir, target_fnames)):
         print(f'Projecting "{path}" -> "{target_dir}"')

@@ -79,7 +79,9 @@ def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation
     """Generate images using pretrained network pickle, mixing the styles of row and column seeds."""
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
-    G = devices.prepare_generator(devices.load_network(network_pkl), device)
+    G = devices.load_network(network_pkl)
+    devices.require_mapping_synthesis(G, 'style_mixing.py')  # mixing swaps per-layer ws
+    G = devices.prepare_generator(G, device)
     bad = [idx for idx in col_styles if idx >= G.num_ws]
     if bad:
         raise click.BadParameter(f'style index {bad[0]} is out of range: this network has {G.num_ws} ws, '

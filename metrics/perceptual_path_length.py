@@ -6,10 +6,12 @@ or linear (w space) interpolation between two random latents, t uniform in [0, 1
 t = 0 ("end"). Distances outside the 1st..99th percentile are discarded before averaging.
 """
 
+import click
 import numpy as np
 import torch
 
 from stylegan_plus.tools.detectors import VGG16_URL
+from stylegan_plus.tools.device import describe_generator, has_mapping_synthesis
 
 from . import metric_utils
 from .feature_stats import all_gather_interleaved
@@ -17,6 +19,23 @@ from .feature_stats import all_gather_interleaved
 DETECTOR_URL = VGG16_URL
 SPACES = ('z', 'w')
 SAMPLINGS = ('full', 'end')
+
+
+class PathLengthUnsupportedError(click.UsageError, ValueError):
+    """PPL asked of a generator without a mapping network (DCGAN, MLP).
+
+    A ValueError for library callers; a click CLI running the metric shows it as a usage error
+    (message, exit code 2) instead of a traceback.
+    """
+
+
+def check_generator(G):
+    """Raise PathLengthUnsupportedError unless G has the `mapping`/`synthesis` split PPL interpolates through."""
+    if not has_mapping_synthesis(G):
+        raise PathLengthUnsupportedError(
+            f'path-length metrics (ppl*) interpolate latents through G.mapping and render them with G.synthesis; '
+            f'this pickle\'s {describe_generator(G)} has no mapping/synthesis split (StyleGAN2 only). '
+            f'Image metrics (fid*, kid*, pr*, is*) work with it.')
 
 
 def slerp(a, b, t):
@@ -97,6 +116,7 @@ def compute_ppl(opts, num_samples, epsilon, space, sampling, crop, batch_size, j
     del jit
     if space not in SPACES or sampling not in SAMPLINGS:
         raise ValueError(f'space must be one of {SPACES} and sampling one of {SAMPLINGS}, got {space!r}, {sampling!r}')
+    check_generator(opts.G)
     num_samples = opts.capped(num_samples)
     G = metric_utils.prepare_metric_generator(opts)
     labels = metric_utils.LabelSampler(opts, G.c_dim)

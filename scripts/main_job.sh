@@ -2,18 +2,19 @@
 # The main job: the first thing to run on a fresh machine (CPU only; about 5-10 minutes on 2 cores).
 #
 #   bash scripts/main_job.sh [OUTDIR]      (default OUTDIR: runs/main-job)
-#   KIMG=24 (training length), LOSS=stylegan2 (any --loss spec, e.g. LOSS=clr) can be set in the environment.
+#   KIMG=24 (training length), LOSS=clr (any --loss spec, e.g. LOSS=stylegan2 for the official baseline)
+#   can be set in the environment.
 #
 # 1. installs torch and this package (with the `demo` extra, which adds scikit-learn),
 # 2. builds a 16-px data set from the 1 797 handwritten digits that scikit-learn ships,
-# 3. trains a DCGAN (--cfg=dcgan) on CPU with ADA and the loss $LOSS (default: the StyleGAN2 baseline),
+# 3. trains a DCGAN (--cfg=dcgan) on CPU with ADA and the loss $LOSS (default: the CLR-GAN plugin),
 # 4. renders images of the last snapshot with generate.py, and plots the losses from stats.jsonl.
 # Results: OUTDIR/<run>/fakes*.png (snapshot grids), OUTDIR/<run>/generated/, OUTDIR/<run>/losses.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/main-job}"
 KIMG="${KIMG:-24}"
-LOSS="${LOSS:-stylegan2}"
+LOSS="${LOSS:-clr}"
 
 python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -e ".[demo]"

@@ -1,4 +1,6 @@
-"""Device choice, network loading and class labels for the inference tools (`generate.py`, `style_mixing.py`).
+"""Device choice, network loading, generator kinds and class labels for the inference tools.
+
+Used by `generate.py`, `style_mixing.py` and `projector.py`.
 
 The official tools hard-code `torch.device('cuda')`. Here `--device` picks the device (default:
 CUDA when available, else CPU), and a generator built with fp16 blocks is rebuilt in fp32 when
@@ -6,6 +8,7 @@ it runs on CPU: torch executes fp16 convolutions on CPU, but tens of times slowe
 """
 
 import os
+import sys
 
 import click
 import torch
@@ -101,6 +104,40 @@ def load_networks(network_pkl: str, keys=('G_ema',), param_hint: str = '--networ
         raise click.BadParameter(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}',
                                  param_hint=param_hint) from err
     return {key: data[key] for key in keys}
+
+
+def has_mapping_synthesis(G) -> bool:
+    """Whether G is split into `G.mapping` (z -> ws) and `G.synthesis` (ws -> img), as StyleGAN2 is.
+
+    DCGAN (`--cfg=dcgan`) and MLP (`--cfg=toy`) generators are plain `G(z, c)` modules: no w space,
+    no w_avg, nothing to truncate, mix or project.
+    """
+    return hasattr(G, 'mapping') and hasattr(G, 'synthesis')
+
+
+def describe_generator(G) -> str:
+    """Short human-readable name of G's class for messages, e.g. 'Generator (DCGAN generator and ...)'.
+
+    Persistent classes are wrapped (and, when unpickled, defined in a module built from the
+    embedded source), so the class name alone says little; the first line of the defining
+    module's docstring, when there is one, tells which network family it is.
+    """
+    cls = type(G)
+    base = cls.__mro__[1] if hasattr(cls, '_orig_class_name') and len(cls.__mro__) > 1 else cls
+    module = sys.modules.get(base.__module__)
+    doc_lines = ((getattr(module, '__doc__', None) or '').strip()).splitlines()
+    summary = doc_lines[0].split(' (')[0].rstrip('.: ') if doc_lines else ''
+    return f'{cls.__name__} ({summary})' if summary else cls.__name__
+
+
+def require_mapping_synthesis(G, tool: str):
+    """Raise click.UsageError unless G has a mapping/synthesis split (see `has_mapping_synthesis`).
+
+    tool: what needs the split, named in the message (e.g. 'style_mixing.py').
+    """
+    if not has_mapping_synthesis(G):
+        raise click.UsageError(f'{tool} needs a generator with a mapping/synthesis split (StyleGAN2); '
+                               f'this pickle has {describe_generator(G)}, which maps z straight to its output')
 
 
 def class_label(G, class_idx, device: torch.device, log=print) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Pixels, image files and seed lists shared by `generate.py` and `style_mixing.py`.
 
 Everything here is independent of the network code: conversion of generator output to uint8,
-writing PNGs (RGB or grayscale), tiling images into a grid, and the `num_range` option type
-used for `--seeds`, `--rows`, `--cols` and `--styles`.
+writing PNGs (RGB or grayscale), tiling images into a grid, a scatter plot for generators of 2-D
+points (drawn with PIL alone), and the `num_range` option type used for `--seeds`, `--rows`,
+`--cols` and `--styles`.
 """
 
 import math
@@ -11,6 +12,8 @@ import re
 import click
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
 import torch
 
 SEED_MAX = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
@@ -60,6 +63,58 @@ def tile(images, cols: int = None) -> np.ndarray:
         row, col = divmod(idx, cols)
         canvas[row * height:(row + 1) * height, col * width:(col + 1) * width] = pixels
     return canvas
+
+
+def _tick_values(lo: float, hi: float, target: int = 5):
+    """About `target` round tick positions (steps of 1, 2 or 5 times a power of ten) inside [lo, hi]."""
+    raw = (hi - lo) / target
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    decimals = max(0, -int(math.floor(math.log10(step))))
+    first = math.ceil(lo / step)
+    return [(k * step, f'{k * step:.{decimals}f}') for k in range(first, int(math.floor(hi / step)) + 1)]
+
+
+def scatter_plot(points: np.ndarray, size: int = 512, title: str = None) -> np.ndarray:
+    """Draw 2-D points as a scatter plot with equal axis scales, ticks and an optional title.
+
+    points: [N, 2] float array (x, y); rows with NaN/inf are left out (and counted in the title).
+    Returns the plot as [size, size, 3] uint8 RGB pixels (white background, y pointing up).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f'scatter_plot needs points of shape [N, 2], got {list(points.shape)}')
+    finite = points[np.isfinite(points).all(axis=1)]
+    canvas = PIL.Image.new('RGB', (size, size), (255, 255, 255))
+    draw = PIL.ImageDraw.Draw(canvas)
+    font = PIL.ImageFont.load_default()
+    left, top, right, bottom = 56, 28, size - 12, size - 36  # room for tick labels and the title
+    # One square data window for both axes, so circles stay circles.
+    center = (finite.min(axis=0) + finite.max(axis=0)) / 2 if len(finite) else np.zeros(2)
+    extent = float(np.ptp(finite, axis=0).max()) if len(finite) else 0.0
+    half = (extent / 2 if extent > 1e-6 else 1.0) * 1.08  # a single point (or none) gets a unit window
+    scale = min(right - left, bottom - top) / (2 * half)
+
+    def to_px(x, y):
+        return left + (x - center[0] + half) * scale, bottom - (y - center[1] + half) * scale
+
+    draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
+    for value, label in _tick_values(center[0] - half, center[0] + half):
+        x, _ = to_px(value, center[1])
+        draw.line([x, bottom, x, bottom + 4], fill=(0, 0, 0))
+        draw.text((x, bottom + 6), label, fill=(0, 0, 0), font=font, anchor='mt')
+    for value, label in _tick_values(center[1] - half, center[1] + half):
+        _, y = to_px(center[0], value)
+        draw.line([left - 4, y, left, y], fill=(0, 0, 0))
+        draw.text((left - 6, y), label, fill=(0, 0, 0), font=font, anchor='rm')
+    radius = 2 if len(finite) > 2000 else 3
+    for x, y in (to_px(px, py) for px, py in finite):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(31, 119, 180))
+    caption = title or f'{len(finite)} point{"" if len(finite) == 1 else "s"}'
+    if len(finite) < len(points):
+        caption += f' ({len(points) - len(finite)} non-finite left out)'
+    draw.text((size // 2, top // 2), caption, fill=(0, 0, 0), font=font, anchor='mm')
+    return np.asarray(canvas)
 
 
 def parse_num_range(text: str) -> list:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from stylegan_plus.tools import detectors
-from stylegan_plus.tools.device import prepare_generator
+from stylegan_plus.tools.device import describe_generator, has_mapping_synthesis, prepare_generator
 
 W_STATS_SEED = 123        # RandomState seed of the z samples that define the mean w
 _W_STATS_CHUNK = 1000     # mapping-network batch when estimating w statistics
@@ -155,6 +155,9 @@ def project(G, target, *, num_steps=1000, w_avg_samples=10000, initial_learning_
     verbose prints one line per step (dist = LPIPS distance); progress shows a tqdm bar; both end
     with the throughput in steps/s. Returns float32 [num_steps, num_ws, w_dim]: w after each step.
     """
+    if not has_mapping_synthesis(G):
+        raise ValueError(f'projection needs a generator with a mapping/synthesis split (StyleGAN2); '
+                         f'got {describe_generator(G)}')
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
     if tuple(target.shape) != expected:
         raise ValueError(f'target must have shape {list(expected)}, got {list(target.shape)}')
