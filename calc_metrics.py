@@ -34,20 +34,8 @@ from metrics import metric_main, metric_utils
 from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import detectors
 from stylegan_plus.tools import device as devices
+from stylegan_plus.tools.cli_types import CommaSeparatedList
 from torch_utils import misc
-
-
-class CommaSeparatedList(click.ParamType):
-    """`a,b,c` -> ['a', 'b', 'c']; `none`, empty or missing -> []."""
-
-    name = 'list'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        if value is None or value.lower() == 'none' or value == '':
-            return []
-        return [part.strip() for part in value.split(',') if part.strip()]
 
 
 def _metric_listing():

@@ -8,6 +8,9 @@ Examples:
   python train.py --outdir=runs --data=digits32 --cfg=dcgan --loss=stylegan2 --device=cpu --metrics=none
   # 2-D points (.npy/.npz)
   python train.py --outdir=runs --data=ring.npz --cfg=toy --metrics=none
+  # Less memory per GPU: the batch of 64 as 4 accumulation rounds of 16 (gradients averaged over
+  # them); network sizes and a memory/speed estimate, without training
+  python train.py --outdir=runs --data=ffhq.zip --cfg=paper256 --batch=64 --batch-gpu=16 --dry-run
   # Continue the newest run in runs/ exactly where it stopped
   python train.py --outdir=runs --data=digits32 --cfg=dcgan --resume=latest
   # Several nodes: one torchrun per node
@@ -23,21 +26,10 @@ from click.core import ParameterSource
 
 from stylegan_plus.losses import registry
 from stylegan_plus.losses.base import LossPlugin
-from stylegan_plus.training import configs, distributed, launch, metrics_hook
+from stylegan_plus.tools.cli_types import CommaSeparatedList
+from stylegan_plus.training import configs, distributed, estimate, launch, metrics_hook
 from stylegan_plus.training import options as options_lib
 from stylegan_plus.training.augment import augpipe_specs
-
-
-class CommaSeparatedList(click.ParamType):
-    """`a,b,c` -> ['a', 'b', 'c']; `none` or empty -> []."""
-    name = 'list'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        if value is None or value.lower() == 'none' or value == '':
-            return []
-        return value.split(',')
 
 
 def _print_losses(ctx, _param, value):
@@ -54,7 +46,8 @@ _OPTIONS = [
     click.option('--snap', help='Snapshot interval in ticks  [default: 50]', type=int, metavar='INT'),
     click.option('--metrics', help='Comma-separated list or "none"  [default: fid50k_full]', type=CommaSeparatedList()),
     click.option('--seed', help='Random seed  [default: 0]', type=int, metavar='INT'),
-    click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True),
+    click.option('-n', '--dry-run', help='Print training options, network sizes and a memory/speed estimate, '
+                 'then exit', is_flag=True),
     # Dataset.
     click.option('--data', help='Training data (folder or zip; .npy/.npz points with --cfg=toy)', metavar='PATH',
                  required=True),
@@ -67,6 +60,9 @@ _OPTIONS = [
     click.option('--gamma', help='Override R1 gamma', type=float),
     click.option('--kimg', help='Override training duration', type=int, metavar='INT'),
     click.option('--batch', help='Override batch size', type=int, metavar='INT'),
+    click.option('--batch-gpu', help='Images per GPU and accumulation round (gradients are accumulated over '
+                 '--batch / (--gpus x --batch-gpu) rounds)  [default: the preset\'s, or --batch / --gpus]',
+                 type=int, metavar='INT'),
     # Discriminator augmentation.
     click.option('--aug', help='Augmentation mode  [default: ada]', type=click.Choice(list(options_lib.AUG_MODES))),
     click.option('--p', help='Augmentation probability for --aug=fixed', type=float),
@@ -162,6 +158,9 @@ def run_training(ctx, values, loss_keys):
         launch.print_options(args)
     if dry_run:
         if rank == 0:
+            for line in estimate.estimate_lines(args):
+                print(line)
+            print()
             print('Dry run; exiting.')
         return
     try:

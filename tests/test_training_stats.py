@@ -112,11 +112,37 @@ def test_report0_only_counts_on_rank0(monkeypatch):
     assert 'r1' in collector.names() and collector.num('r1') == 0
 
 
-def test_init_multiprocessing_after_sync_fails():
+def test_init_multiprocessing_after_sync_fails_with_other_settings():
     training_stats.report('x', [1.0])
     training_stats.Collector()
-    with pytest.raises(RuntimeError, match='before'):
-        training_stats.init_multiprocessing(0, None)
+    with pytest.raises(RuntimeError, match='before the first Collector.update'):
+        training_stats.init_multiprocessing(1, torch.device('cpu'))
+    assert (training_stats._rank, training_stats._sync_device) == (0, None)    # unchanged
+
+
+def test_init_multiprocessing_again_with_the_same_settings():
+    """A second training run in one process (a notebook) initialises again with the same values."""
+    training_stats.init_multiprocessing(0, None)
+    training_stats.report('x', [1.0])
+    collector = training_stats.Collector()
+    training_stats.init_multiprocessing(0, None)
+    training_stats.report('x', [3.0])
+    collector.update()
+    assert collector.num('x') == 1 and collector.mean('x') == 3.0
+
+
+def test_reset_forgets_names_and_allows_new_settings():
+    training_stats.report('old/name', [1.0, 2.0])
+    training_stats.Collector().update()
+    training_stats.reset()
+    assert training_stats._counters == {} and training_stats._cumulative == {}
+    training_stats.init_multiprocessing(1, None)    # allowed again after a reset
+    collector = training_stats.Collector()
+    training_stats.report0('new/name', [5.0])       # rank 1 only registers the name
+    training_stats.report('other', [4.0])
+    collector.update()
+    assert collector.names() == ['new/name', 'other']
+    assert collector.num('new/name') == 0 and collector.mean('other') == 4.0
 
 #----------------------------------------------------------------------------
 # Two real processes reducing over gloo on CPU.

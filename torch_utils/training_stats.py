@@ -38,13 +38,29 @@ def init_multiprocessing(rank, sync_device):
     rank: index of this process (only rank 0 contributes to `report0`).
     sync_device: device for the `torch.distributed.all_reduce` of the moments (e.g.
     `torch.device('cuda', rank)` for NCCL, CPU for gloo), or None for a single process.
+    Calling it again later is allowed with the same rank and device (a second training run in one
+    process, e.g. a notebook); other values are refused once statistics were synchronised, until
+    `reset()`.
     """
     global _rank, _sync_device # pylint: disable=global-statement
-    if _sync_called:
-        raise RuntimeError('training_stats.init_multiprocessing() must be called before the first Collector.update()')
+    if _sync_called and (rank, sync_device) != (_rank, _sync_device):
+        raise RuntimeError(f'training_stats.init_multiprocessing(rank={rank}, sync_device={sync_device}) after '
+                           f'statistics were synchronised with rank={_rank}, sync_device={_sync_device}: it must be '
+                           f'called before the first Collector.update(), or after training_stats.reset()')
     _rank = rank
     _sync_device = sync_device
 
+
+def reset():
+    """Forget every reported name and accumulated moment, as at import (rank and device are kept).
+
+    For a new training run in the same process. Collectors created before the reset must not be
+    used after it.
+    """
+    global _sync_called # pylint: disable=global-statement
+    _counters.clear()
+    _cumulative.clear()
+    _sync_called = False
 
 @misc.profiled_function
 def report(name, value):

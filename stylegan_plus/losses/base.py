@@ -26,8 +26,9 @@ class Loss:
         """Compute the loss of one accumulation round of `phase` and call `.backward()` on it.
 
         real_img: [N, C, H, W] float32 in [-1, 1] (or [N, 2] points); real_c, gen_c: [N, c_dim] float32;
-        gen_z: [N, z_dim]; sync: True on the last round (DDP gradient all-reduce); gain: the
-        phase interval, multiplied into the loss before `.backward()`. Returns nothing.
+        gen_z: [N, z_dim]; sync: True on the last round (where a DDP-wrapped module would all-reduce;
+        informational in this loop, which wraps nothing); gain: the phase interval, multiplied into
+        the loss before `.backward()`. Returns nothing.
         """
         raise NotImplementedError()
 
@@ -76,13 +77,15 @@ class LossPlugin(Loss):
     """A loss method as a plugin: networks, prior, phases and resume state beside the loss itself.
 
     Keywords: `device`; `G_mapping` and `G_synthesis` (a generator with a mapping/synthesis
-    split) or `G` (a generator without one); `D`; `augment_pipe` (or None). Modules may be
-    DDP-wrapped. Subclasses add their own keywords (their `options` keys).
+    split) or `G` (a generator without one); `D`; `augment_pipe` (or None). The training loop
+    passes plain modules; other callers may pass DDP-wrapped ones. Subclasses add their own
+    keywords (their `options` keys).
     """
     role = 'main'           # 'main' or 'addon'; one main loss per run
     options = ()            # LossOption tuple: the plugin's command-line options
     state_attrs = ()        # names of tensor attributes saved by state_dict()
     style_mixing_prob = 0   # run_G mixes styles with this probability (StyleGAN2Loss sets it)
+    run_dir = None          # the run folder; set by the training loop after construction
 
     def __init__(self, device, G_mapping=None, G_synthesis=None, D=None, augment_pipe=None, G=None):
         super().__init__()
@@ -120,7 +123,7 @@ class LossPlugin(Loss):
         return unwrap_module(self.D)
 
     def register_network(self, name, module):
-        """Declare an extra network: saved in snapshots under `name`, resumed, DDP-wrapped when trained.
+        """Declare an extra network: saved in snapshots under `name`, resumed, gradient-averaged when trained.
 
         Also sets `self.<name>`; returns `module`.
         """
@@ -212,8 +215,14 @@ class LossPlugin(Loss):
 
     def run_D(self, img, c, sync, return_features=False):
         """Augment (if a pipe is set) and discriminate: -> logits [N, 1] or (logits, features [N, F])."""
-        if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
+        return self.discriminate(self.augment(img), c, sync, return_features=return_features)
+
+    def augment(self, img):
+        """`img` through the augment pipe (same shape and range), or unchanged without one."""
+        return img if self.augment_pipe is None else self.augment_pipe(img)
+
+    def discriminate(self, img, c, sync, return_features=False):
+        """D on images that are already augmented: logits [N, 1], or (logits, features [N, F])."""
         with misc.ddp_sync(self.D, sync):
             if return_features:
                 return self.D(img, c, return_features=True)

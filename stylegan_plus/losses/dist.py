@@ -188,8 +188,7 @@ class DistGANLoss(StyleGAN2Loss):
         """Phi(img) [N, F]: D's penultimate features of an (already augmented) batch; identity for points."""
         if is_point_data(img):
             return img
-        with misc.ddp_sync(self.D, False):
-            _logits, features = self.D(img, c, return_features=True)
+        _logits, features = self.discriminate(img, c, sync=False, return_features=True)
         return features
 
     def backward_AE(self, real_img, real_c, gen_z, gen_c, sync, gain):

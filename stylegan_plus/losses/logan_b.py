@@ -135,10 +135,7 @@ class LOGANBLoss(StyleGAN2Loss):
 
     def joint_logits(self, img, c, z, sync):
         """D(x, z) logits [N, 1]: x through the augment pipe and D's features, fused with z in Dz."""
-        if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
-        with misc.ddp_sync(self.D, sync):
-            logits, features = self.D(img, c, return_features=True)
+        logits, features = self.discriminate(self.augment(img), c, sync, return_features=True)
         with misc.ddp_sync(self.Dz, sync):
             joint = self.Dz(features, z, c)
         return joint + logits * 0
@@ -163,11 +160,7 @@ class LOGANBLoss(StyleGAN2Loss):
     def backward_G_joint(self, gen_z, gen_c, sync, gain):
         """softplus(-D(G(z), z)) into G."""
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync)
-        gen_logits = self.joint_logits(gen_img, gen_c, gen_z, sync=False)
-        _report_scores('fake', gen_logits)
-        loss = F.softplus(-gen_logits)
-        training_stats.report('Loss/G/loss', loss)
-        loss.mean().mul(gain).backward()
+        self.backward_G_logits(self.joint_logits(gen_img, gen_c, gen_z, sync=False), gain)
 
     def backward_D_joint(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         """Fake pairs (G(z), z) and real pairs (x, E(x)); R1 on the real pairs w.r.t. x in Dreg/Dboth."""

@@ -19,9 +19,9 @@ Pre-training happens inside the run, through the phase `RFae` (first in each ite
 `rf_ae_nimg` reaches `--rf-ae-kimg` thousand real images it trains `rf_ae` on the iteration's real
 batch (its own Adam with G's settings) while the G and D phases do nothing, so the first
 `--rf-ae-kimg` of `--kimg` are spent there. Then the AE is frozen and saved as `rf-ae.pkl` in
-the run directory (see `_run_dir`); it is also in every network snapshot (key `rf_ae`), so a resumed
-run never pre-trains again. `--rf-ae=PATH` (an `rf-ae.pkl` or any snapshot with an `rf_ae` key)
-skips pre-training; the `RFae` phase is then left out.
+the run directory (`self.run_dir`, set by the loop); it is also in every network snapshot (key
+`rf_ae`), so a resumed run never pre-trains again. `--rf-ae=PATH` (an `rf-ae.pkl` or any
+snapshot with an `rf_ae` key) skips pre-training; the `RFae` phase is then left out.
 
 Statistics: `Loss/rf/ae` (denoising MSE per sample, during pre-training), plus the baseline's.
 """
@@ -78,11 +78,11 @@ def _world():
     return 1, 0
 
 
-def _run_dir():
+def _run_dir_from_log():
     """The run folder, found through the log file that the launcher tees stdout into (or None).
 
-    The loss gets no run directory from the loop (docs/plugins.md); the launcher's
-    `dnnlib.util.Logger` writes `<run_dir>/log.txt`, so its folder is the run folder.
+    Only a fallback for a loss used outside the training loop, which sets `loss.run_dir`
+    (docs/plugins.md): the launcher's `dnnlib.util.Logger` writes `<run_dir>/log.txt`.
     """
     log_file = getattr(getattr(sys.stdout, 'file', None), 'name', None)
     if isinstance(log_file, str) and os.path.basename(log_file) == 'log.txt':
@@ -169,7 +169,7 @@ class RFLoss(StyleGAN2Loss):
             self._save_autoencoder()
 
     def _save_autoencoder(self):
-        run_dir = _run_dir()
+        run_dir = self.run_dir or _run_dir_from_log()
         if run_dir is None:
             print(f'RFGAN: autoencoder pre-trained; no run folder known, it is saved in the network snapshots '
                   f'(key "{AE_NAME}").')
@@ -212,10 +212,8 @@ class RFLoss(StyleGAN2Loss):
 
     def run_D(self, img, c, sync, return_features=False):
         """Augment, then logit = rf_head([h_D(x'), h_E(x')], c): [N, 1] (or with D's features [N, F])."""
-        if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
-        with misc.ddp_sync(self.D, sync):
-            logits, features = self.D(img, c, return_features=True)
+        img = self.augment(img)
+        logits, features = self.discriminate(img, c, sync, return_features=True)
         _code, encoder_features = unwrap_module(self.rf_ae).encoder(img, return_features=True)
         with misc.ddp_sync(self.rf_head, sync):
             joint = self.rf_head(features, encoder_features, c) + logits * 0

@@ -70,7 +70,10 @@ class StyleGAN2Loss(LossPlugin):
     def backward_G_main(self, gen_z, gen_c, sync, gain):
         """Non-saturating G loss softplus(-D(G(z))); returns the per-sample loss [N, 1] (detached)."""
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync)
-        gen_logits = self.run_D(gen_img, gen_c, sync=False)
+        return self.backward_G_logits(self.run_D(gen_img, gen_c, sync=False), gain)
+
+    def backward_G_logits(self, gen_logits, gain):
+        """The non-saturating G loss on D's logits [N, 1] for fakes: reported, backpropagated, returned (detached)."""
         _report_scores('fake', gen_logits)
         loss = F.softplus(-gen_logits)
         training_stats.report('Loss/G/loss', loss)

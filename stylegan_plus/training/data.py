@@ -65,17 +65,23 @@ class ResumableSampler(misc.InfiniteSampler):
         self._order = order
         self._marks.clear()
         self._journal.clear()
+        self._mark(position, rnd)
         while True:
-            if (position - base) % self.stride == 0:
-                self._mark(position, rnd)
             slot = position % size
-            if position % self.num_replicas == self.rank:
-                yield int(order[slot])
+            value = int(order[slot])
+            mine = position % self.num_replicas == self.rank
+            # The swap (and the mark of a batch boundary) happen before the value is handed out, so
+            # the state after the last index of a batch exists as soon as that index is read, also
+            # without a DataLoader prefetching further (num_workers=0).
             if window >= 2:
                 other = (slot - rnd.randint(window)) % size
                 order[slot], order[other] = order[other], order[slot]
                 self._journal.append((position, slot, other))
             position += 1
+            if (position - base) % self.stride == 0:
+                self._mark(position, rnd)
+            if mine:
+                yield value
 
     def _mark(self, position, rnd):
         self._marks.append((position, numpy_state_to_plain(rnd.get_state())))

@@ -7,9 +7,11 @@ the image counter; adapt the ADA probability every `ada_interval` iterations. Ev
 status line, image and network snapshots with their training state, metrics, stats.jsonl and
 TensorBoard.
 
-Multi-process runs average gradients explicitly (one all-reduce per optimizer step) instead of
-wrapping modules in DistributedDataParallel; set-up is seeded identically on every process, and
-per-process seeds (`random_seed * num_gpus + rank`) take over when training starts.
+Gradients of the `batch_size // (num_gpus * batch_gpu)` accumulation rounds and of all processes
+are averaged before each optimizer step (one all-reduce), so a step equals one on the whole batch;
+modules are never wrapped in DistributedDataParallel. Set-up is seeded identically on every
+process, and per-process seeds (`random_seed * num_gpus + rank`) take over when training starts.
+The loss gets the run folder as `loss.run_dir`.
 """
 
 import os
@@ -34,6 +36,7 @@ class Trainer:
     """State and steps of one training run; `run()` trains until `total_kimg`."""
 
     def __init__(self, cfg):
+        setup.check_batch_split(cfg.batch_size, cfg.num_gpus, cfg.batch_gpu)
         self.cfg = cfg
         self.rank = cfg.rank
         self.device = setup.resolve_device(cfg.device, cfg.rank)
@@ -61,6 +64,8 @@ class Trainer:
         # random_seed * num_gpus + rank, is random_seed).
         np.random.seed(cfg.random_seed)
         torch.manual_seed(cfg.random_seed)
+        # Statistics of an earlier run in this process (a notebook) must not leak into this one.
+        training_stats.reset()
         setup.configure_backends(self.device, cfg.cudnn_benchmark, cfg.allow_tf32)
         self._setup_data()
         self._setup_networks()
@@ -116,6 +121,7 @@ class Trainer:
         self.log('Setting up training phases...')
         self.loss, self.hooks, self.extras = setup.build_loss(cfg.loss_kwargs, self.G, self.D, self.augment_pipe,
                                                               self.device)
+        setup.give_run_dir(self.loss, cfg.run_dir)
         if self.resume_data is not None:
             resume_lib.copy_networks(self.resume_data, self.extras)
         for module in self.extras.values():
@@ -124,7 +130,7 @@ class Trainer:
         self.phases, self.optimizers = setup.build_phases(
             self.hooks, self.modules, G_opt_kwargs=cfg.G_opt_kwargs, D_opt_kwargs=cfg.D_opt_kwargs,
             G_reg_interval=cfg.G_reg_interval, D_reg_interval=cfg.D_reg_interval, g_steps=cfg.g_steps,
-            num_gpus=cfg.num_gpus)
+            num_gpus=cfg.num_gpus, rounds=cfg.batch_size // (cfg.num_gpus * cfg.batch_gpu))
         if self.state is not None:
             resume_lib.load_optimizer_states(self.optimizers, self.state['optimizers'])
             resume_lib.load_loss_state(self.hooks, self.state['loss'], self.rank)

@@ -175,10 +175,30 @@ def _length_and_batch(args, desc, values):
         desc.append(f'batch{batch}')
         args.batch_size = batch
         args.batch_gpu = batch // args.num_gpus
-    per_process = args.batch_size // args.num_gpus
-    _require(args.batch_size % args.num_gpus == 0 and per_process % args.batch_gpu == 0,
-             f'the batch of {args.batch_size} images cannot be split into per-GPU batches of {args.batch_gpu} '
-             f'on {args.num_gpus} GPU(s); choose --batch as a multiple of {args.num_gpus}')
+    batch_gpu = values.get('batch_gpu')
+    if batch_gpu is not None:
+        _require(batch_gpu >= 1, f'--batch-gpu={batch_gpu}: must be at least 1')
+        args.batch_gpu = batch_gpu
+    _check_batch_split(args, batch_given=batch is not None, batch_gpu_given=batch_gpu is not None)
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _check_batch_split(args, batch_given, batch_gpu_given):
+    """The total batch must split into `num_gpus` processes x whole accumulation rounds of `batch_gpu`."""
+    batch, gpus, batch_gpu = args.batch_size, args.num_gpus, args.batch_gpu
+    if batch % (gpus * batch_gpu) == 0:
+        return
+    batch_name = f'--batch={batch}' if batch_given else f'the batch of {batch} images'
+    gpu_name = f'--batch-gpu={batch_gpu}' if batch_gpu_given else f'the per-GPU batch of {batch_gpu}'
+    hints = []
+    if batch % gpus == 0:
+        choices = ', '.join(str(d) for d in _divisors(batch // gpus))
+        hints.append(f'pick --batch-gpu from {choices}')
+    hints.append(f'or --batch as a multiple of {gpus * batch_gpu}')
+    raise UserError(f'{batch_name} is not divisible by --gpus={gpus} x {gpu_name}; {" ".join(hints)}')
 
 
 def _augment_options(args, desc, values, entry):

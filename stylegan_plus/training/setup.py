@@ -63,12 +63,12 @@ def cpu_precision(G_kwargs, D_kwargs, device, log=print):
     return G_kwargs, D_kwargs
 
 
-def build_networks(G_kwargs, D_kwargs, dataset, device):
-    """G, D (train mode, no grads) and G_ema (eval copy of G), on `device`."""
+def build_networks(G_kwargs, D_kwargs, dataset, device, with_ema=True):
+    """G, D (train mode, no grads) and G_ema (eval copy of G; None without `with_ema`), on `device`."""
     common = dict(c_dim=dataset.label_dim, img_resolution=dataset.resolution, img_channels=dataset.num_channels)
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False).to(device)
-    G_ema = copy.deepcopy(G).eval()
+    G_ema = copy.deepcopy(G).eval() if with_ema else None
     return G, D, G_ema
 
 
@@ -117,18 +117,48 @@ def build_loss(loss_kwargs, G, D, augment_pipe, device):
     return loss, hooks, extras
 
 
-class _AveragingOptimizer:
-    """An optimizer whose `step()` first averages the gradients over all processes."""
+def give_run_dir(loss, run_dir):
+    """Set `loss.run_dir` (and that of each part of a composed loss) to the run folder.
 
-    def __init__(self, optimizer, world_size):
+    Plugins write their own files there (e.g. RFGAN's `rf-ae.pkl`). Set after construction and
+    before the first phase, on every process.
+    """
+    for obj in (loss, *getattr(loss, 'parts', ())):
+        try:
+            obj.run_dir = run_dir
+        except AttributeError:
+            pass    # an official-style loss with read-only attributes simply does not get one
+
+
+def check_batch_split(batch_size, num_gpus, batch_gpu):
+    """Raise ValueError unless the total batch splits into processes x whole rounds of `batch_gpu`."""
+    if batch_gpu < 1 or batch_size % (num_gpus * batch_gpu) != 0:
+        raise ValueError(f'batch_size={batch_size} is not divisible by num_gpus={num_gpus} x batch_gpu={batch_gpu}')
+
+
+class _MeanGradientOptimizer:
+    """An optimizer whose `step()` first turns the accumulated gradients into the full-batch mean.
+
+    Each accumulation round's loss is a mean over its `batch_gpu` images, so the summed gradient of
+    `rounds` rounds is divided by `rounds`; processes are averaged with one all-reduce. The step
+    then equals one taken on the whole batch at once (for losses that treat images independently).
+    """
+
+    def __init__(self, optimizer, world_size, rounds):
         self.optimizer = optimizer
         self.world_size = world_size
+        self.rounds = rounds
         self.params = [p for group in optimizer.param_groups for p in group['params']]
 
     def zero_grad(self, set_to_none=True):
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
+    @torch.no_grad()
     def step(self):
+        if self.rounds > 1:
+            for param in self.params:
+                if param.grad is not None:
+                    param.grad.div_(self.rounds)
         distributed.average_gradients(self.params, self.world_size)
         self.optimizer.step()
 
@@ -139,12 +169,19 @@ class _AveragingOptimizer:
         self.optimizer.load_state_dict(state)
 
 
-def build_phases(hooks, modules, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps,
-                 num_gpus):
-    """(phase list, optimizers by key): the official phases, edited by the plugin."""
+def plan_phases(hooks, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps):
+    """The phase list: the official phases, edited by the plugin."""
     defaults = default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps)
-    phases = hooks.phases(defaults, dnnlib.EasyDict(G=G_opt_kwargs, D=D_opt_kwargs))
+    return hooks.phases(defaults, dnnlib.EasyDict(G=G_opt_kwargs, D=D_opt_kwargs))
+
+
+def build_phases(hooks, modules, *, num_gpus, rounds=1, **phase_kwargs):
+    """(phase list, optimizers by key): `plan_phases(hooks, **phase_kwargs)` and their optimizers.
+
+    rounds: accumulation rounds per optimizer step (`batch_size // (num_gpus * batch_gpu)`).
+    """
+    phases = plan_phases(hooks, **phase_kwargs)
     optimizers = build_optimizers(phases, modules)
-    if num_gpus > 1:
-        optimizers = {key: _AveragingOptimizer(opt, num_gpus) for key, opt in optimizers.items()}
+    if num_gpus > 1 or rounds > 1:
+        optimizers = {key: _MeanGradientOptimizer(opt, num_gpus, rounds) for key, opt in optimizers.items()}
     return phases, optimizers
