@@ -133,7 +133,7 @@ def test_q1_smoke(tmp_path):
 def test_q2_smoke(tmp_path):
     out, data = _smoke(q2_dist_grid, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'dist-seed0'], ['per_run', 'summary', 'paper'])
-    assert saved['results']['per_run']['dist-seed0']['num_points'] == q2_dist_grid.SAMPLES
+    assert saved['results']['per_run']['dist-seed0']['G_ema']['num_points'] == q2_dist_grid.SAMPLES
 
 
 def test_q3_smoke(tmp_path):
@@ -143,7 +143,13 @@ def test_q3_smoke(tmp_path):
     assert 'advlat-qua' in saved['runs'][1]['command'] or 'advlat-qua' in saved['runs'][0]['command']
 
 
-def test_q5_smoke(tmp_path):
+def test_q5_smoke_and_reuse(tmp_path, capsys):
     out, data = _smoke(q5_rf_ring, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'rf-seed0'], ['per_run', 'summary', 'paper'])
-    assert set(saved['results']['summary']) == {'gan', 'rf'}
+    assert set(saved['results']['summary']['G']) == {'gan', 'rf'}
+    # --reuse evaluates the same runs again without training: same run folders, same numbers.
+    capsys.readouterr()
+    again = q5_rf_ring.main(['--smoke', '--out', out, '--reuse'])
+    assert 'reusing' in capsys.readouterr().out
+    assert [run['run_dir'] for run in again['runs']] == [run['run_dir'] for run in saved['runs']]
+    assert json.loads(json.dumps(again['results'])) == saved['results']

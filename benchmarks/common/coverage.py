@@ -1,0 +1,73 @@
+"""The mode-coverage protocol shared by Q2 and Q5: methods x seeds, scored on samples of the final snapshot.
+
+Run names are `<method>-seed<seed>`. Both generators of a run's final snapshot are scored: `G`,
+the trained network (what the papers evaluate), and `G_ema`, its moving average (what
+generate.py and the metrics use). Each draws `samples` points from the prior (same latents),
+scored with `toy_metrics.mode_coverage` (Dist-GAN rule) and `toy_metrics.high_quality` (3 std).
+"""
+
+from . import figures, plots, runs, toy_metrics
+
+NETS = ('G', 'G_ema')
+SUMMARY_KEYS = ('modes_covered', 'registered_points', 'hq_share')
+
+
+def run_name(method, seed):
+    return f'{method}-seed{seed}'
+
+
+def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count, prior='gaussian'):
+    """({net: metrics dict}, {net: generated points [samples, 2]}) of a run's final snapshot."""
+    snapshot = runs.load_final_snapshot(run_dir)
+    metrics, points = {}, {}
+    for net in NETS:
+        G = snapshot[net]
+        z = toy_metrics.sample_prior(samples, G.z_dim, prior, sample_seed)
+        points[net] = toy_metrics.generate_points(G, z)
+        metrics[net] = toy_metrics.mode_coverage(points[net], centres, radius, min_count)
+        metrics[net].update(toy_metrics.high_quality(points[net], centres, std))
+    return metrics, points
+
+
+def evaluate_jobs(jobs, **kwargs):
+    """({run name: {net: metrics}}, {run name: {net: points}}) for finished jobs; kwargs as `evaluate_run`."""
+    per_run, points = {}, {}
+    for job in jobs:
+        per_run[job.name], points[job.name] = evaluate_run(job.run_dir, **kwargs)
+    return per_run, points
+
+
+def per_seed(per_run, method, seeds, key, net):
+    """[value of `key` for each seed] of one method and network."""
+    return [per_run[run_name(method, s)][net][key] for s in seeds]
+
+
+def summarise(per_run, methods, seeds, keys=SUMMARY_KEYS):
+    """{net: {method: {key: mean_std over seeds}}}."""
+    return {net: {method: {key: toy_metrics.mean_std(per_seed(per_run, method, seeds, key, net)) for key in keys}
+                  for method in methods} for net in NETS}
+
+
+def compare_summary(rep, summary, methods):
+    """Informational rows: registered points and high-quality share, mean +- std, per network and method."""
+    for net in NETS:
+        for method in methods:
+            for key in ('registered_points', 'hq_share'):
+                value = summary[net][method][key]
+                rep.compare(f'{method} {key} ({net})', '-', f'{value["mean"]:.4g} +- {value["std"]:.3g}', '-', None)
+
+
+def coverage_figures(rep, prefix, title, jobs, methods, points, per_run, reals, centres, first_seed):
+    """`<prefix>_coverage.png` (a panel per run and network) and `<prefix>_losses.png` (the first seed's curves)."""
+    colors = {method: plots.PALETTE[i % len(plots.PALETTE)] for i, method in enumerate(methods)}
+    panels = []
+    for job in jobs:
+        method = job.name.rsplit('-seed', 1)[0]
+        for net in NETS:
+            panels.append(dict(title=f'{job.name} {net}', points=points[job.name][net], reals=reals, centres=centres,
+                               extent=figures.extent_of(centres),
+                               caption=figures.coverage_caption(per_run[job.name][net], len(centres)),
+                               color=colors.get(method, plots.PALETTE[0])))
+    rep.add_figure(plots.scatter_figure(rep.path(f'{prefix}_coverage.png'), panels, title=title, max_cols=4,
+                                        panel_size=230))
+    figures.add_seed_loss_figure(rep, prefix, jobs, first_seed)

@@ -1,0 +1,102 @@
+"""Toy data on disk, generator sampling, and the 2-D evaluation rules of the papers.
+
+- Mode coverage (Dist-GAN, after VEEGAN/DAN): a generated point *registers* with the nearest mode
+  centre when it lies within `radius` of it; a mode is *covered* when at least `min_count` points
+  register (2 000 samples, radius 0.1414, 20 points in the Dist-GAN paper).
+- High-quality share (VEEGAN/PacGAN): the fraction of points within `k` standard deviations
+  (k = 3) of the nearest centre.
+- Reconstruction error (LOGAN-B): per-sample L1 sum |x - x_rec|, averaged over the points.
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from stylegan_plus.training import toy_data
+
+PRIORS = ('gaussian', 'uniform')
+
+
+def write_toy_set(path, kind, std, points_per_mode, seed=0):
+    """Write a toy set (`ring8`/`grid25`) as .npy unless an identical file exists; returns the path."""
+    points, _modes = toy_data.make_toy_points(kind, std, points_per_mode, seed=seed)
+    if os.path.isfile(path):
+        try:
+            if np.array_equal(np.load(path), points):
+                return path
+        except (OSError, ValueError):
+            pass
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.save(path, points)
+    return path
+
+
+def sample_prior(n, z_dim, prior, seed):
+    """z float32 [n, z_dim]: standard normal or uniform in [-1, 1], from its own seeded generator."""
+    if prior not in PRIORS:
+        raise ValueError(f'unknown prior {prior!r}; expected one of {", ".join(PRIORS)}')
+    gen = torch.Generator().manual_seed(int(seed))
+    if prior == 'uniform':
+        return torch.rand([n, z_dim], generator=gen) * 2 - 1
+    return torch.randn([n, z_dim], generator=gen)
+
+
+@torch.no_grad()
+def generate_points(G, z, chunk=65536):
+    """G(z) for unconditional 2-D generators: z [N, z_dim] -> numpy float32 [N, 2]."""
+    out = []
+    for part in z.split(chunk):
+        c = torch.zeros([part.shape[0], G.c_dim])
+        out.append(G(part, c).reshape(part.shape[0], -1))
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def nearest_centres(points, centres):
+    """(index int64 [N], distance float64 [N]) of each point's nearest centre."""
+    points = np.asarray(points, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64)
+    dist = np.sqrt(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2))
+    idx = dist.argmin(axis=1)
+    return idx, dist[np.arange(len(points)), idx]
+
+
+def mode_coverage(points, centres, radius, min_count):
+    """Registered points per mode and the modes covered.
+
+    Returns dict(modes_covered int, registered_points int, counts list[int] per centre,
+    num_points int, radius, min_count).
+    """
+    idx, dist = nearest_centres(points, centres)
+    inside = dist <= radius
+    counts = np.bincount(idx[inside], minlength=len(centres))
+    return dict(modes_covered=int((counts >= min_count).sum()), registered_points=int(inside.sum()),
+                counts=[int(c) for c in counts], num_points=int(len(points)), radius=float(radius),
+                min_count=int(min_count))
+
+
+def high_quality(points, centres, std, k=3.0, min_share=0.01):
+    """High-quality samples (within k*std of the nearest centre) and the modes they cover.
+
+    A mode counts as covered when at least `min_share` of all samples are high-quality samples
+    of it (the Dist-GAN threshold, 20 of 2 000, applied to the high-quality radius).
+    Returns dict(hq_share float in [0, 1], hq_modes int, hq_counts list[int], k, std).
+    """
+    idx, dist = nearest_centres(points, centres)
+    good = dist <= k * std
+    counts = np.bincount(idx[good], minlength=len(centres))
+    threshold = max(1, int(np.ceil(min_share * len(points))))
+    return dict(hq_share=float(good.mean()), hq_modes=int((counts >= threshold).sum()),
+                hq_counts=[int(c) for c in counts], k=float(k), std=float(std))
+
+
+def l1_reconstruction_error(x, x_rec):
+    """Mean over points of the per-point L1 sum |x - x_rec|: x, x_rec [N, 2] -> float."""
+    diff = np.abs(np.asarray(x, dtype=np.float64) - np.asarray(x_rec, dtype=np.float64))
+    return float(diff.reshape(len(diff), -1).sum(axis=1).mean())
+
+
+def mean_std(values):
+    """dict(mean, std, values) over seeds (population std, 0 for one value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return dict(mean=float(arr.mean()), std=float(arr.std()), values=[float(v) for v in arr])

@@ -1,0 +1,185 @@
+"""Q3: AdvLatGAN on the ring and the grid: high-quality share before/after `-z` sampling, and `advlat-qua` training.
+
+    python benchmarks/q3_advlat_toy.py [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
+
+Protocol (BENCHMARKS.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
+a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
+MLP G and D with hidden widths 100-200-100 (z_dim 2, Gaussian prior, batch 128, Adam 1e-3/0.5,
+the `--cfg=toy` settings otherwise; the widths come from the loss class
+`benchmarks.common.toy_losses.GANAdvLatToy`, the baseline loss unchanged). Each data set, each
+seed: the baseline trained 2 000 iterations (256 kimg), and the same with `+advlat-qua`
+(defaults: one I-FGSM step of 0.03 before each D step). Then `-z` sampling on each final G/D: latents
+move by T steps of 0.003 (I-FGSM on the generator loss, `stylegan_plus.sampling.latent_steps`,
+the function `generate.py --latent-steps` uses). Reported before and after: the share of
+high-quality samples (within 3 std of a centre) and the modes covered (a mode counts when at
+least 1% of the samples are high-quality samples of it).
+
+The paper used 8 000 steps on 20 000 latents; each latent moves independently (the MLPs do not
+mix the batch), so the full protocol here moves 2 000 latents (8 000 steps) to stay within an
+hour on 2 cores; `--latents 20000` runs the paper's count (about 20 minutes per model on one
+core). The quick protocol: 1 seed, 2 000 steps on 1 000 latents.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import figures, plots, report, runner, runs, toy_losses, toy_metrics  # noqa: E402
+from stylegan_plus.sampling import latent_steps  # noqa: E402
+from stylegan_plus.training import toy_data  # noqa: E402
+
+BENCH_ID = 'q3'
+TITLE = 'AdvLatGAN -z and -qua on the ring (std 0.001) and the grid (std 0.0025)'
+DATASETS = {'ring': dict(kind='ring8', std=0.001), 'grid': dict(kind='grid25', std=0.0025)}
+POINTS_PER_MODE = 2000
+LOSS = 'benchmarks.common.toy_losses.GANAdvLatToy'
+METHODS = {'base': [f'--loss={LOSS}'], 'qua': [f'--loss={LOSS}+advlat-qua']}
+Z_EPS = 0.003
+SAMPLE_SEED = 123
+HQ_K, MIN_SHARE = 3.0, 0.01
+STAGES = {'base': ('base', 'before'), 'base -z': ('base', 'after_z'), 'qua': ('qua', 'before'),
+          'qua -z': ('qua', 'after_z')}     # table row -> (method, samples before/after -z)
+PAPER = 'qualitative (Fig. 9): after -z the samples sit closer to the centres'
+PROTOCOLS = {
+    'full': dict(kimg=256, z_steps=8000, latents=2000, seeds=[0, 1, 2], datasets=['ring', 'grid']),
+    'quick': dict(kimg=256, z_steps=2000, latents=1000, seeds=[0], datasets=['ring', 'grid']),
+    'smoke': dict(nimg=384, z_steps=3, latents=200, seeds=[0], datasets=['ring']),
+}
+
+
+def parse_args(argv):
+    parser = report.make_parser(__doc__, BENCH_ID)
+    parser.add_argument('--latents', type=_positive, default=None, metavar='N',
+                        help='latents moved by -z per model (default: 2000 full, 1000 quick; paper 20000)')
+    parser.add_argument('--z-steps', type=_positive, default=None, metavar='T',
+                        help='-z steps of size 0.003 (default: 8000 full, 2000 quick)')
+    return parser.parse_args(argv)
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected an integer >= 1')
+    return value
+
+
+def run_name(dataset, method, seed):
+    return f'{dataset}-{method}-seed{seed}'
+
+
+def build_jobs(proto, data_paths, seeds):
+    length = dict(nimg=proto['nimg']) if 'nimg' in proto else dict(kimg=proto['kimg'])
+    return [runner.TrainJob(run_name(dataset, method, seed),
+                            runner.toy_train_args(data_paths[dataset], seed, extra=loss_args, **length))
+            for dataset in data_paths for seed in seeds for method, loss_args in METHODS.items()]
+
+
+def score(points, centres, std):
+    """High-quality share and modes; also the median distance to the nearest centre, which still
+    tells samples apart when hardly any lie within 3 std."""
+    metrics = toy_metrics.high_quality(points, centres, std, k=HQ_K, min_share=MIN_SHARE)
+    _idx, dist = toy_metrics.nearest_centres(points, centres)
+    return dict(hq_share=metrics['hq_share'], hq_modes=metrics['hq_modes'], hq_counts=metrics['hq_counts'],
+                median_dist=float(np.median(dist)))
+
+
+def evaluate(run_dir, centres, std, latents, z_steps):
+    """Scores before and after -z on the same latents, and both point sets."""
+    snap = runs.load_final_snapshot(run_dir)
+    G, D = snap['G'], snap['D']
+    z0 = toy_metrics.sample_prior(latents, G.z_dim, 'gaussian', SAMPLE_SEED)
+    c = torch.zeros([latents, G.c_dim])
+    generator, discriminator = latent_steps.network_callables(G, D)
+    z1 = latent_steps.mine_latents(z0, c, generator, discriminator, eps=Z_EPS, steps=z_steps)
+    before, after = toy_metrics.generate_points(G, z0), toy_metrics.generate_points(G, z1)
+    return dict(before=score(before, centres, std), after_z=score(after, centres, std)), dict(before=before,
+                                                                                            after_z=after)
+
+
+def _per_seed(per_run, dataset, method, seeds, stage, key):
+    return [per_run[run_name(dataset, method, s)][stage][key] for s in seeds]
+
+
+def compare(rep, per_run, datasets, seeds):
+    """Per data set: -z and -qua must each raise the high-quality share over the baseline on every seed.
+
+    Returns {dataset: {stage: {key: mean_std over seeds}}} for hq_share, hq_modes and median_dist.
+    """
+    summary = {}
+    for dataset in datasets:
+        values = {name: {key: _per_seed(per_run, dataset, method, seeds, stage, key)
+                         for key in ('hq_share', 'hq_modes', 'median_dist')}
+                  for name, (method, stage) in STAGES.items()}
+        summary[dataset] = {name: {key: toy_metrics.mean_std(v) for key, v in keys.items()}
+                            for name, keys in values.items()}
+        base = values['base']['hq_share']
+        for name, keys in values.items():
+            raised = None if name == 'base' else all(v > b for v, b in zip(keys['hq_share'], base))
+            rep.compare(f'{dataset}: HQ share {name}', 'raised (figure)' if name != 'base' else '-',
+                        ', '.join(f'{v:.3f}' for v in keys['hq_share']), '-' if name == 'base' else
+                        '> base, every seed', raised)
+        for name, keys in values.items():
+            rep.compare(f'{dataset}: modes covered {name}', '-', keys['hq_modes'], '-', None)
+            rep.compare(f'{dataset}: median distance to a centre {name}', '-',
+                        ', '.join(f'{v:.3f}' for v in keys['median_dist']), '-', None)
+    return summary
+
+
+def make_figures(rep, jobs, per_run, points, reals, seed):
+    panels = []
+    for dataset in reals:
+        centres = toy_data.toy_centers(DATASETS[dataset]['kind'])
+        for i, (method, stage) in enumerate(STAGES.values()):
+            name = run_name(dataset, method, seed)
+            metrics = per_run[name][stage]
+            panels.append(dict(title=f'{name} {"-z" if stage == "after_z" else ""}', points=points[name][stage],
+                               reals=reals[dataset], centres=centres, extent=figures.extent_of(centres),
+                               caption=f'HQ {100 * metrics["hq_share"]:.1f}%, modes {metrics["hq_modes"]}/'
+                                       f'{len(centres)}, median dist. {metrics["median_dist"]:.3f}',
+                               color=plots.PALETTE[i]))
+    rep.add_figure(plots.scatter_figure(rep.path('q3_samples.png'), panels, title=TITLE, max_cols=4))
+    figures.add_seed_loss_figure(rep, 'q3', jobs, seed)
+
+
+def main(argv=None):
+    """Run the benchmark; returns the results.json content."""
+    return report.benchmark_main(argv, parse_args, run)
+
+
+def run(args, argv):
+    proto, seeds = report.protocol(args, PROTOCOLS)
+    proto['latents'] = args.latents or proto['latents']
+    proto['z_steps'] = args.z_steps or proto['z_steps']
+    rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
+        proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
+        mode_min_share=MIN_SHARE, net='G', methods=METHODS,
+        option_overrides=toy_losses.describe_overrides(toy_losses.GANAdvLatToy)), script=__file__, argv=argv)
+    data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
+                                                  spec['std'], POINTS_PER_MODE)
+                  for name, spec in DATASETS.items() if name in proto['datasets']}
+    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds), rep.out, parallel=args.parallel,
+                           reuse=args.reuse)
+    rep.add_runs(jobs)
+    per_run, points = {}, {}
+    for job in jobs:
+        spec = DATASETS[job.name.split('-')[0]]
+        per_run[job.name], points[job.name] = evaluate(job.run_dir, toy_data.toy_centers(spec['kind']), spec['std'],
+                                                       proto['latents'], proto['z_steps'])
+        print(f'[{job.name}] HQ share {per_run[job.name]["before"]["hq_share"]:.3f} -> '
+              f'{per_run[job.name]["after_z"]["hq_share"]:.3f} after -z', flush=True)
+    summary = compare(rep, per_run, list(data_paths), seeds)
+    reals = {name: figures.real_subset(np.load(path)) for name, path in data_paths.items()}
+    make_figures(rep, jobs, per_run, points, reals, seeds[0])
+    rep.finish(dict(per_run=per_run, summary=summary, paper=PAPER))
+    return rep.data
+
+
+if __name__ == '__main__':
+    main()

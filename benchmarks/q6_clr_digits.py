@@ -1,0 +1,217 @@
+"""Q6: CLR-GAN (`--loss=clr`) vs the baseline loss on digits, DCGAN and a tiny StyleGAN2, through train.py.
+
+    python benchmarks/q6_clr_digits.py --quick          # ~5 min on 2 cores: 1 seed, short runs
+    python benchmarks/q6_clr_digits.py                  # full protocol: 3 seeds (~45 min)
+
+Protocol (BENCHMARKS.md Q6). The digits of scikit-learn are split in two fixed halves: the GANs
+train on half A (16 px), a small classifier trains on half B. For each network family
+(`--cfg=dcgan --cbase=512`, and a tiny StyleGAN2 `--cfg=cifar --cbase=1024 --cmax=64`), each
+seed and each loss (`stylegan2` = the baseline, `clr`), train.py runs with the same data, seed
+and schedule; every network snapshot is then evaluated here:
+- FD-digits: Frechet distance between classifier features of 2 000 fakes of G_ema (fixed z) and
+  of the reals of half A, at equal kimg for both losses;
+- CLR only: reconstruction L1 (mean |G(phi(x)) - x| per pixel, [-1, 1] units) of 256 held-out
+  reals (half B), phi = D's features through the run's latent head;
+- CLR only: D's latent MSE on fakes, `Loss/clr/latent_mse` of stats.jsonl, per tick.
+Paper (GPU, CIFAR-10 DCGAN): FID 38.56 -> 23.3. Goal here: CLR's FD-digits <= the baseline's at
+equal kimg, mean over >= 3 seeds; latent MSE and reconstruction L1 fall during training.
+"""
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from imgcommon import classifier, digits, figures, runinfo, trainer  # noqa: E402
+
+BENCH_ID = 'q6_clr_digits'
+RESOLUTION = 16
+LOSSES = ('stylegan2', 'clr')
+FAMILIES = {
+    'dcgan': dict(cfg='dcgan', extra=['--cbase=512']),
+    'stylegan2': dict(cfg='cifar', extra=['--cbase=1024', '--cmax=64']),
+}
+# Per mode: seeds, training length per family (kimg, or nimg for smoke), tick and snapshot spacing.
+PROTOCOLS = {
+    'full': dict(seeds=[0, 1, 2], kimg=dict(dcgan=100, stylegan2=20), tick=dict(dcgan=4, stylegan2=1),
+                 snap=dict(dcgan=5, stylegan2=4), fakes=2000, rec=256, clf_epochs=20),
+    'quick': dict(seeds=[0], kimg=dict(dcgan=12, stylegan2=3), tick=dict(dcgan=1, stylegan2=0.5),
+                  snap=dict(dcgan=4, stylegan2=2), fakes=1000, rec=128, clf_epochs=15),
+    'smoke': dict(seeds=[0], nimg=dict(dcgan=128, stylegan2=64), tick=dict(dcgan=0.064, stylegan2=0.032),
+                  snap=dict(dcgan=1, stylegan2=1), fakes=64, rec=32, clf_epochs=1),
+}
+EVAL_Z_SEED = 123
+PAPER = 'FID 38.56 (DCGAN) -> 23.3 (CLR-GAN), CIFAR-10, GPU'
+
+
+def prepare_data(run, proto):
+    """Half A data set on disk, classifier on half B, real features of A, held-out reals of B."""
+    pixels, labels = digits.load(RESOLUTION)
+    half_a, half_b = digits.halves(len(pixels))
+    data = digits.write_dataset(run.path(f'data/digits{RESOLUTION}_halfA.zip'), pixels[half_a], labels[half_a])
+    reals_a, reals_b = digits.to_tensor(pixels[half_a]), digits.to_tensor(pixels[half_b])
+    net = classifier.train_classifier(reals_b, labels[half_b], epochs=proto['clf_epochs'])
+    real_features = classifier.apply(net, reals_a, 'features')
+    floor = classifier.frechet_distance(classifier.apply(net, reals_b, 'features'), real_features)
+    run.result(classifier=dict(trained_on='half B', images=len(half_b), epochs=proto['clf_epochs'],
+                               accuracy_half_A=classifier.accuracy(net, reals_a, labels[half_a]),
+                               fd_halfB_vs_halfA=floor))
+    print(f'classifier: accuracy on half A {run.data["results"]["classifier"]["accuracy_half_A"]:.3f}; '
+          f'FD-digits of real half B vs half A (the floor) {floor:.2f}')
+    figures.save_grid(pixels[half_a][:64], run.path('reals_halfA.png'), cols=8, scale=3)
+    return dict(data=data, net=net, real_features=real_features, heldout=reals_b[:proto['rec']],
+                num_images=len(half_a))
+
+
+@torch.no_grad()
+def fakes(G, count, seed=EVAL_Z_SEED, batch=250):
+    """count images [N, C, H, W] in [-1, 1] from G at fixed latents (noise_mode const)."""
+    z = torch.randn([count, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    c = torch.zeros([count, G.c_dim])
+    return torch.cat([G(z[i:i + batch], c[i:i + batch], noise_mode='const') for i in range(0, count, batch)])
+
+
+@torch.no_grad()
+def reconstruction_l1(nets, reals, batch=32):
+    """Mean |G(phi(x)) - x| over held-out reals [N, 1, R, R]; phi = D features, through clr_head if any."""
+    G, D, head = nets['G'], nets['D'], nets.get('clr_head')
+    total = 0.0
+    for i in range(0, len(reals), batch):
+        x = reals[i:i + batch]
+        c = torch.zeros([len(x), G.c_dim])
+        _logits, features = D(x, c, return_features=True)
+        z = head(features) if head is not None else features
+        total += float((G(z, c, noise_mode='const') - x).abs().sum())
+    return total / reals.numel()
+
+
+def evaluate_run(run_dir, loss, ctx, proto):
+    """FD-digits (and rec L1 for clr) at every snapshot of a run; latent MSE per tick from stats.jsonl."""
+    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    out = dict(kimg=[], fd=[], rec_l1=[])
+    for kimg, path in trainer.snapshots(run_dir):
+        keys = ('G_ema', 'G', 'D', 'clr_head') if loss == 'clr' else ('G_ema',)
+        try:
+            nets = trainer.load_snapshot(path, keys)
+        except KeyError:    # StyleGAN2 D whose fc width equals z_dim: no head
+            nets = trainer.load_snapshot(path, keys[:3])
+        G_ema = devices.prepare_generator(nets['G_ema'], torch.device('cpu'))
+        images = fakes(G_ema, proto['fakes'])
+        out['kimg'].append(kimg)
+        out['fd'].append(classifier.frechet_distance(classifier.apply(ctx['net'], images, 'features'),
+                                                     ctx['real_features']))
+        out['rec_l1'].append(reconstruction_l1(nets, ctx['heldout']) if loss == 'clr' else None)
+    out['final_samples'] = digits.to_uint8(images[:64])
+    records = trainer.stats(run_dir)
+    tick_kimg, mse = trainer.series(records, 'Loss/clr/latent_mse')
+    out['latent_mse'] = dict(kimg=tick_kimg, value=mse) if loss == 'clr' else None
+    out['sec_per_kimg'] = trainer.training_sec_per_kimg(records)
+    return out
+
+
+def train_one(run, family, loss, seed, ctx, proto):
+    spec = FAMILIES[family]
+    length = dict(nimg=proto['nimg'][family]) if 'nimg' in proto else dict(kimg=proto['kimg'][family])
+    argv = trainer.train_argv(data=ctx['data'], outdir=run.path(f'runs/{family}'), cfg=spec['cfg'], loss=loss,
+                              seed=seed, tick=proto['tick'][family], snap=proto['snap'][family],
+                              extra=spec['extra'], **length)
+    run.command(argv)
+    result = trainer.run_train(argv, run.path(f'logs/{family}-{loss}-seed{seed}.log'))
+    evaluation = evaluate_run(result.run_dir, loss, ctx, proto)
+    evaluation.update(run_dir=result.run_dir, wall_s=result.wall_s)
+    print(f'  {family}/{loss}/seed{seed}: FD-digits by kimg ' +
+          ', '.join(f'{k}:{v:.2f}' for k, v in zip(evaluation['kimg'], evaluation['fd'])))
+    return evaluation
+
+
+def _falls(first, last):
+    return None if first is None or last is None or not np.isfinite(first) or not np.isfinite(last) \
+        else bool(last < first)
+
+
+def clr_trends(evals):
+    """Per seed: latent MSE (first tick -> mean of the last 3 ticks) and rec L1 (first -> last snapshot)."""
+    trends = []
+    for ev in evals:
+        mse = np.asarray(ev['latent_mse']['value'], dtype=np.float64)
+        mse = mse[np.isfinite(mse)]
+        rec = [v for v in ev['rec_l1'] if v is not None]
+        trends.append(dict(latent_mse_first=float(mse[0]) if mse.size else None,
+                           latent_mse_last=float(mse[-3:].mean()) if mse.size else None,
+                           rec_l1_first=rec[0] if rec else None, rec_l1_last=rec[-1] if rec else None))
+    return trends
+
+
+def summarize_family(run, family, evals, seeds):
+    """Mean FD-digits per loss at each kimg, the paper-vs-ours rows and the figures of one family."""
+    fd = {loss: np.array([ev['fd'] for ev in evals[loss]], dtype=np.float64) for loss in LOSSES}
+    kimg = evals[LOSSES[0]][0]['kimg']
+    mean = {loss: fd[loss].mean(0) for loss in LOSSES}
+    final = {loss: runinfo.mean_std(fd[loss][:, -1]) for loss in LOSSES}
+    wins = [bool(c <= b) for c, b in zip(mean['clr'][1:], mean['stylegan2'][1:])]
+    trends = clr_trends(evals['clr'])
+    summary = dict(kimg=kimg, fd_mean=mean, fd_final_mean_std=final, clr_le_baseline_share=np.mean(wins) if wins else None,
+                   clr_trends=trends, sec_per_kimg={l: [ev['sec_per_kimg'] for ev in evals[l]] for l in LOSSES})
+    ours = (f'FD-digits at {kimg[-1]} kimg, mean of {len(seeds)} seed(s): baseline {runinfo.fmt(final["stylegan2"][0])} '
+            f'+- {runinfo.fmt(final["stylegan2"][1])} -> CLR {runinfo.fmt(final["clr"][0])} +- {runinfo.fmt(final["clr"][1])}'
+            f' (CLR <= baseline at {sum(wins)}/{len(wins)} later snapshots)')
+    run.compare(f'{family}: FD-digits, CLR vs baseline at equal kimg', PAPER, ours,
+                'CLR <= baseline, mean of >= 3 seeds', bool(final['clr'][0] <= final['stylegan2'][0]) if len(seeds) >= 3 else None)
+    mse_falls = [_falls(t['latent_mse_first'], t['latent_mse_last']) for t in trends]
+    rec_falls = [_falls(t['rec_l1_first'], t['rec_l1_last']) for t in trends]
+    run.compare(f'{family}: CLR latent MSE on fakes and held-out reconstruction L1 fall during training',
+                'both trained down (paper: losses converge)',
+                'latent MSE ' + '; '.join(f'{runinfo.fmt(t["latent_mse_first"])} -> {runinfo.fmt(t["latent_mse_last"])}'
+                                          for t in trends) +
+                ' | rec L1 ' + '; '.join(f'{runinfo.fmt(t["rec_l1_first"])} -> {runinfo.fmt(t["rec_l1_last"])}' for t in trends),
+                'both fall on every seed', all(mse_falls + rec_falls) if None not in mse_falls + rec_falls else None)
+    make_figures(run, family, evals, kimg, mean)
+    return summary
+
+
+def make_figures(run, family, evals, kimg, mean):
+    run.figure(figures.line_plot(run.path(f'fd_{family}.png'), {loss: (kimg, mean[loss]) for loss in LOSSES},
+                                 title=f'Q6 {family}: FD-digits (mean over seeds), lower is better',
+                                 xlabel='kimg', ylabel='FD-digits'))
+    run.figure(figures.line_plot(
+        run.path(f'clr_terms_{family}.png'),
+        {**{f'latent MSE seed{i}': (ev['latent_mse']['kimg'], ev['latent_mse']['value']) for i, ev in enumerate(evals['clr'])},
+         **{f'rec L1 seed{i}': (ev['kimg'], ev['rec_l1']) for i, ev in enumerate(evals['clr'])}},
+        title=f'Q6 {family}: CLR latent MSE (fakes, per tick) and rec L1 (held-out reals)', xlabel='kimg', ylabel='value'))
+    for loss in LOSSES:
+        run.figure(figures.save_grid(evals[loss][0]['final_samples'], run.path(f'samples_{family}_{loss}.png'),
+                                     cols=8, scale=3))
+
+
+def main(argv=None):
+    parser = runinfo.base_parser(BENCH_ID, __doc__)
+    parser.add_argument('--families', default='dcgan,stylegan2', help='comma-separated: dcgan, stylegan2')
+    args = parser.parse_args(argv)
+    families = [f.strip() for f in args.families.split(',') if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        parser.error(f'--families: unknown {unknown}; accepted: {", ".join(FAMILIES)}')
+    proto = PROTOCOLS[runinfo.mode_of(args)]
+    run = runinfo.BenchmarkRun(BENCH_ID, 'CLR-GAN vs baseline on digits (FD-digits, latent MSE, rec L1)', args,
+                               proto['seeds'])
+    run.setting(resolution=RESOLUTION, families={f: FAMILIES[f] for f in families}, losses=LOSSES,
+                protocol={k: v for k, v in proto.items() if k != 'seeds'}, eval_z_seed=EVAL_Z_SEED,
+                data='scikit-learn load_digits, half A (GAN) / half B (classifier, held-out reals); '
+                     'substitutes CIFAR-10, which cannot be used offline on CPU')
+    ctx = prepare_data(run, proto)
+    summaries = {}
+    for family in families:
+        evals = trainer.by_loss_and_seed(LOSSES, proto['seeds'],
+                                         lambda loss, seed, f=family: train_one(run, f, loss, seed, ctx, proto))
+        summaries[family] = summarize_family(run, family, evals, proto['seeds'])
+        run.result(per_family=summaries)
+        run.save()
+    run.figure(figures.save_grid(np.asarray(digits.to_uint8(ctx['heldout'][:32])), run.path('heldout_reals.png'),
+                                 cols=8, scale=3))
+    run.finish()
+
+
+if __name__ == '__main__':
+    main()

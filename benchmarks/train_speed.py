@@ -1,0 +1,153 @@
+"""P2: training throughput of train.py, baseline vs every --loss plugin, side by side in one run.
+
+    python benchmarks/train_speed.py --quick            # ~6 min on 2 cores: short timing windows
+    python benchmarks/train_speed.py                    # full: longer windows (~20 min)
+    python benchmarks/train_speed.py --device=cuda      # on a GPU (peak memory = torch's GPU peak)
+
+For `--cfg=dcgan` at 32 px (the preset's widths) and a small StyleGAN2 at 32 px
+(`--cfg=cifar --cbase=1024 --cmax=64`), each loss runs train.py on the same data (the digits at
+32 px), with the same seed and batch. Seconds per kimg are taken from stats.jsonl
+(`Timing/sec_per_tick`, which leaves out snapshots and images) over the ticks after a warm-up
+tick, and as marginal CPU seconds per kimg (a second run that stops after the warm-up is
+subtracted; CPU time is what matters on a shared machine, where wall time depends on the
+neighbours; on an idle machine with one thread the two agree); peak memory is the training process's peak resident set (CPU, from the kernel) or the
+largest `Resources/peak_gpu_mem_gb` (CUDA). Each loss's time is printed as a ratio to the
+baseline beside the BENCHMARKS.md goal (the overhead estimated from the papers).
+RFGAN runs with `--rf-ae-kimg=0`: its autoencoder pre-training is a one-off at the start of a run
+(--rf-ae-kimg, default 200 kimg of the AE alone) and is not part of the per-kimg GAN cost.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from imgcommon import digits, figures, runinfo, trainer  # noqa: E402
+
+BENCH_ID = 'train_speed'
+RESOLUTION = 32
+BASELINE = 'stylegan2'
+LOSSES = ('stylegan2', 'clr', 'rf', 'advlat-qua', 'advlat-div', 'dist', 'logan-b')
+LOSS_FLAGS = {'rf': ['--rf-ae-kimg=0']}
+GOALS = {'clr': 1.5, 'rf': 1.5, 'advlat-qua': 1.7, 'advlat-div': 2.2, 'dist': 3.0, 'logan-b': 2.2}
+FAMILIES = {
+    'dcgan': dict(cfg='dcgan', extra=[]),
+    'stylegan2': dict(cfg='cifar', extra=['--cbase=1024', '--cmax=64']),
+}
+# tick: --kimg-per-tick; ticks: timed ticks after the warm-up ticks (tick 0 = one iteration, tick 1 = warm-up).
+PROTOCOLS = {
+    'full': dict(tick=0.512, ticks=3, families=['dcgan', 'stylegan2'], losses=LOSSES, cpu_pairs=True),
+    'quick': dict(tick=0.256, ticks=2, families=['dcgan', 'stylegan2'], losses=LOSSES, cpu_pairs=True),
+    'smoke': dict(tick=0.064, ticks=1, families=['dcgan'], losses=('stylegan2', 'clr'), extra=['--cbase=256'],
+                  cpu_pairs=False),
+}
+WARMUP_TICKS = 2
+
+
+def _argv(run, family, loss, data, proto, device, nimg):
+    spec = FAMILIES[family]
+    return trainer.train_argv(data=data, outdir=run.path(f'runs/{family}'), cfg=spec['cfg'], loss=loss, seed=0,
+                              nimg=nimg, tick=proto['tick'], snap=10000, device=device,
+                              extra=spec['extra'] + proto.get('extra', []) + LOSS_FLAGS.get(loss, []))
+
+
+def time_one(run, family, loss, data, proto, device):
+    """Time one loss: dict(sec_per_kimg (wall), cpu_sec_per_kimg, peak_mem_mb, wall_s, ...).
+
+    The long run holds the warm-up ticks plus the timed ticks; with `cpu_pairs` a second, short
+    run stops after the warm-up, and the difference of the two runs' CPU seconds over the timed
+    kimg is the marginal CPU cost per kimg (start-up cancels out; other processes on the machine
+    barely change CPU time, unlike wall time).
+    """
+    warmup_nimg = int(round((WARMUP_TICKS - 1) * proto['tick'] * 1000)) + 64
+    timed_kimg = proto['ticks'] * proto['tick']
+    argv = _argv(run, family, loss, data, proto, device, warmup_nimg + int(round(timed_kimg * 1000)))
+    run.command(argv)
+    result = trainer.run_train(argv, run.path(f'logs/{family}-{loss}.log'))
+    records = trainer.stats(result.run_dir)
+    sec = trainer.training_sec_per_kimg(records, skip_ticks=WARMUP_TICKS)
+    cpu_sec = None
+    if proto['cpu_pairs']:
+        short_argv = _argv(run, family, loss, data, proto, device, warmup_nimg)
+        run.command(short_argv)
+        short = trainer.run_train(short_argv, run.path(f'logs/{family}-{loss}-warmup-only.log'))
+        cpu_sec = (result.cpu_s - short.cpu_s) / timed_kimg
+    peak = result.peak_rss_mb
+    if device == 'cuda':
+        peak = max(r['Resources/peak_gpu_mem_gb']['mean'] for r in records) * 1024
+    print(f'  {family}/{loss}: {runinfo.fmt(sec, 2)} s/kimg wall, {runinfo.fmt(cpu_sec, 2)} CPU s/kimg, '
+          f'peak {"GPU" if device == "cuda" else "RSS"} {peak:.0f} MiB', flush=True)
+    return dict(sec_per_kimg=sec, cpu_sec_per_kimg=cpu_sec, peak_mem_mb=peak, wall_s=result.wall_s,
+                cpu_s=result.cpu_s, timed_kimg=timed_kimg, run_dir=result.run_dir)
+
+
+def _ratio(row, base, key):
+    return row[key] / base[key] if row.get(key) and base.get(key) else None
+
+
+def compare_family(run, family, rows):
+    """Ratios to the baseline and the paper-vs-ours rows of one family; returns the ratio dict.
+
+    The verdict uses the CPU-time ratio when measured (robust to other load on the machine),
+    else the wall-time ratio.
+    """
+    base = rows[BASELINE]
+    ratios = {}
+    for loss, row in rows.items():
+        if loss == BASELINE:
+            continue
+        wall, cpu = _ratio(row, base, 'sec_per_kimg'), _ratio(row, base, 'cpu_sec_per_kimg')
+        mem = _ratio(row, base, 'peak_mem_mb')
+        ratios[loss] = dict(time_ratio=cpu if cpu is not None else wall, wall_ratio=wall, cpu_ratio=cpu,
+                            mem_ratio=mem)
+        judged = ratios[loss]['time_ratio']
+        run.compare(f'{family}: {loss} time per kimg over the baseline', f'estimate <= {GOALS[loss]}x',
+                    f'{runinfo.fmt(cpu, 2)}x CPU ({runinfo.fmt(row["cpu_sec_per_kimg"], 2)} vs '
+                    f'{runinfo.fmt(base["cpu_sec_per_kimg"], 2)} CPU s/kimg), {runinfo.fmt(wall, 2)}x wall '
+                    f'({runinfo.fmt(row["sec_per_kimg"], 2)} vs {runinfo.fmt(base["sec_per_kimg"], 2)} s/kimg); '
+                    f'peak memory {runinfo.fmt(mem, 2)}x ({row["peak_mem_mb"]:.0f} vs {base["peak_mem_mb"]:.0f} MiB)',
+                    f'<= {GOALS[loss]}x', None if judged is None else bool(judged <= GOALS[loss]))
+    return ratios
+
+
+def print_table(results):
+    print()
+    print(f'{"family":<10} {"loss":<11} {"s/kimg":>8} {"CPU s/kimg":>10} {"ratio":>6} {"goal":>6} {"peak MiB":>9} '
+          f'{"mem x":>6}')
+    for family, rows in results.items():
+        base = rows[BASELINE]
+        for loss, row in rows.items():
+            ratio = _ratio(row, base, 'cpu_sec_per_kimg') or _ratio(row, base, 'sec_per_kimg')
+            goal = f'{GOALS[loss]:.1f}x' if loss in GOALS else '-'
+            print(f'{family:<10} {loss:<11} {runinfo.fmt(row["sec_per_kimg"], 2):>8} '
+                  f'{runinfo.fmt(row["cpu_sec_per_kimg"], 2):>10} {runinfo.fmt(ratio, 2):>6} {goal:>6} '
+                  f'{row["peak_mem_mb"]:>9.0f} {_ratio(row, base, "peak_mem_mb"):>6.2f}')
+
+
+def main(argv=None):
+    parser = runinfo.base_parser(BENCH_ID, __doc__)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu', help='train.py --device (default: cpu)')
+    args = parser.parse_args(argv)
+    proto = PROTOCOLS[runinfo.mode_of(args)]
+    run = runinfo.BenchmarkRun(BENCH_ID, 'train.py sec/kimg and peak memory, baseline vs every loss plugin', args, [0])
+    run.setting(resolution=RESOLUTION, device=args.device, families={f: FAMILIES[f] for f in proto['families']},
+                losses=proto['losses'], loss_flags=LOSS_FLAGS, tick_kimg=proto['tick'], timed_ticks=proto['ticks'],
+                warmup_ticks=WARMUP_TICKS, goals=GOALS, data='scikit-learn load_digits at 32 px (1 797 images)')
+    pixels, labels = digits.load(RESOLUTION)
+    data = digits.write_dataset(run.path(f'data/digits{RESOLUTION}.zip'), pixels, labels)
+    results, ratios = {}, {}
+    for family in proto['families']:
+        results[family] = {loss: time_one(run, family, loss, data, proto, args.device) for loss in proto['losses']}
+        ratios[family] = compare_family(run, family, results[family])
+        run.result(runs=results, ratios=ratios)
+        run.save()
+        names = [loss for loss in proto['losses'] if loss != BASELINE]
+        run.figure(figures.bar_plot(run.path(f'overhead_{family}.png'), names,
+                                    [ratios[family][n]['time_ratio'] for n in names], reference=1.0,
+                                    title=f'P2 {family} 32 px: time per kimg / baseline (CPU if measured; dashed: 1.0)',
+                                    ylabel='ratio'))
+    print_table(results)
+    run.finish()
+
+
+if __name__ == '__main__':
+    main()
