@@ -34,6 +34,7 @@ from metrics import metric_main, metric_utils
 from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import detectors
 from stylegan_plus.tools import device as devices
+from stylegan_plus.tools import cli_types
 from stylegan_plus.tools.cli_types import CommaSeparatedList
 from torch_utils import misc
 
@@ -166,13 +167,7 @@ def _run_process(rank, args, temp_dir):
               f'[default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
 @click.option('--max-samples', help='Cap every sample count at N for a quick smoke run (not comparable to the '
               'full metric; recorded in the result line)', type=click.IntRange(min=2), metavar='INT')
-@click.option('--latent-steps', help='AdvLatGAN-z: I-FGSM steps moving each z toward a higher D score before '
-              f'generating (needs D in the pickle); 0 = off, the flag alone = {latent_mining.DEFAULT_SAMPLING_STEPS}',
-              type=click.IntRange(min=0), default=0, show_default=True, is_flag=False,
-              flag_value=latent_mining.DEFAULT_SAMPLING_STEPS, metavar='INT')
-@click.option('--latent-eps', help='AdvLatGAN-z: step size of each latent step (l-inf, on z)',
-              type=click.FloatRange(min=0), default=latent_mining.DEFAULT_SAMPLING_EPS, show_default=True,
-              metavar='FLOAT')
+@cli_types.latent_step_options('generating')
 def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_name, detector_dir, max_samples,
                  latent_steps, latent_eps):
     """Calculate quality metrics for a previous training run or a pretrained network pickle.

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from stylegan_plus.sampling import latent_steps as latent_mining
+from stylegan_plus.tools import cli_types
 from stylegan_plus.tools import device as devices
 from stylegan_plus.tools import images
 
@@ -202,13 +203,7 @@ def _save_vectors(path, seeds, z, w, z_start=None):
 @click.option('--vector-out', help='Save the seeds, z and w used to this .npz (keys seeds, z, w; w only for '
               'generators with a mapping network; with --latent-steps also z_start, the seeds\' draws)',
               metavar='FILE')
-@click.option('--latent-steps', help='AdvLatGAN-z: I-FGSM steps moving each z toward a higher D score before '
-              f'rendering (needs D in the pickle); 0 = off, the flag alone = {latent_mining.DEFAULT_SAMPLING_STEPS}',
-              type=click.IntRange(min=0), default=0, show_default=True, is_flag=False,
-              flag_value=latent_mining.DEFAULT_SAMPLING_STEPS, metavar='INT')
-@click.option('--latent-eps', help='AdvLatGAN-z: step size of each latent step (l-inf, on z)',
-              type=click.FloatRange(min=0), default=latent_mining.DEFAULT_SAMPLING_EPS, show_default=True,
-              metavar='FLOAT')
+@cli_types.latent_step_options('rendering')
 def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device_name,
                     grid, vector_out, latent_steps, latent_eps):
     """Generate images using pretrained network pickle."""
