@@ -18,11 +18,17 @@ the largest and mean absolute difference of the two outputs at the same z, c, in
 Goal (BENCHMARKS.md P3): the official code runs fp16 about 40x slower than fp32 on CPU; ours
 >= 20x faster than forced fp16, outputs within fp16 tolerance (here: max |diff| <= 0.05, i.e.
 about 6 of 255 levels, and mean |diff| <= 0.005).
+This CPU may have native half-precision units (AVX512-FP16, AMX: see `versions` in results.json),
+which make forced fp16 only a little slower than fp32. So the timing is repeated in a child
+process with ONEDNN_MAX_CPU_ISA=AVX2, i.e. as on a CPU without them, and both are reported.
 """
 
+import argparse
 import copy
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -107,47 +113,102 @@ def compare_outputs(G16, G32, samples):
     return max_abs, mean_abs
 
 
-def main(argv=None):
-    args = runinfo.base_parser(BENCH_ID, __doc__).parse_args(argv)
-    proto = PROTOCOLS[runinfo.mode_of(args)]
-    run = runinfo.BenchmarkRun(BENCH_ID, 'official cifar G on CPU: ours (fp32) vs forced fp16', args, [0])
-    run.setting(network=proto['net'], repeats_fp32=proto['repeats_fp32'], repeats_fp16=proto['repeats_fp16'],
-                batch=proto['batch'], tolerance=TOLERANCE, weights='random (torch seed 0)')
+def build_pair(net_kwargs):
+    """(G16 as built, G32 prepared by the tools, the notices the preparation printed)."""
     from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
-    G16 = build_generator(proto['net'])
+    G16 = build_generator(net_kwargs)
     notices = []
     G32 = devices.prepare_generator(copy.deepcopy(G16), torch.device('cpu'), log=notices.append)
-    for line in notices:
-        print(line)
+    return G16, G32, notices
+
+
+def time_pair(G16, G32, proto, repeats_fp16):
+    """Interleaved timings: dict(ours_ms, fp16_ms (CPU, batch 1), ours_wall_ms, fp16_wall_ms, ours_images_per_s)."""
     z1, c1 = inputs(1, G16, seed=0)
     zb, cb = inputs(proto['batch'], G16, seed=1)
     with torch.no_grad():
         timed = interleaved_medians({
             'ours_1': (lambda: G32(z1, c1, noise_mode='const'), None),
-            'fp16_1': (lambda: G16(z1, c1, noise_mode='const'), proto['repeats_fp16']),
+            'fp16_1': (lambda: G16(z1, c1, noise_mode='const'), repeats_fp16),
             'ours_b': (lambda: G32(zb, cb, noise_mode='const'), None)}, proto['repeats_fp32'])
-    (ours_wall, ours_1), (fp16_wall, fp16_1), (_, ours_b) = timed['ours_1'], timed['fp16_1'], timed['ours_b']
-    print(f'ours (fp32): {ours_1 * 1e3:.1f} ms CPU ({ours_wall * 1e3:.1f} ms wall) at batch 1; '
-          f'{proto["batch"] / ours_b:.1f} images/s at batch {proto["batch"]}')
-    print(f'forced fp16: {fp16_1 * 1e3:.1f} ms CPU ({fp16_wall * 1e3:.1f} ms wall) at batch 1', flush=True)
-    max_abs, mean_abs = compare_outputs(G16, G32, proto['samples'])
-    dtypes = dict(forced_fp16=block_dtypes(G16, z1, c1), ours=block_dtypes(G32, z1, c1))
-    print(f'block output dtypes: {dtypes}')
-    speedup = fp16_1 / ours_1
-    within = max_abs <= TOLERANCE['max_abs'] and mean_abs <= TOLERANCE['mean_abs']
-    run.result(ours_fp32_ms_batch1=ours_1 * 1e3, forced_fp16_ms_batch1=fp16_1 * 1e3, speedup_vs_forced_fp16=speedup,
-               wall_ms_batch1=dict(ours_fp32=ours_wall * 1e3, forced_fp16=fp16_wall * 1e3),
-               wall_speedup_vs_forced_fp16=fp16_wall / ours_wall,
-               ours_fp32_images_per_s=proto['batch'] / ours_b, max_abs_diff=max_abs, mean_abs_diff=mean_abs,
-               block_dtypes=dtypes, notices=notices, within_tolerance=within)
-    run.compare('CPU forward time, ours (fp32 automatically) vs forced fp16', 'official: fp16 on CPU ~40x slower than fp32',
-                f'{speedup:.1f}x faster ({ours_1 * 1e3:.1f} vs {fp16_1 * 1e3:.1f} ms CPU per image at batch 1; '
-                f'wall {fp16_wall / ours_wall:.1f}x); '
+    return dict(ours_ms=timed['ours_1'][1] * 1e3, fp16_ms=timed['fp16_1'][1] * 1e3,
+                ours_wall_ms=timed['ours_1'][0] * 1e3, fp16_wall_ms=timed['fp16_1'][0] * 1e3,
+                ours_images_per_s=proto['batch'] / timed['ours_b'][1])
+
+
+def time_without_fp16_units(run, mode):
+    """The same timings in a child process whose oneDNN may use AVX2 at most (no AVX512-FP16/AMX).
+
+    ONEDNN_MAX_CPU_ISA=AVX2 makes this CPU compute like one without native half-precision units,
+    which is where the official tools' fp16-on-CPU is tens of times slower. Returns the dict of
+    `time_pair`, or None if the child fails.
+    """
+    out = run.path('avx2_timings.json')
+    argv = [sys.executable, os.path.abspath(__file__), f'--out={run.out}', f'--threads={run.threads}',
+            f'--timings-only={out}'] + ([f'--{mode}'] if mode != 'full' else [])
+    run.command(argv)
+    print('timing again with ONEDNN_MAX_CPU_ISA=AVX2 (as a CPU without fp16 units; slow on the fp16 side) ...',
+          flush=True)
+    proc = subprocess.run(argv, env=dict(os.environ, ONEDNN_MAX_CPU_ISA='AVX2'), capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f'the AVX2-limited child failed: {proc.stderr[-800:]}')
+        return None
+    with open(out) as f:
+        return json.load(f)
+
+
+def report(run, label, timings, within, max_abs, mean_abs):
+    speedup = timings['fp16_ms'] / timings['ours_ms']
+    run.compare(f'CPU forward time, ours (fp32 automatically) vs forced fp16 -- {label}',
+                'official: fp16 on CPU ~40x slower than fp32',
+                f'{speedup:.1f}x faster ({timings["ours_ms"]:.1f} vs {timings["fp16_ms"]:.1f} ms CPU per image at '
+                f'batch 1; wall {timings["fp16_wall_ms"] / timings["ours_wall_ms"]:.1f}x); '
                 f'max |diff| {max_abs:.4f}, mean |diff| {mean_abs:.5f}',
                 f'>= {GOAL_SPEEDUP}x faster, within fp16 tolerance', bool(speedup >= GOAL_SPEEDUP and within))
-    run.figure(figures.bar_plot(run.path('cpu_precision.png'), ['ours fp32', 'forced fp16'],
-                                [ours_1 * 1e3, fp16_1 * 1e3], title='P3: official cifar G forward on CPU, batch 1',
-                                ylabel='CPU ms per image'))
+    return speedup
+
+
+def main(argv=None):
+    parser = runinfo.base_parser(BENCH_ID, __doc__)
+    parser.add_argument('--timings-only', metavar='JSON', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    proto = PROTOCOLS[runinfo.mode_of(args)]
+    if args.timings_only:     # child of time_without_fp16_units: fp16 once (it can take ~20 s a call)
+        runinfo.configure_threads(args.threads)
+        G16, G32, _notices = build_pair(proto['net'])
+        with open(args.timings_only, 'wt') as f:
+            json.dump(time_pair(G16, G32, proto, repeats_fp16=1), f)
+        return
+    run = runinfo.BenchmarkRun(BENCH_ID, 'official cifar G on CPU: ours (fp32) vs forced fp16', args, [0])
+    run.setting(network=proto['net'], repeats_fp32=proto['repeats_fp32'], repeats_fp16=proto['repeats_fp16'],
+                batch=proto['batch'], tolerance=TOLERANCE, weights='random (torch seed 0)')
+    G16, G32, notices = build_pair(proto['net'])
+    for line in notices:
+        print(line)
+    native = time_pair(G16, G32, proto, proto['repeats_fp16'])
+    print(f'this CPU: ours (fp32) {native["ours_ms"]:.1f} ms CPU, forced fp16 {native["fp16_ms"]:.1f} ms CPU '
+          f'(batch 1); ours {native["ours_images_per_s"]:.1f} images/s at batch {proto["batch"]}', flush=True)
+    max_abs, mean_abs = compare_outputs(G16, G32, proto['samples'])
+    z1, c1 = inputs(1, G16, seed=0)
+    dtypes = dict(forced_fp16=block_dtypes(G16, z1, c1), ours=block_dtypes(G32, z1, c1))
+    print(f'block output dtypes: {dtypes}')
+    within = max_abs <= TOLERANCE['max_abs'] and mean_abs <= TOLERANCE['mean_abs']
+    avx2 = time_without_fp16_units(run, run.mode)
+    run.result(native=native, avx2_limited=avx2, max_abs_diff=max_abs, mean_abs_diff=mean_abs, block_dtypes=dtypes,
+               notices=notices, within_tolerance=within)
+    flags = run.data['versions'].get('cpu_half_precision_flags') or []
+    label = 'this CPU (native AVX512-FP16/AMX)' if {'avx512_fp16', 'amx_tile'} & set(flags) else 'this CPU'
+    speedups = dict(native=report(run, label, native, within, max_abs, mean_abs))
+    if avx2 is not None:
+        speedups['avx2_limited'] = report(run, 'same CPU limited to AVX2 (no fp16 units)', avx2, within,
+                                          max_abs, mean_abs)
+    run.result(speedup_vs_forced_fp16=speedups)
+    labels, values = ['fp32 native', 'fp16 native'], [native['ours_ms'], native['fp16_ms']]
+    if avx2 is not None:
+        labels, values = labels + ['fp32 AVX2', 'fp16 AVX2'], values + [avx2['ours_ms'], avx2['fp16_ms']]
+    run.figure(figures.bar_plot(run.path('cpu_precision.png'), labels, values,
+                                title='P3: official cifar G forward on CPU, batch 1 (ms CPU per image)',
+                                ylabel='ms'))
     run.compare('one notice when the fp16 blocks are switched to fp32', 'n/a (official: silent fp16 on CPU)',
                 f'{len(notices)} notice(s)', 'exactly one', len(notices) == 1)
     run.finish()
