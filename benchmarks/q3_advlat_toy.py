@@ -20,7 +20,6 @@ hour on 2 cores; `--latents 20000` runs the paper's count (about 20 minutes per 
 core). The quick protocol: 1 seed, 2 000 steps on 1 000 latents.
 """
 
-import argparse
 import os
 import sys
 
@@ -53,21 +52,11 @@ PROTOCOLS = {
 
 def parse_args(argv):
     parser = report.make_parser(__doc__, BENCH_ID)
-    parser.add_argument('--latents', type=_positive, default=None, metavar='N',
+    parser.add_argument('--latents', type=report.positive_int, default=None, metavar='N',
                         help='latents moved by -z per model (default: 2000 full, 1000 quick; paper 20000)')
-    parser.add_argument('--z-steps', type=_positive, default=None, metavar='T',
+    parser.add_argument('--z-steps', type=report.positive_int, default=None, metavar='T',
                         help='-z steps of size 0.003 (default: 8000 full, 2000 quick)')
     return parser.parse_args(argv)
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{text!r}: expected an integer >= 1')
-    return value
 
 
 def run_name(dataset, method, seed):

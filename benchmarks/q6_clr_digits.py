@@ -174,7 +174,7 @@ def summarize_family(run, family, evals, seeds):
 def make_figures(run, family, evals, kimg, mean):
     run.figure(figures.line_plot(run.path(f'fd_{family}.png'), {loss: (kimg, mean[loss]) for loss in LOSSES},
                                  title=f'Q6 {family}: FD-digits (mean over seeds), lower is better',
-                                 xlabel='kimg', ylabel='FD-digits'))
+                                 xlabel='kimg', ylabel='FD-digits', log_y=True))
     run.figure(figures.line_plot(
         run.path(f'clr_terms_{family}.png'),
         {**{f'latent MSE seed{i}': (ev['latent_mse']['kimg'], ev['latent_mse']['value']) for i, ev in enumerate(evals['clr'])},

@@ -56,12 +56,23 @@ def add_common_args(parser, bench_id):
                         help=f'results folder (default: results/{bench_id})')
     parser.add_argument('--seeds', type=_seed_list, default=None, metavar='LIST',
                         help='training seeds, e.g. 0,1,2 (default: set by the protocol)')
-    parser.add_argument('--parallel', type=int, default=1, metavar='N',
+    parser.add_argument('--parallel', type=positive_int, default=1, metavar='N',
                         help='train.py runs at once (default 1; each uses one thread)')
     parser.add_argument('--reuse', action='store_true',
                         help='evaluate the runs already in --out whose train.py command is unchanged, '
                              'instead of training them again')
     parser.add_argument('--smoke', action='store_true', help=argparse.SUPPRESS)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected an integer >= 1')
+    return value
 
 
 def _seed_list(text):
