@@ -345,7 +345,13 @@ def test_toy_defaults_and_bad_values():
     args = dnnlib.EasyDict()
     kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
     DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_gp'}))
-    assert kwargs == dict(dist_lambda_r=0.1, dist_recon_weight=0.05, dist_gp=1.0)
+    assert kwargs == dict(dist_lambda_r=0.1, dist_recon_weight=1.0, dist_gp=1.0)
+    kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.3, dist_gp=1.0)
+    DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_recon_weight'}))
+    assert kwargs == dict(dist_lambda_r=0.1, dist_recon_weight=0.3, dist_gp=0.1)
+    kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
+    DistGANLoss.adjust_training_options(args, kwargs, cfg='dcgan', given=frozenset())
+    assert kwargs == dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
     G, D = tiny_nets()
     with pytest.raises(ValueError, match='dist_gp=-1'):
         DistGANLoss('cpu', G=G, D=D, dist_gp=-1)
@@ -378,6 +384,6 @@ def test_train_toy(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["points"]}', '--cfg=toy', '--loss=dist', '--batch=8',
                     '--nimg=16', '--dist-gp=0.5')
     kwargs = options(run)['loss_kwargs']
-    assert (kwargs['dist_lambda_r'], kwargs['dist_gp']) == (0.1, 0.5)
+    assert (kwargs['dist_lambda_r'], kwargs['dist_gp'], kwargs['dist_recon_weight']) == (0.1, 0.5, 1.0)
     data = check_snapshot(snapshot(run), ['E'])
     assert data['E'](torch.zeros(3, 2)).shape == (3, 2)

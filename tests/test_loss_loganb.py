@@ -2,7 +2,8 @@
 and train.py runs.
 
 Hand case: the nets of tests.test_loss_dist (G(z) = (z + 1) [1, 2], D features h(x) = x1 + x2,
-E(x) = (x1 + x2) / 2) and a joint head with weights 1 and no biases: D(x, z) = h(x) + lrelu(z).
+E(x) = (x1 + x2) / 2) and a joint head with weights 1, no biases and no hidden layer (`loganb_joint_layers=0`):
+D(x, z) = h(x) + lrelu(z).
 Reals x = [[1, 1], [0, 1]] (E(x) = [1, 0.5]), z = [[0], [1]] (G(z) = [[1, 2], [2, 4]]):
 D(x, E(x)) = [3, 1.5], D(G(z), z) = [3, 7], G(E(x)) = [[2, 4], [1.5, 3]].
 """
@@ -29,7 +30,7 @@ REAL_JOINT, FAKE_JOINT = [3.0, 1.5], [3.0, 7.0]
 
 def hand_loss(**kwargs):
     G, D = tiny_nets()
-    kwargs = dict(dict(r1_gamma=0, pl_weight=0, style_mixing_prob=0), **kwargs)
+    kwargs = dict(dict(r1_gamma=0, pl_weight=0, style_mixing_prob=0, loganb_joint_layers=0), **kwargs)
     loss = LOGANBLoss('cpu', G=G, D=D, augment_pipe=None, **kwargs)
     set_params(loss.E, ENCODER)
     set_params(loss.Dz, HEAD)
@@ -110,6 +111,28 @@ def test_fuse_modes_and_head():
         hand_loss(loganb_fuse='sum')
 
 
+def test_joint_layer_lets_d_judge_pairs():
+    # Without a hidden layer D(x, z) = f(x) + g(z): swapping the latents of two pairs leaves the
+    # sum of the two logits unchanged, so D cannot prefer matched pairs. One hidden layer breaks that.
+    torch.manual_seed(0)
+    h, z = torch.randn([2, 10]), torch.randn([2, 5])
+    swapped = z.flip(0)
+    for layers, separable in [(0, True), (1, False)]:
+        head = encoders.FusionHead(10, 5, fuse='concat', embed_side=True, joint_layers=layers)
+        gap = float(head(h, z).sum() - head(h, swapped).sum())
+        assert (abs(gap) < 1e-5) == separable, (layers, gap)
+    head = encoders.FusionHead(10, 5, fuse='add', embed_side=True, joint_layers=2)
+    assert [tuple(layer.weight.shape) for layer in head.joint] == [(10, 10), (10, 10)]
+    assert head(h, z).shape == (2, 1)
+    with pytest.raises(ValueError, match='joint_layers=-1'):
+        encoders.FusionHead(10, 5, joint_layers=-1)
+    G, D = tiny_nets()
+    loss = LOGANBLoss('cpu', G=G, D=D)       # the default: one hidden layer
+    assert len(loss.Dz.joint) == 1 and loss.Dz.joint[0].weight.shape == (1, 2)
+    with pytest.raises(ValueError, match='loganb_joint_layers'):
+        LOGANBLoss('cpu', G=G, D=D, loganb_joint_layers=-1)
+
+
 def test_phases_and_toy_prior():
     loss = hand_loss()[0]
     phases = loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))
@@ -131,6 +154,7 @@ def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
                     '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
     kwargs = options(run)['loss_kwargs']
     assert (kwargs['loganb_e_loss'], kwargs['loganb_prior'], kwargs['loganb_fuse']) == ('bigan', 'gaussian', 'auto')
+    assert kwargs['loganb_joint_layers'] == 1
     assert {'Loss/logan-b/E', 'Loss/logan-b/rec', 'Loss/G/loss', 'Loss/D/loss', 'Timing/Smain'} <= stat_names(run)
     data = check_snapshot(snapshot(run), ['E', 'Dz'])
     assert data['Dz'].fuse == 'add'

@@ -173,12 +173,14 @@ class FusionHead(torch.nn.Module):
 
     embed_side: s first goes through a dense layer to F values with leaky ReLU (LOGAN-B's latent
     embedding); otherwise it is used as is (RFGAN's encoder features). fuse: 'add' (h + s, needs
-    equal widths) or 'concat' ([h, s]). Then one dense layer to the logit; with c_dim > 0 the logit
-    gets the projection <fused, embed(c)> / sqrt(width).
+    equal widths) or 'concat' ([h, s]). joint_layers: dense layers (width F, leaky ReLU) on the fused
+    vector before the output; with 0 the logit is w.h + w'.s, a sum of a term in h and a term in s,
+    which cannot judge whether h and s belong together (LOGAN-B needs >= 1; RFGAN uses 0). Then one
+    dense layer to the logit; with c_dim > 0 the logit gets the projection <fused, embed(c)> / sqrt(width).
     """
 
     def __init__(self, feature_dim, side_dim, c_dim=0, fuse='concat', embed_side=False, equalized=False,
-                 lrelu_slope=0.2):
+                 lrelu_slope=0.2, joint_layers=0):
         super().__init__()
         if fuse not in FUSE_MODES:
             raise ValueError(f'fuse={fuse!r}; expected one of {", ".join(FUSE_MODES)}')
@@ -193,7 +195,15 @@ class FusionHead(torch.nn.Module):
             self.embed = Dense(side_dim, side_width, equalized=equalized)
         if fuse == 'add' and side_width != feature_dim:
             raise ValueError(f'fuse="add" needs side width {side_width} == feature width {feature_dim}')
-        self.fused_dim = feature_dim if fuse == 'add' else feature_dim + side_width
+        if joint_layers < 0:
+            raise ValueError(f'joint_layers={joint_layers}; expected an integer >= 0')
+        self.joint_layers = joint_layers
+        width = feature_dim if fuse == 'add' else feature_dim + side_width
+        self.joint = torch.nn.ModuleList()
+        for _ in range(joint_layers):
+            self.joint.append(Dense(width, feature_dim, equalized=equalized))
+            width = feature_dim
+        self.fused_dim = width
         self.out = Dense(self.fused_dim, 1, equalized=equalized)
         if c_dim > 0:
             self.cmap = Dense(c_dim, self.fused_dim, bias=False, equalized=equalized)
@@ -206,6 +216,8 @@ class FusionHead(torch.nn.Module):
         if hasattr(self, 'embed'):
             side = torch.nn.functional.leaky_relu(self.embed(side), self.lrelu_slope)
         fused = features + side if self.fuse == 'add' else torch.cat([features, side], dim=1)
+        for layer in self.joint:
+            fused = torch.nn.functional.leaky_relu(layer(fused), self.lrelu_slope)
         logits = self.out(fused)
         if self.c_dim > 0:
             misc.assert_shape(c, [features.shape[0], self.c_dim])
@@ -258,11 +270,11 @@ def build_encoder(D, out_dim, seed=0):
     return _seeded(seed, lambda: DiscriminatorEncoder(backbone_kwargs=encoder_backbone_kwargs(D), out_dim=out_dim))
 
 
-def build_fusion_head(D, side_dim, fuse, embed_side, seed=0):
+def build_fusion_head(D, side_dim, fuse, embed_side, seed=0, joint_layers=0):
     """A `FusionHead` for D's features (width measured), D's label size and parameterisation, on CPU."""
     width = feature_dim(D)
     return _seeded(seed, lambda: FusionHead(width, side_dim, c_dim=D.c_dim, fuse=fuse, embed_side=embed_side,
-                                            equalized=uses_equalized_lr(D)))
+                                            equalized=uses_equalized_lr(D), joint_layers=joint_layers))
 
 
 def build_autoencoder(D, decoder_nets, code_dim, seed=0):
