@@ -211,6 +211,33 @@ def test_div_on_stylegan2_reports_its_statistics():
     stats = run_phase(loss, 'Dmain', [D], real=real, z=z)
     assert 'Loss/advlat/div_D_pair' in stats
 
+def test_div_mining_without_batchnorm_runs_G_z1_once_with_the_same_result(monkeypatch):
+    loss, G, _D = stylegan2_composed(dict(class_name=DIV, advlat_div_std=0.5, advlat_div_eps=0.01))
+    div = loss.addons[0]
+    z1 = torch.randn([4, 8])
+    start = z1 + 0.5 * torch.randn_like(z1)
+    calls = []
+    forward = G.synthesis.forward
+    monkeypatch.setattr(G.synthesis, 'forward', lambda ws, **kw: (calls.append(ws.shape[0]), forward(ws, **kw))[1])
+    assert not div._batch_dependent_generator()
+    fast = div.mine_pair(z1, empty_c(4), start=start)
+    assert calls == [4, 4, 4, 4]            # G(z1) once, then G(z2) per step, never the joint batch
+    monkeypatch.setattr(type(div), '_batch_dependent_generator', lambda self: True)
+    calls.clear()
+    joint = div.mine_pair(z1, empty_c(4), start=start)
+    assert calls == [8, 8, 8]
+    assert torch.equal(fast, joint) and not torch.equal(fast, start)
+
+
+def test_div_mining_with_batchnorm_keeps_the_joint_batch():
+    from stylegan_plus.networks import dcgan
+    G = dcgan.Generator(z_dim=4, c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    loss = ComposedLoss('cpu', main=BASELINE, addons=[div_kwargs()], G=G.train(), D=LinearD())
+    assert loss.addons[0]._batch_dependent_generator()
+    G.eval()
+    assert not loss.addons[0]._batch_dependent_generator()
+
+
 #----------------------------------------------------------------------------
 # Options, composition, state
 

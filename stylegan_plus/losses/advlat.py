@@ -14,7 +14,8 @@ combine with a main loss (`clr+advlat-qua`). Reading (shared/METHODS.md):
   `d_I(G(z1), G(z2)) / (d_z(z1, z2) + 1)` (mean absolute distances over the whole batch, as in the
   authors' code); then `lambda_ms / (d_I / d_z + 1e-5)` (MSGAN's mode-seeking term) is added to
   G's loss. The pair is generated without style mixing, with constant synthesis noise (so d_I
-  measures what z changes) and as one batch (BatchNorm sees both halves alike).
+  measures what z changes) and as one batch (BatchNorm sees both halves alike); while mining,
+  a generator without BatchNorm runs G(z1) once and then only G(z2) per step (same values).
   `--advlat-div-dpair=1` also trains D on G(z2) of a pair mined from the D step's z, as the
   authors' code does; the paper's algorithm does not (default off).
 
@@ -168,11 +169,28 @@ class AdvLatDivLoss(LossAddon):
         z1 = z1.detach()
         if start is None:
             start = z1 + self.advlat_div_std * torch.randn_like(z1)
+        if self.advlat_div_steps == 0:
+            return start.detach()
+        if self._batch_dependent_generator():
+            def objective(z2):
+                img1, img2 = self.generate_pair(z1, z2, c)
+                return pair_mining_objective(img1.detach(), img2, z1, z2)
+        else:
+            # G(z1) does not change during the steps and no layer mixes samples: generate it once
+            # and only G(z2) per step (same values as the joint batch, about half the work).
+            generator = latent_steps.plugin_generator(self, noise_mode='const')
+            with torch.no_grad():
+                img1 = generator(z1, c)
 
-        def objective(z2):
-            img1, img2 = self.generate_pair(z1, z2, c)
-            return pair_mining_objective(img1.detach(), img2, z1, z2)
+            def objective(z2):
+                return pair_mining_objective(img1, generator(z2, c), z1, z2)
         return latent_steps.sign_descent(start, objective, self.advlat_div_eps, self.advlat_div_steps)
+
+    def _batch_dependent_generator(self):
+        """True if G has layers whose output depends on the rest of the batch (BatchNorm in training)."""
+        nets = [self.G_mapping, self.G_synthesis] if self.has_mapping else [self.G]
+        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+                   for net in nets for m in net.modules())
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase in G_MAIN_PHASES:
