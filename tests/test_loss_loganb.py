@@ -30,7 +30,8 @@ REAL_JOINT, FAKE_JOINT = [3.0, 1.5], [3.0, 7.0]
 
 def hand_loss(**kwargs):
     G, D = tiny_nets()
-    kwargs = dict(dict(r1_gamma=0, pl_weight=0, style_mixing_prob=0, loganb_joint_layers=0), **kwargs)
+    kwargs = dict(dict(r1_gamma=0, pl_weight=0, style_mixing_prob=0, loganb_fuse='concat', loganb_joint_layers=0),
+                  **kwargs)
     loss = LOGANBLoss('cpu', G=G, D=D, augment_pipe=None, **kwargs)
     set_params(loss.E, ENCODER)
     set_params(loss.Dz, HEAD)
@@ -106,7 +107,8 @@ def test_fuse_modes_and_head():
     conv_D = dcgan.Discriminator(c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
     G = dcgan.Generator(z_dim=3, c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
     assert LOGANBLoss('cpu', G=G, D=conv_D).loganb_fuse == 'add'
-    assert hand_loss()[0].loganb_fuse == 'concat'
+    G, D = tiny_nets()
+    assert LOGANBLoss('cpu', G=G, D=D).loganb_fuse == 'input'    # auto on an MLP D
     with pytest.raises(ValueError, match='loganb_fuse'):
         hand_loss(loganb_fuse='sum')
 
@@ -127,10 +129,32 @@ def test_joint_layer_lets_d_judge_pairs():
     with pytest.raises(ValueError, match='joint_layers=-1'):
         encoders.FusionHead(10, 5, joint_layers=-1)
     G, D = tiny_nets()
-    loss = LOGANBLoss('cpu', G=G, D=D)       # the default: one hidden layer
+    loss = LOGANBLoss('cpu', G=G, D=D, loganb_fuse='concat')       # the default: one hidden layer
     assert len(loss.Dz.joint) == 1 and loss.Dz.joint[0].weight.shape == (1, 2)
     with pytest.raises(ValueError, match='loganb_joint_layers'):
-        LOGANBLoss('cpu', G=G, D=D, loganb_joint_layers=-1)
+        LOGANBLoss('cpu', G=G, D=D, loganb_fuse='concat', loganb_joint_layers=-1)
+
+
+def test_input_fuse_is_one_mlp_on_x_and_z_by_hand(monkeypatch):
+    # --loganb-fuse=input: Dz = D's MLP on [x, z] (here 3 -> 1 -> 1); weights 1, no biases give
+    # D(x, z) = lrelu(x1 + x2 + z), which on the hand case equals the concat head's numbers.
+    stats = StatsRecorder(monkeypatch)
+    G, D = tiny_nets()
+    loss = LOGANBLoss('cpu', G=G, D=D, augment_pipe=None, r1_gamma=0, pl_weight=0, style_mixing_prob=0,
+                      loganb_fuse='input')
+    assert loss.Dz.in_features == 3 and list(loss.Dz.body.parameters())[0].shape == (1, 3)
+    set_params(loss.E, ENCODER)
+    set_params(loss.Dz, {'body.0.weight': [[1.0, 1.0, 1.0]], 'body.0.bias': [0.0], 'out.weight': [[1.0]],
+                         'out.bias': [0.0]})
+    loss.E.requires_grad_(False)
+    step(loss, 'Dmain', [D, loss.Dz])
+    assert stats['Loss/scores/real'] == approx(REAL_JOINT) and stats['Loss/scores/fake'] == approx(FAKE_JOINT)
+    assert float(D.body[0].weight.grad.abs().sum()) == 0      # D itself is only in the graph at weight 0
+    assert float(loss.Dz.body[0].weight.grad.abs().sum()) > 0
+    conv_G = dcgan.Generator(z_dim=3, c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    conv_D = dcgan.Discriminator(c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    with pytest.raises(ValueError, match='needs an MLP D'):
+        LOGANBLoss('cpu', G=conv_G, D=conv_D, loganb_fuse='input')
 
 
 def test_phases_and_toy_prior():
@@ -174,4 +198,6 @@ def test_train_toy(datasets, tmp_path):
                     '--nimg=16')
     assert options(run)['loss_kwargs']['loganb_prior'] == 'uniform'
     data = check_snapshot(snapshot(run), ['E', 'Dz'])
-    assert data['Dz'].fuse == 'concat'
+    # auto on the toy MLPs: the joint D is one MLP on [x, z] (2 + z_dim inputs), as the paper's.
+    assert data['Dz'].in_features == 2 + data['E'].out_dim
+    assert data['Dz'](torch.zeros(3, data['Dz'].in_features)).shape == (3, 1)

@@ -79,11 +79,11 @@ class GANRing(BiGANRing):
     """
 
     def joint_logits(self, img, c, z, sync):
-        if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
+        augmented = self.augment_pipe(img) if self.augment_pipe is not None else img
         with misc.ddp_sync(self.D, sync):
-            logits, features = self.D(img, c, return_features=True)
-        return logits + self.Dz(features, z, c) * 0
+            logits = self.D(augmented, c)
+        # The joint D stays in the graph at weight 0 (no gradient reaches E through it).
+        return logits + super().joint_logits(img, c, z, sync) * 0
 
 #----------------------------------------------------------------------------
 # Q2: the Dist-GAN paper's 2-D settings (ReLU MLPs 128-128-128, Adam beta1 0.8).

@@ -4,14 +4,16 @@ Reading (shared/METHODS.md, paper 004):
 
 - E: D's architecture, unconditional, output `z_dim` (`stylegan_plus.networks.encoders`); with the
   uniform prior its output goes through tanh, so E(x) lies in the prior's support [-1, 1].
-- Joint discriminator D(x, z): D's penultimate features h(x) (x through the augment pipe, as every
-  D input) fused with an embedding of z (dense layer + leaky ReLU) in the extra network `Dz`:
-  added on convolutional D's (as the authors' DCGAN), concatenated on MLPs (`--loganb-fuse=auto`),
-  then `--loganb-joint-layers` (default 1) dense + leaky ReLU layers on the fused vector, then one
-  dense layer to the logit (plus label projection). The hidden layer is needed: with the logit a
-  linear function of the fused vector, D(x, z) = f(x) + g(z) scores every pairing alike, and the
-  Q1 reconstruction errors came out 4-10x worse. `Dz` trains with D, by D's optimizer.
-  D's own output layer is not used (kept in the graph with weight 0, for DDP).
+- Joint discriminator D(x, z), the extra network `Dz`, trained with D by D's optimizer
+  (`--loganb-fuse`):
+  - `add` (auto on convolutional D's, as the authors' DCGAN) / `concat`: D's penultimate
+    features h(x) (x through the augment pipe, as every D input) fused with an embedding of z
+    (dense layer + leaky ReLU), then `--loganb-joint-layers` (default 1) dense + leaky ReLU
+    layers, then one dense layer to the logit (plus label projection). Without the hidden layer
+    the logit is f(x) + g(z), which scores every pairing of x and z alike.
+  - `input` (auto on MLPs): D's MLP architecture on the concatenation [x, z], the paper's 2-D
+    discriminator ((2+5)-10-10-1 in Q1).
+  D itself is not used for the decision (kept in the graph with weight 0, for DDP).
 - D step (Dmain/Dboth): `softplus(-D(x, E(x))) + softplus(D(G(z), z))`, i.e.
   `-log D(x, E(x)) - log(1 - D(G(z), z))`; E(x) fixed. R1 (Dreg/Dboth) is taken on D(x, E(x))
   with respect to x, E(x) fixed.
@@ -42,7 +44,8 @@ import torch.nn.functional as F
 from torch_utils import misc
 from torch_utils import training_stats
 
-from stylegan_plus.networks.encoders import build_encoder, build_fusion_head, has_conv_layers
+from stylegan_plus.networks.encoders import (build_encoder, build_fusion_head, build_joint_input_discriminator,
+                                             has_conv_layers)
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
@@ -53,7 +56,7 @@ from .stylegan2 import StyleGAN2Loss, _report_scores
 
 E_LOSSES = ('bigan', 'cooperative')
 PRIORS = ('gaussian', 'uniform')
-FUSE_CHOICES = ('auto', 'add', 'concat')
+FUSE_CHOICES = ('auto', 'add', 'concat', 'input')
 ENCODER_SEED = 0    # own init seeds: building the extra networks leaves the run's random stream alone
 HEAD_SEED = 1
 
@@ -88,8 +91,8 @@ class LOGANBLoss(StyleGAN2Loss):
                    help='LOGAN-B latent prior; uniform = U[-1, 1] with tanh on E (the paper\'s 2-D setting; '
                         'the default with --cfg=toy)'),
         LossOption('--loganb-fuse', 'auto', choices=FUSE_CHOICES,
-                   help='LOGAN-B joint D: how the z embedding meets D\'s features (auto = add on conv nets, '
-                        'concat on MLPs)'),
+                   help='LOGAN-B joint D: how z meets x (auto = add on conv nets, input on MLPs; add/concat: '
+                        'z embedded and fused with D\'s features; input: an MLP D on [x, z], the paper\'s 2-D D)'),
         LossOption('--loganb-joint-layers', 1, type=click.IntRange(min=0),
                    help='LOGAN-B joint D: hidden dense layers after fusing x-features and z (>= 1: with 0, '
                         'D(x, z) = f(x) + g(z) cannot tell matched pairs from unmatched ones)'),
@@ -112,11 +115,14 @@ class LOGANBLoss(StyleGAN2Loss):
         self.loganb_prior = loganb_prior
         D = self.D_unwrapped
         if loganb_fuse == 'auto':
-            loganb_fuse = 'add' if has_conv_layers(D) else 'concat'
+            loganb_fuse = 'add' if has_conv_layers(D) else 'input'
         self.loganb_fuse = loganb_fuse
         self.register_network('E', build_encoder(D, self.z_dim, seed=ENCODER_SEED).to(self.device))
-        head = build_fusion_head(D, self.z_dim, fuse=loganb_fuse, embed_side=True, seed=HEAD_SEED,
-                                 joint_layers=loganb_joint_layers)
+        if loganb_fuse == 'input':
+            head = build_joint_input_discriminator(D, self.z_dim, seed=HEAD_SEED)
+        else:
+            head = build_fusion_head(D, self.z_dim, fuse=loganb_fuse, embed_side=True, seed=HEAD_SEED,
+                                     joint_layers=loganb_joint_layers)
         self.register_network('Dz', head.to(self.device))
 
     @classmethod
@@ -147,7 +153,13 @@ class LOGANBLoss(StyleGAN2Loss):
 
     def joint_logits(self, img, c, z, sync):
         """D(x, z) logits [N, 1]: x through the augment pipe and D's features, fused with z in Dz."""
-        logits, features = self.discriminate(self.augment(img), c, sync, return_features=True)
+        img = self.augment(img)
+        if self.loganb_fuse == 'input':
+            logits = self.discriminate(img, c, sync)
+            with misc.ddp_sync(self.Dz, sync):
+                joint = self.Dz(torch.cat([img.to(torch.float32).flatten(1), z.to(torch.float32)], dim=1), c)
+            return joint + logits * 0
+        logits, features = self.discriminate(img, c, sync, return_features=True)
         with misc.ddp_sync(self.Dz, sync):
             joint = self.Dz(features, z, c)
         return joint + logits * 0

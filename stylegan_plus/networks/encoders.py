@@ -277,6 +277,17 @@ def build_fusion_head(D, side_dim, fuse, embed_side, seed=0, joint_layers=0):
                                             equalized=uses_equalized_lr(D), joint_layers=joint_layers))
 
 
+def build_joint_input_discriminator(D, side_dim, seed=0):
+    """D's MLP architecture with the side vector appended to its input: [N, in + side_dim] -> logits, on CPU.
+
+    For an MLP D on flat inputs (`in_features`), e.g. LOGAN-B's (2+5)-10-10-1 on 2-D points.
+    """
+    if has_conv_layers(D) or not hasattr(D, 'in_features'):
+        raise ValueError(f'a joint input discriminator needs an MLP D; got {type(D).__name__} with conv layers')
+    kwargs = network_kwargs(D, img_channels=D.in_features + side_dim, img_resolution=1)
+    return _seeded(seed, lambda: dnnlib.util.construct_class_by_name(**kwargs))
+
+
 def build_autoencoder(D, decoder_nets, code_dim, seed=0):
     """An `RFAutoencoder` mirroring D (encoder) and G (decoder), on CPU.
 
