@@ -126,6 +126,8 @@ def test_joint_layer_lets_d_judge_pairs():
     head = encoders.FusionHead(10, 5, fuse='add', embed_side=True, joint_layers=2)
     assert [tuple(layer.weight.shape) for layer in head.joint] == [(10, 10), (10, 10)]
     assert head(h, z).shape == (2, 1)
+    wide = encoders.FusionHead(8192, 5, fuse='add', embed_side=True, joint_layers=1)   # DCGAN's feature width
+    assert tuple(wide.joint[0].weight.shape) == (encoders.JOINT_WIDTH_MAX, 8192)
     with pytest.raises(ValueError, match='joint_layers=-1'):
         encoders.FusionHead(10, 5, joint_layers=-1)
     G, D = tiny_nets()

@@ -167,13 +167,16 @@ class DiscriminatorEncoder(torch.nn.Module):
         return (out, features) if return_features else out
 
 
+JOINT_WIDTH_MAX = 512   # DCGAN's flattened features are 8192 wide: a square hidden layer would be 67M weights
+
+
 @persistence.persistent_class
 class FusionHead(torch.nn.Module):
     """Joint decision from D's features h [N, F] and a side vector s [N, S] -> logits [N, 1] float32.
 
     embed_side: s first goes through a dense layer to F values with leaky ReLU (LOGAN-B's latent
     embedding); otherwise it is used as is (RFGAN's encoder features). fuse: 'add' (h + s, needs
-    equal widths) or 'concat' ([h, s]). joint_layers: dense layers (width F, leaky ReLU) on the fused
+    equal widths) or 'concat' ([h, s]). joint_layers: dense layers (width min(F, 512), leaky ReLU) on the fused
     vector before the output; with 0 the logit is w.h + w'.s, a sum of a term in h and a term in s,
     which cannot judge whether h and s belong together (LOGAN-B needs >= 1; RFGAN uses 0). Then one
     dense layer to the logit; with c_dim > 0 the logit gets the projection <fused, embed(c)> / sqrt(width).
@@ -199,10 +202,11 @@ class FusionHead(torch.nn.Module):
             raise ValueError(f'joint_layers={joint_layers}; expected an integer >= 0')
         self.joint_layers = joint_layers
         width = feature_dim if fuse == 'add' else feature_dim + side_width
+        hidden_width = min(feature_dim, JOINT_WIDTH_MAX)
         self.joint = torch.nn.ModuleList()
         for _ in range(joint_layers):
-            self.joint.append(Dense(width, feature_dim, equalized=equalized))
-            width = feature_dim
+            self.joint.append(Dense(width, hidden_width, equalized=equalized))
+            width = hidden_width
         self.fused_dim = width
         self.out = Dense(self.fused_dim, 1, equalized=equalized)
         if c_dim > 0:
