@@ -1,7 +1,7 @@
 """P2: training throughput of train.py, baseline vs every --loss plugin, side by side in one run.
 
     python benchmarks/train_speed.py --quick            # ~15 min on 2 cores: short timing windows
-    python benchmarks/train_speed.py                    # full: longer windows (~20 min)
+    python benchmarks/train_speed.py                    # full: longer windows (~25 min)
     python benchmarks/train_speed.py --device=cuda      # on a GPU (peak memory = torch's GPU peak)
 
 For `--cfg=dcgan` at 32 px (the preset's widths) and a small StyleGAN2 at 32 px
