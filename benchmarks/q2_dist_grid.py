@@ -32,10 +32,6 @@ BENCH_ID = 'q2'
 TITLE = 'Dist-GAN vs GAN on the 25-Gaussian grid (std 0.05)'
 STD = 0.05
 POINTS_PER_MODE = 2000
-SAMPLES = 2000
-SAMPLE_SEED = 123
-RADIUS = 0.1414
-MIN_COUNT = 20
 PAPER = 'Dist-GAN covers all 25 modes in all 8 runs; the baseline GAN misses modes (Fig. 5c, supp. Table 2)'
 LOSS_PREFIX = 'benchmarks.common.toy_losses.'
 METHODS = {
@@ -82,17 +78,12 @@ def run(args, argv):
     proto, seeds = report.protocol(args, PROTOCOLS)
     overrides = {name: toy_losses.describe_overrides(getattr(toy_losses, name)) for name in ('GANGrid', 'DistGrid')}
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
-        proto, std=STD, points_per_mode=POINTS_PER_MODE, samples=SAMPLES, sample_seed=SAMPLE_SEED, radius=RADIUS,
-        min_count=MIN_COUNT, hq_k=3, nets=coverage.NETS, methods=METHODS, option_overrides=overrides),
-        script=__file__, argv=argv)
+        proto, std=STD, points_per_mode=POINTS_PER_MODE, **coverage.rule_settings(), methods=METHODS,
+        option_overrides=overrides), script=__file__, argv=argv)
     data = toy_metrics.write_toy_set(rep.path('grid25_std0.05.npy'), 'grid25', STD, POINTS_PER_MODE)
     centres = toy_data.grid_centers()
-    jobs = runner.run_jobs(build_jobs(proto, data, seeds), rep.out, parallel=args.parallel,
-                           reuse=args.reuse)
-    rep.add_runs(jobs)
-    per_run, points = coverage.evaluate_jobs(jobs, centres=centres, std=STD, samples=SAMPLES,
-                                             sample_seed=SAMPLE_SEED, radius=RADIUS, min_count=MIN_COUNT)
-    summary = coverage.summarise(per_run, METHODS, seeds)
+    jobs, per_run, points, summary = coverage.train_and_score(rep, build_jobs(proto, data, seeds), args, centres,
+                                                              STD, METHODS, seeds)
     compare(rep, per_run, summary, seeds)
     coverage.coverage_figures(rep, 'q2', TITLE, jobs, METHODS, points, per_run,
                               figures.real_subset(np.load(data), count=5000), centres, seeds[0])

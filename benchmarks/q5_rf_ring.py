@@ -29,10 +29,6 @@ BENCH_ID = 'q5'
 TITLE = 'RFGAN vs GAN on the 8-Gaussian ring (std 0.1)'
 STD = 0.1
 POINTS_PER_MODE = 2000
-SAMPLES = 2000
-SAMPLE_SEED = 123
-RADIUS = 0.1414
-MIN_COUNT = 20
 PAPER = 'RFGAN covers all 8 modes, GAN collapses (Fig. 3, qualitative)'
 METHODS = {'gan': ['--loss=stylegan2'], 'rf': ['--loss=rf']}
 PROTOCOLS = {   # GAN kimg, RF autoencoder kimg (added to the RF run), default seeds
@@ -71,16 +67,12 @@ def main(argv=None):
 def run(args, argv):
     proto, seeds = report.protocol(args, PROTOCOLS)
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
-        proto, std=STD, points_per_mode=POINTS_PER_MODE, samples=SAMPLES, sample_seed=SAMPLE_SEED, radius=RADIUS,
-        min_count=MIN_COUNT, hq_k=3, nets=coverage.NETS, methods=METHODS), script=__file__, argv=argv)
+        proto, std=STD, points_per_mode=POINTS_PER_MODE, **coverage.rule_settings(), methods=METHODS),
+        script=__file__, argv=argv)
     data = toy_metrics.write_toy_set(rep.path('ring8_std0.1.npy'), 'ring8', STD, POINTS_PER_MODE)
     centres = toy_data.ring_centers()
-    jobs = runner.run_jobs(build_jobs(proto, data, seeds), rep.out, parallel=args.parallel,
-                           reuse=args.reuse)
-    rep.add_runs(jobs)
-    per_run, points = coverage.evaluate_jobs(jobs, centres=centres, std=STD, samples=SAMPLES,
-                                             sample_seed=SAMPLE_SEED, radius=RADIUS, min_count=MIN_COUNT)
-    summary = coverage.summarise(per_run, METHODS, seeds)
+    jobs, per_run, points, summary = coverage.train_and_score(rep, build_jobs(proto, data, seeds), args, centres,
+                                                              STD, METHODS, seeds)
     for net in coverage.NETS:
         rf_modes = coverage.per_seed(per_run, 'rf', seeds, 'modes_covered', net)
         rep.compare(f'RF modes covered ({net}, per seed)', 'all 8', rf_modes, '8/8 every seed',

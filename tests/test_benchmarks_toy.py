@@ -13,7 +13,7 @@ import pytest
 
 import dnnlib
 from benchmarks import q1_loganb_ring, q2_dist_grid, q3_advlat_toy, q5_rf_ring
-from benchmarks.common import report, runner, toy_losses, toy_metrics
+from benchmarks.common import coverage, report, runner, toy_losses, toy_metrics
 from stylegan_plus.training import configs
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -133,7 +133,7 @@ def test_q1_smoke(tmp_path):
 def test_q2_smoke(tmp_path):
     out, data = _smoke(q2_dist_grid, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'dist-seed0'], ['per_run', 'summary', 'paper'])
-    assert saved['results']['per_run']['dist-seed0']['G_ema']['num_points'] == q2_dist_grid.SAMPLES
+    assert saved['results']['per_run']['dist-seed0']['G_ema']['num_points'] == coverage.SAMPLES
 
 
 def test_q3_smoke(tmp_path):

@@ -6,10 +6,21 @@ generate.py and the metrics use). Each draws `samples` points from the prior (sa
 scored with `toy_metrics.mode_coverage` (Dist-GAN rule) and `toy_metrics.high_quality` (3 std).
 """
 
-from . import figures, plots, runs, toy_metrics
+from . import figures, plots, runner, runs, toy_metrics
 
 NETS = ('G', 'G_ema')
 SUMMARY_KEYS = ('modes_covered', 'registered_points', 'hq_share')
+# The Dist-GAN rule: 2 000 samples; a point registers within 0.1414 of a centre; >= 20 cover a mode.
+SAMPLES = 2000
+SAMPLE_SEED = 123
+RADIUS = 0.1414
+MIN_COUNT = 20
+HQ_K = 3
+
+
+def rule_settings():
+    """The scoring rule as results.json settings."""
+    return dict(samples=SAMPLES, sample_seed=SAMPLE_SEED, radius=RADIUS, min_count=MIN_COUNT, hq_k=HQ_K, nets=NETS)
 
 
 def run_name(method, seed):
@@ -35,6 +46,18 @@ def evaluate_jobs(jobs, **kwargs):
     for job in jobs:
         per_run[job.name], points[job.name] = evaluate_run(job.run_dir, **kwargs)
     return per_run, points
+
+
+def train_and_score(rep, jobs, args, centres, std, methods, seeds):
+    """Run the train.py jobs (args.parallel, args.reuse), record them, score them by the rule.
+
+    Returns (per_run metrics, per_run points, summary over seeds).
+    """
+    jobs = runner.run_jobs(jobs, rep.out, parallel=args.parallel, reuse=args.reuse)
+    rep.add_runs(jobs)
+    per_run, points = evaluate_jobs(jobs, centres=centres, std=std, samples=SAMPLES, sample_seed=SAMPLE_SEED,
+                                    radius=RADIUS, min_count=MIN_COUNT)
+    return jobs, per_run, points, summarise(per_run, methods, seeds)
 
 
 def per_seed(per_run, method, seeds, key, net):
