@@ -6,6 +6,7 @@ import os
 import pickle
 
 import dnnlib
+from stylegan_plus.tools import plot_stats
 
 
 def final_snapshot_path(run_dir):
@@ -38,9 +39,7 @@ def read_options(run_dir):
 
 def read_stats(run_dir):
     """stats.jsonl as a list of dicts (one per tick)."""
-    path = os.path.join(run_dir, 'stats.jsonl')
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return plot_stats.read_stats(os.path.join(run_dir, 'stats.jsonl'))
 
 
 def stat_curve(stats, key):

@@ -15,9 +15,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
-from stylegan_plus.tools.plot_stats import read_stats
+from stylegan_plus.tools.plot_stats import loss_series, read_stats
 
 from . import REPO_ROOT
 
@@ -114,9 +113,8 @@ def stats(run_dir):
 
 def series(records, name):
     """(kimg [T], mean [T]) of one statistic over the ticks (NaN where a tick lacks it)."""
-    kimg = np.array([r.get('Progress/kimg', {}).get('mean', np.nan) for r in records], dtype=np.float64)
-    values = [(r.get(name) or {}).get('mean') for r in records]
-    return kimg, np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    kimg, found = loss_series(records, [name])
+    return kimg, found[name]
 
 
 def training_sec_per_kimg(records, skip_ticks=1):

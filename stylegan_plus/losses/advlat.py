@@ -153,6 +153,9 @@ class AdvLatDivLoss(LossAddon):
         self.advlat_div_eps = float(advlat_div_eps)
         self.advlat_div_steps = int(advlat_div_steps)
         self.advlat_div_dpair = bool(advlat_div_dpair)
+        generator_nets = [self.G_mapping, self.G_synthesis] if self.has_mapping else [self.G]
+        self._batchnorms = [m for net in generator_nets for m in net.modules()
+                            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
     def generate_pair(self, z1, z2, c, sync=False):
         """(G(z1), G(z2)) from one batch, without mixing, with constant noise. z1, z2: [N, z_dim]."""
@@ -188,9 +191,7 @@ class AdvLatDivLoss(LossAddon):
 
     def _batch_dependent_generator(self):
         """True if G has layers whose output depends on the rest of the batch (BatchNorm in training)."""
-        nets = [self.G_mapping, self.G_synthesis] if self.has_mapping else [self.G]
-        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
-                   for net in nets for m in net.modules())
+        return any(m.training for m in self._batchnorms)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase in G_MAIN_PHASES:

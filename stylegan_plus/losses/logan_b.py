@@ -101,7 +101,7 @@ class LOGANBLoss(StyleGAN2Loss):
     def __init__(self, device,
                  loganb_e_loss='bigan',     # 'bigan' or 'cooperative'
                  loganb_prior='gaussian',   # 'gaussian' or 'uniform' (with tanh on E)
-                 loganb_fuse='auto',        # 'auto', 'add' or 'concat'
+                 loganb_fuse='auto',        # 'auto', 'add', 'concat' or 'input'
                  loganb_joint_layers=1,     # hidden layers of the joint head (0 = separable, as before)
                  **kwargs):                 # networks and baseline options
         super().__init__(device, **kwargs)
@@ -152,16 +152,16 @@ class LOGANBLoss(StyleGAN2Loss):
         return torch.tanh(z) if self.loganb_prior == 'uniform' else z
 
     def joint_logits(self, img, c, z, sync):
-        """D(x, z) logits [N, 1]: x through the augment pipe and D's features, fused with z in Dz."""
+        """D(x, z) logits [N, 1]: x through the augment pipe, then Dz on [x, z] ('input') or on D's features and z."""
         img = self.augment(img)
         if self.loganb_fuse == 'input':
             logits = self.discriminate(img, c, sync)
-            with misc.ddp_sync(self.Dz, sync):
-                joint = self.Dz(torch.cat([img.to(torch.float32).flatten(1), z.to(torch.float32)], dim=1), c)
-            return joint + logits * 0
-        logits, features = self.discriminate(img, c, sync, return_features=True)
+            dz_inputs = (torch.cat([img.to(torch.float32).flatten(1), z.to(torch.float32)], dim=1),)
+        else:
+            logits, features = self.discriminate(img, c, sync, return_features=True)
+            dz_inputs = (features, z)
         with misc.ddp_sync(self.Dz, sync):
-            joint = self.Dz(features, z, c)
+            joint = self.Dz(*dz_inputs, c)
         return joint + logits * 0
 
     # --- Steps ------------------------------------------------------------------------------------

@@ -200,7 +200,6 @@ class FusionHead(torch.nn.Module):
             raise ValueError(f'fuse="add" needs side width {side_width} == feature width {feature_dim}')
         if joint_layers < 0:
             raise ValueError(f'joint_layers={joint_layers}; expected an integer >= 0')
-        self.joint_layers = joint_layers
         width = feature_dim if fuse == 'add' else feature_dim + side_width
         hidden_width = min(feature_dim, JOINT_WIDTH_MAX)
         self.joint = torch.nn.ModuleList()
