@@ -98,6 +98,7 @@ def one_thread():
 
 
 def mode_name(args):
+    """'smoke', 'quick' or 'full' from the parsed flags (--smoke wins)."""
     return 'smoke' if args.smoke else ('quick' if args.quick else 'full')
 
 

@@ -12,6 +12,9 @@ import time
 import numpy as np
 import torch
 
+# 'smoke', 'quick' or 'full' from the parsed flags (--smoke wins): the toy benchmarks' rule.
+from benchmarks.common.report import mode_name as mode_of  # noqa: F401  (used by the scripts)
+
 MODES = ('smoke', 'quick', 'full')
 
 
@@ -32,11 +35,6 @@ def base_parser(bench_id, description):
                              '(default: %(default)s)')
     parser.add_argument('--smoke', action='store_true', help=argparse.SUPPRESS)
     return parser
-
-
-def mode_of(args):
-    """'smoke', 'quick' or 'full' from the parsed flags (--smoke wins)."""
-    return 'smoke' if args.smoke else ('quick' if args.quick else 'full')
 
 
 def configure_threads(threads):
