@@ -14,6 +14,7 @@ import pickle
 import click
 
 import dnnlib
+from stylegan_plus.training.snapshots import atomic_write
 from stylegan_plus.tools.legacy_tf import (  # noqa: F401 (re-exported official names)
     _LegacyUnpickler,
     _TFNetworkStub,
@@ -21,6 +22,15 @@ from stylegan_plus.tools.legacy_tf import (  # noqa: F401 (re-exported official 
     convert_tf_generator,
     load_network_pkl,
 )
+
+
+def _read_network_pickle(source, force_fp16):
+    """Load `source` through `load_network_pkl`; any failure becomes a --source usage error."""
+    try:
+        with dnnlib.util.open_url(source) as f:
+            return load_network_pkl(f, force_fp16=force_fp16)
+    except Exception as err:  # pylint: disable=broad-except
+        raise click.BadParameter(f'cannot load {source!r}: {type(err).__name__}: {err}', param_hint='--source') from err
 
 
 @click.command()
@@ -37,21 +47,20 @@ def convert_network_pickle(source, dest, force_fp16, safe_export):
     """
     if dest is None and safe_export is None:
         raise click.UsageError('nothing to write: give --dest (a pickle) and/or --safe-export (a folder)')
-    print(f'Loading "{source}"...')
-    try:
-        with dnnlib.util.open_url(source) as f:
-            data = load_network_pkl(f, force_fp16=force_fp16)
-    except Exception as err:  # a bad --source of any kind is a usage error, not a traceback
-        raise click.BadParameter(f'cannot load {source!r}: {type(err).__name__}: {err}', param_hint='--source') from err
+    print(f'Reading networks from {source}')
+    data = _read_network_pickle(source, force_fp16)
     if dest is not None:
-        print(f'Saving "{dest}"...')
-        with open(dest, 'wb') as f:
-            pickle.dump(data, f)
+        # Through a temporary file and a rename: an interrupted write never leaves a truncated `dest`.
+        atomic_write(dest, lambda f: pickle.dump(data, f))
+        print(f'Wrote native snapshot pickle {dest}')
     if safe_export is not None:
         from stylegan_plus.networks.export import save_safe
-        print(f'Exporting weights to "{safe_export}"...')
-        save_safe(data, safe_export)
-    print('Done.')
+        try:
+            save_safe(data, safe_export)
+        except (ImportError, OSError, TypeError, ValueError) as err:  # the export leaves nothing behind
+            raise click.ClickException(f'--safe-export={safe_export!r} failed, nothing was written there: {err}')
+        print(f'Wrote weights-only export to {safe_export}')
+    print('Conversion finished.')
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ Also home of `make_snapshot`, the tiny snapshot builder shared by test_generate/
 """
 
 import copy
+import importlib.util
 import io
 import pickle
 import subprocess
@@ -304,15 +305,20 @@ def test_cli_round_trip_and_safe_export(tmp_path, monkeypatch, tf_module):
            '--force-fp16=1', f'--safe-export={tmp_path / "safe"}']
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert 'Done.' in proc.stdout
+    assert proc.stdout.splitlines() == [f'Reading networks from {tmp_path / "tf.pkl"}',
+                                        f'Wrote native snapshot pickle {tmp_path / "out.pkl"}',
+                                        f'Wrote weights-only export to {tmp_path / "safe"}',
+                                        'Conversion finished.']
+    assert not [p.name for p in tmp_path.iterdir() if '.tmp' in p.name]   # written through a temp file + rename
     direct = load_pickle(tmp_path / 'tf.pkl', force_fp16=True)
     converted = load_pickle(tmp_path / 'out.pkl')
     for key in ('G', 'D', 'G_ema'):
         assert converted[key].init_kwargs == direct[key].init_kwargs
         ref = direct[key].state_dict()
         assert all(torch.equal(t, ref[name]) for name, t in converted[key].state_dict().items())
+    weights = 'safetensors' if importlib.util.find_spec('safetensors') else 'pt'  # export prefers safetensors
     assert sorted(p.name for p in (tmp_path / 'safe').iterdir()) == sorted(
-        ['snapshot.json'] + [f'{k}.{ext}' for k in ('G', 'D', 'G_ema') for ext in ('json', 'pt')])
+        ['snapshot.json'] + [f'{k}.{ext}' for k in ('G', 'D', 'G_ema') for ext in ('json', weights)])
 
 
 def test_cli_reports_bad_source(tmp_path):

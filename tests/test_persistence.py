@@ -3,10 +3,12 @@
 import copy
 import importlib
 import io
+import pathlib
 import pickle
 import sys
 import textwrap
 import uuid
+import warnings
 
 import numpy as np
 import pytest
@@ -103,6 +105,66 @@ def _make_net(demo):
     return demo.Net(4, num_blocks=2, cfg=dnnlib.EasyDict(depth=2, tags=['a', 'b']))
 
 #----------------------------------------------------------------------------
+# Golden pickles, written once by the code as it was before persistence.py was rewritten.
+# Pickles of this code must keep loading in that code and in the official tree, and theirs here.
+
+DATA = pathlib.Path(__file__).resolve().parent / 'data'
+BASELINE_PICKLE = DATA / 'persistence_baseline.pkl'         # pickle.dumps(_golden_payload(demo))
+BASELINE_STREAM = DATA / 'persistence_baseline_stream.bin'  # _stable_dumps of the same payload
+
+
+def _golden_payload(demo):
+    """A snapshot-like dict: persistent nets nested in a plain dict, sharing one module source."""
+    net = _make_net(demo)
+    torch.manual_seed(5)
+    block = demo.Block(3, scale=2.5)
+    return dict(training_set_kwargs=dict(path='/data/x.zip', max_size=7), G=net, D=block, augment_pipe=None)
+
+
+class _StableStoragePickler(pickle.Pickler):
+    """Writes tensor storages as their raw bytes.
+
+    torch names each storage by its memory address inside the pickle, so two pickles of equal
+    tensors differ byte-wise between processes; without those names, the stream depends only on
+    what persistence.py writes (meta dicts, state order, memoised source) and the tensor values.
+    The stream is for comparison only and does not load back.
+    """
+    def reducer_override(self, obj):
+        if isinstance(obj, torch.storage.TypedStorage):
+            with warnings.catch_warnings():   # TypedStorage.untyped() warns that TypedStorage is deprecated
+                warnings.simplefilter('ignore', UserWarning)
+                return (bytes, (bytes(obj.untyped().tolist()),))
+        return NotImplemented
+
+
+def _stable_dumps(obj):
+    buf = io.BytesIO()
+    _StableStoragePickler(buf, protocol=pickle.DEFAULT_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def test_stream_is_byte_identical_to_the_baseline(demo):
+    assert _stable_dumps(_golden_payload(demo)) == BASELINE_STREAM.read_bytes()
+
+
+def test_baseline_pickle_loads_and_pickles_back_identically(demo, fresh_registry):
+    loaded = pickle.loads(BASELINE_PICKLE.read_bytes())
+    fresh = _golden_payload(demo)
+    assert loaded['training_set_kwargs'] == fresh['training_set_kwargs'] and loaded['augment_pipe'] is None
+    for key in ('G', 'D'):
+        assert type(loaded[key]).__name__ == type(fresh[key]).__name__
+        assert type(loaded[key])._orig_module_src == DEMO_SOURCE
+        assert loaded[key].init_args == fresh[key].init_args
+        assert loaded[key].init_kwargs == fresh[key].init_kwargs
+        want = fresh[key].state_dict()
+        assert list(loaded[key].state_dict()) == list(want)
+        assert all(torch.equal(t, want[name]) for name, t in loaded[key].state_dict().items())
+    x = torch.randn([2, 4])
+    assert torch.equal(loaded['G'](x), fresh['G'](x))
+    # What the baseline wrote and this code writes again are the same stream.
+    assert _stable_dumps(loaded) == BASELINE_STREAM.read_bytes()
+
+#----------------------------------------------------------------------------
 
 def test_round_trip_keeps_state_kwargs_and_outputs(demo):
     net = _make_net(demo)
@@ -139,8 +201,8 @@ def test_loading_execs_embedded_source_and_repickles(demo, fresh_registry):
 
 def test_meta_format_and_class_attributes(demo):
     net = _make_net(demo)
-    func, args, state = net.__reduce__()
-    assert func is persistence._reconstruct_persistent_obj and state is None
+    func, args = net.__reduce__()
+    assert func is persistence._reconstruct_persistent_obj
     meta = args[0]
     assert type(meta) is dict
     assert list(meta) == ['type', 'version', 'module_src', 'class_name', 'state']
@@ -227,6 +289,58 @@ def test_wrong_version_is_rejected(demo):
     meta['version'] = 5
     with pytest.raises(ValueError, match='version'):
         persistence._reconstruct_persistent_obj(meta)
+
+
+def test_wrong_type_and_missing_class_are_rejected(demo, fresh_registry):
+    meta = _make_net(demo).__reduce__()[1][0]
+    with pytest.raises(ValueError, match="type 'function'"):
+        persistence._reconstruct_persistent_obj(dict(meta, type='function'))
+    with pytest.raises(ValueError, match="no top-level class 'Missing'"):
+        persistence._reconstruct_persistent_obj(dict(meta, class_name='Missing'))
+
+
+def test_source_that_fails_leaves_no_module_behind(demo, fresh_registry):
+    meta = _make_net(demo).__reduce__()[1][0]
+    broken = dict(meta, module_src=meta['module_src'] + '\nraise RuntimeError("boom")\n')
+    modules_before = set(sys.modules)
+    with pytest.raises(RuntimeError, match='boom'):
+        persistence._reconstruct_persistent_obj(broken)
+    assert set(sys.modules) == modules_before
+    assert broken['module_src'] not in persistence._src_to_module_dict
+    # The intact source still loads, into a module of the documented name.
+    net = persistence._reconstruct_persistent_obj(meta)
+    assert type(net).__mro__[1].__module__.startswith('_imported_module_')
+
+
+def test_class_not_reachable_by_name_cannot_be_pickled(demo, fresh_registry):
+    loaded = pickle.loads(pickle.dumps(_make_net(demo)))
+    module = sys.modules[type(loaded).__mro__[1].__module__]
+    del module.Net      # the loaded source no longer names the class
+    with pytest.raises(pickle.PicklingError, match="no top-level class of that name"):
+        pickle.dumps(loaded)
+
+
+def test_classes_with_a_metaclass_and_plain_state(tmp_path, monkeypatch):
+    """A persistent class keeps its metaclass (abc.ABC here) and non-Module state pickles via __dict__."""
+    (tmp_path / 'persist_abc_demo.py').write_text(textwrap.dedent('''\
+        import abc
+        from torch_utils import persistence
+
+        @persistence.persistent_class
+        class Config(abc.ABC):
+            def __init__(self, depth, tags=()):
+                self.depth = depth
+                self.tags = list(tags)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module('persist_abc_demo')
+    try:
+        cfg = module.Config(3, tags=['x'])
+        assert isinstance(type(cfg), type(module.Config.__mro__[1])) and type(module.Config).__name__ == 'ABCMeta'
+        loaded = pickle.loads(pickle.dumps(cfg))
+        assert (loaded.depth, loaded.tags, loaded.init_args, loaded.init_kwargs) == (3, ['x'], (3,), {'tags': ['x']})
+    finally:
+        sys.modules.pop('persist_abc_demo', None)
 
 #----------------------------------------------------------------------------
 # A pickle built by hand in the official format, whose embedded source uses every name that

@@ -16,6 +16,7 @@ import dnnlib
 from torch_utils import training_stats
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+GOLDEN = pathlib.Path(__file__).resolve().parent / 'data' / 'training_stats_baseline.json'
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,19 @@ def test_moments_of_mixed_value_kinds():
     assert collector.mean('Loss/a') == pytest.approx(np.mean(values))
     assert collector.std('Loss/a') == pytest.approx(np.std(values))
     assert collector['Loss/a'] == collector.mean('Loss/a')
+
+
+def test_report_leaves_autograd_alone_and_checks_the_name():
+    collector = training_stats.Collector()
+    weight = torch.tensor([1.0, 2.0], requires_grad=True)
+    loss = weight * 3
+    assert training_stats.report('Loss/w', loss) is loss
+    loss.sum().backward()                   # the graph is intact and the report added nothing to it
+    assert weight.grad.tolist() == [3.0, 3.0]
+    collector.update()
+    assert collector.mean('Loss/w') == 4.5
+    with pytest.raises(TypeError, match='must be a str'):
+        training_stats.report(('Loss', 'w'), 1.0)
 
 
 def test_unknown_empty_and_single_values():
@@ -143,6 +157,86 @@ def test_reset_forgets_names_and_allows_new_settings():
     collector.update()
     assert collector.names() == ['new/name', 'other']
     assert collector.num('new/name') == 0 and collector.mean('other') == 4.0
+
+#----------------------------------------------------------------------------
+# Golden numbers: a fixed sequence of reports and updates, recorded once with the code as it was
+# before the rewrite of training_stats (tests/data/training_stats_baseline.json). The rewrite must
+# reproduce every count, mean and std bit for bit, NaN/inf/empty statistics included.
+
+def stats_scenario(ts):
+    """Drive module `ts` through reports, updates and collectors; return what they showed (JSON-able)."""
+    ts.reset()
+    ts.init_multiprocessing(0, None)
+    gen = torch.Generator().manual_seed(1234)
+    record = []
+
+    def snapshot(label, **collectors):
+        for key, collector in collectors.items():
+            record.append([label, key, collector.names(), collector.as_dict(),
+                           [collector.num('never'), collector.mean('never'), collector.std('never')]])
+
+    ts.report('Loss/a', torch.randn([5], generator=gen))        # before any collector: never counted
+    everything = ts.Collector()
+    losses = ts.Collector(regex='Loss/.*', keep_previous=False)
+    late = None
+    for step in range(6):
+        # Large offsets make the variance a small difference of large sums (cancellation).
+        assert ts.report('Loss/a', torch.randn([37], generator=gen) * 3 + 1e4).shape == (37,)
+        ts.report('Loss/a', torch.randn([3, 4], generator=gen).t())      # non-contiguous
+        ts.report('Loss/b', np.random.RandomState(step).uniform(-1, 1, size=[7]).astype(np.float64))
+        ts.report('Timing/x', 0.1 * (step + 1))
+        ts.report0('Progress/k', step * 1.5)
+        ts.report('Loss/half', torch.randn([9], generator=gen).half())
+        ts.report('Loss/int', torch.arange(step + 2))
+        ts.report('Loss/bool', torch.arange(5) < step)
+        ts.report('Loss/big', torch.randn([100003], generator=gen) * 50 + 7)
+        ts.report('Loss/empty', [])
+        ts.report('Loss/nan', [1.0, float('nan')] if step == 2 else [float(step)])
+        ts.report('Loss/inf', [float('inf')] if step == 3 else [2.0, 4.0])
+        if step in (0, 3):
+            ts.report('Loss/sometimes', [step + 0.25, step - 0.5])
+        if step == 4:
+            ts.report('Loss/single', 42.0)
+        everything.update()
+        if step % 2 == 1:
+            losses.update()
+        if step == 2:
+            late = ts.Collector(regex='Loss/(a|sometimes|nan)')
+        if late is not None:
+            late.update()
+        snapshot(f'step{step}', everything=everything, losses=losses, **({'late': late} if late else {}))
+    everything.update()     # an interval without reports
+    losses.update()
+    snapshot('idle', everything=everything, losses=losses)
+
+    ts.reset()
+    ts.init_multiprocessing(1, None)    # rank 1: report0 only registers the name
+    rank1 = ts.Collector()
+    ts.report0('Progress/k', [3.0, 4.0])
+    ts.report('Loss/a', [5.0])
+    rank1.update()
+    snapshot('rank1', rank1=rank1)
+    ts.reset()
+    ts.init_multiprocessing(0, None)
+    return record
+
+
+def test_scenario_matches_recorded_baseline():
+    got = json.dumps(stats_scenario(training_stats), indent=1)
+    want = json.dumps(json.loads(GOLDEN.read_text()), indent=1)
+    assert got == want
+
+
+def test_scenario_exercises_nan_inf_and_empty():
+    """Guards the golden file itself: it must contain the edge cases it is meant to pin down."""
+    stats = [entry for _label, _key, _names, table, _never in json.loads(GOLDEN.read_text())
+             for entry in table.values()]
+    assert any(s['num'] == 0 and math.isnan(s['mean']) and math.isnan(s['std']) for s in stats)
+    assert any(s['num'] > 0 and math.isnan(s['mean']) for s in stats)
+    assert any(math.isinf(s['mean']) and math.isnan(s['std']) for s in stats)
+    assert any(s['num'] == 1 and s['std'] == 0.0 for s in stats)
+    assert any(s['num'] > 100000 and s['std'] > 0 for s in stats)
+
 
 #----------------------------------------------------------------------------
 # Two real processes reducing over gloo on CPU.

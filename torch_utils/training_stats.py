@@ -1,17 +1,24 @@
-"""Light-weight statistics gathered during training, optionally across processes.
+"""Training statistics: cheap to report from anywhere, read in intervals, summed over processes.
 
-Anywhere in the code, `report(name, value)` adds the moments (count, sum, sum of squares) of a
-set of scalars to a per-name accumulator. A `Collector` periodically sums those accumulators
-over all processes and exposes num/mean/std of what arrived since its previous `update()`.
+Reporting. `report(name, value)` reduces `value` (any number of scalars) to three numbers, its
+count, sum and sum of squares, and adds them to a tally pending for `name`. The two sums stay on
+the device of the value: copying them to the host would make every report wait for the GPU.
 
-In multi-process runs every process must report the same names (use `report0` or an empty
-value to register a name without contributing) and call `Collector.update()` at the same time,
-because the update is a collective all-reduce.
+Reading. A `Collector` periodically folds the pending tallies into run-long totals (summed over
+all processes) and remembers the totals it saw the previous time; the difference between the two
+is what was reported in between. Every collector keeps its own bookmark into the same totals, so
+collectors with different rhythms (the per-tick log, the ADA controller) never take values away
+from each other.
+
+Several processes. Folding the tallies is a collective all-reduce: every process must create its
+collectors and call `update()` at the same points, and must have registered the same names by then
+(`report0`, or an empty value, registers a name without adding to it).
 """
 
+import math
 import re
+from typing import NamedTuple
 
-import numpy as np
 import torch
 
 import dnnlib
@@ -19,178 +26,230 @@ import dnnlib
 from . import misc
 
 #----------------------------------------------------------------------------
-# Constants and module state. The names are part of the official interface.
+# Module state. These names are listed in the compatibility contract (COMPAT.md, 3.3).
 
-_num_moments = 3                # [count, sum, sum of squares]
-_reduce_dtype = torch.float32   # dtype the reported elements are summed in
-_counter_dtype = torch.float64  # dtype the moments are accumulated in
-_rank = 0                       # this process's rank (set by init_multiprocessing)
-_sync_device = None             # device used for all_reduce; None = single process
-_sync_called = False            # a sync has happened: init_multiprocessing is too late
-_counters = {}                  # name -> {device: moments since the last sync}
-_cumulative = {}                # name -> moments summed over all syncs and processes (CPU)
+_num_moments = 3                    # count, sum, sum of squares
+_reduce_dtype = torch.float32       # reported elements are converted to this before summing
+_counter_dtype = torch.float64      # tallies and totals are kept in this precision
+_rank = 0                           # rank of this process; report0 counts only on rank 0
+_sync_device = None                 # device of the all-reduce; None for a single process
+_sync_called = False                # set by the first fold: the settings above are final from then on
+_counters = {}                      # name -> _Pending, in the order names were first reported
+_cumulative = {}                    # name -> _Moments folded so far, over all processes
+
+#----------------------------------------------------------------------------
+
+class _Moments(NamedTuple):
+    """Count, sum and sum of squares of a set of scalars, as Python floats (IEEE double)."""
+    count: float = 0.0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def plus(self, other):
+        return _Moments(*(a + b for a, b in zip(self, other)))
+
+    def minus(self, other):
+        return _Moments(*(a - b for a, b in zip(self, other)))
+
+    def mean(self):
+        return self.total / self.count if self.count else math.nan
+
+    def std(self):
+        """Population standard deviation; NaN without a finite mean, 0 for a single value."""
+        mean = self.mean()
+        if not math.isfinite(mean):
+            return math.nan
+        if self.count == 1:
+            return 0.0
+        # E[x^2] - E[x]^2 can come out slightly negative through rounding.
+        return math.sqrt(max(self.squares / self.count - mean * mean, 0.0))
+
+
+_NOTHING = _Moments()
+
+
+class _Pending:
+    """What was reported under one name since the last fold.
+
+    The element count is known on the host and kept there (exact, and free); the sum and the sum
+    of squares stay on the device of the reported values, one float64 pair per device.
+    """
+    __slots__ = ('count', 'sums_by_device')
+
+    def __init__(self):
+        self.count = 0
+        self.sums_by_device = {}
+
+    def add(self, count, sums):
+        self.count += count
+        held = self.sums_by_device.get(sums.device)
+        if held is None:
+            self.sums_by_device[sums.device] = sums
+        else:
+            held += sums
+
+    def drain_into(self, row):
+        """Add everything pending to `row` (float64 [count, sum, squares] on the fold device); forget it."""
+        row[0] += self.count
+        for sums in self.sums_by_device.values():
+            row[1:] += sums.to(row.device)
+        self.count = 0
+        self.sums_by_device.clear()
 
 #----------------------------------------------------------------------------
 
 def init_multiprocessing(rank, sync_device):
-    """Set up cross-process reduction; call before any `Collector` is created.
+    """Declare this process's rank and the device used to sum statistics over processes.
 
-    rank: index of this process (only rank 0 contributes to `report0`).
-    sync_device: device for the `torch.distributed.all_reduce` of the moments (e.g.
-    `torch.device('cuda', rank)` for NCCL, CPU for gloo), or None for a single process.
-    Calling it again later is allowed with the same rank and device (a second training run in one
-    process, e.g. a notebook); other values are refused once statistics were synchronised, until
-    `reset()`.
+    rank: int in [0, world size); only rank 0 contributes to `report0`.
+    sync_device: torch.device holding the all-reduced tallies (`cuda:<rank>` with NCCL, `cpu`
+        with gloo), or None for a single process (no reduction).
+    Must come before the first `Collector` folds anything. Repeating it later with the same values
+    is harmless (a second run in one notebook); other values need `reset()` first.
     """
-    global _rank, _sync_device # pylint: disable=global-statement
+    global _rank, _sync_device  # pylint: disable=global-statement
     if _sync_called and (rank, sync_device) != (_rank, _sync_device):
-        raise RuntimeError(f'training_stats.init_multiprocessing(rank={rank}, sync_device={sync_device}) after '
-                           f'statistics were synchronised with rank={_rank}, sync_device={_sync_device}: it must be '
-                           f'called before the first Collector.update(), or after training_stats.reset()')
+        raise RuntimeError(
+            f'training_stats.init_multiprocessing(rank={rank}, sync_device={sync_device}) came too late: '
+            f'statistics were already summed with rank={_rank}, sync_device={_sync_device}. Call it '
+            f'before the first Collector.update() (a Collector updates once when it is created), '
+            f'or call training_stats.reset() first.')
     _rank = rank
     _sync_device = sync_device
 
 
 def reset():
-    """Forget every reported name and accumulated moment, as at import (rank and device are kept).
+    """Forget all names, tallies and totals (rank and sync device stay); for a new run in one process.
 
-    For a new training run in the same process. Collectors created before the reset must not be
-    used after it.
+    Collectors made before the reset hold bookmarks into the old totals: make new ones.
     """
-    global _sync_called # pylint: disable=global-statement
+    global _sync_called  # pylint: disable=global-statement
     _counters.clear()
     _cumulative.clear()
     _sync_called = False
 
+
+def _sums_of(value):
+    """(number of elements, float64 tensor [sum, sum of squares]) of `value`; (0, None) if it is empty.
+
+    value: number, (nested) sequence, numpy array or tensor of any shape and dtype. The sums run in
+    float32 on the value's own device (no host synchronisation); the result lives there too.
+    """
+    with torch.no_grad():
+        elems = torch.as_tensor(value, dtype=_reduce_dtype)
+        if elems.numel() == 0:
+            return 0, None
+        elems = elems.reshape(-1)   # a fixed summation order, whatever the strides of `value`
+        return elems.numel(), torch.stack([elems.sum(), elems.square().sum()]).to(_counter_dtype)
+
+
 @misc.profiled_function
 def report(name, value):
-    """Accumulate the moments of the scalars in `value` under `name`; return `value` unchanged.
+    """Add the scalars of `value` to the statistic `name`; return `value` unchanged.
 
-    value: a number, sequence, numpy array or tensor of any shape (all elements count equally);
-    an empty value only registers `name`. Tensors are detached, summed in float32 on their own
-    device and accumulated in float64.
+    name: str, e.g. 'Loss/G/loss'. value: number, sequence, numpy array or tensor (any shape;
+    every element counts once; tensors may require grad, nothing is kept of their graph). An empty
+    value only registers the name, which then shows up in `Collector.names()` with num 0.
     """
     if not isinstance(name, str):
-        raise TypeError(f'training_stats.report: name must be a string, got {name!r}')
-    per_device = _counters.setdefault(name, {})
-    elems = torch.as_tensor(value)
-    if elems.numel() == 0:
-        return value
-    elems = elems.detach().flatten().to(_reduce_dtype)
-    moments = torch.stack([
-        torch.ones_like(elems).sum(),
-        elems.sum(),
-        elems.square().sum(),
-    ]).to(_counter_dtype)
-    counter = per_device.get(moments.device)
-    if counter is None:
-        per_device[moments.device] = moments
-    else:
-        counter.add_(moments)
+        raise TypeError(f'training_stats.report: the name must be a str, got {name!r}')
+    pending = _counters.get(name)
+    if pending is None:
+        pending = _counters[name] = _Pending()
+    count, sums = _sums_of(value)
+    if count:
+        pending.add(count, sums)
     return value
 
 
 def report0(name, value):
-    """Like `report`, but only rank 0 contributes; other ranks just register `name`."""
-    report(name, value if _rank == 0 else [])
+    """`report` on rank 0; on other ranks only register `name` (so all ranks know the same names)."""
+    if _rank == 0:
+        return report(name, value)
+    report(name, ())
     return value
 
 #----------------------------------------------------------------------------
 
-class Collector:
-    """Reads the statistics reported since the previous `update()`.
+def _fold(names):
+    """Fold the pending tallies of `names` into `_cumulative` (all-reduced); return {name: totals}.
 
-    regex: only names fully matching it are collected. keep_previous: when a name got no new
-    values during an interval, keep its previous statistics (True) or forget them (False).
+    Collective when multi-process. Rows are sorted by name so that processes which first reported
+    the names in different orders still add up matching rows.
+    """
+    global _sync_called  # pylint: disable=global-statement
+    if not names:
+        return {}
+    _sync_called = True
+    ordered = sorted(names)
+    device = torch.device('cpu') if _sync_device is None else _sync_device
+    rows = torch.zeros([len(ordered), _num_moments], dtype=_counter_dtype, device=device)
+    for name, row in zip(ordered, rows):
+        _counters[name].drain_into(row)
+    if _sync_device is not None:
+        torch.distributed.all_reduce(rows)
+    for name, fresh in zip(ordered, rows.cpu().tolist()):
+        _cumulative[name] = _cumulative.get(name, _NOTHING).plus(fresh)
+    return {name: _cumulative[name] for name in names}
+
+
+class Collector:
+    """num/mean/std of what was reported between its last two `update()` calls.
+
+    regex: str; only names that match it entirely are collected.
+    keep_previous: bool; a name that received nothing in the latest interval keeps the numbers of
+        its last interval with data (True) or reads as empty, num 0 and NaN mean/std (False).
+    Creating a Collector folds once (a collective call in multi-process runs), so that values
+    reported before it existed are not counted.
     """
 
     def __init__(self, regex='.*', keep_previous=True):
-        self._regex = re.compile(regex)
+        self._pattern = re.compile(regex)
         self._keep_previous = keep_previous
-        self._last_cumulative = {}  # name -> cumulative moments seen at the previous update
-        self._moments = {}          # name -> moments of the latest interval with data
-        # Start from the current totals, so earlier reports are not attributed to this collector.
+        self._bookmarks = {}    # name -> totals at the previous update
+        self._latest = {}       # name -> _Moments of its latest interval with data
         self.update()
-        self._moments.clear()
+        self._latest = {}
 
     def names(self):
-        """Names reported so far (in first-report order) that match the regex."""
-        return [name for name in _counters if self._regex.fullmatch(name)]
+        """list of str: reported names matching the regex, in the order they were first reported."""
+        return [name for name in _counters if self._pattern.fullmatch(name)]
 
     def update(self):
-        """Gather new moments from all processes (collective call when multi-process)."""
-        if not self._keep_previous:
-            self._moments.clear()
-        for name, cumulative in _sync(self.names()):
-            previous = self._last_cumulative.get(name)
-            if previous is None:
-                previous = torch.zeros_like(cumulative)
-            delta = cumulative - previous
-            self._last_cumulative[name] = cumulative.clone()
-            if delta[0] != 0:
-                self._moments[name] = delta
+        """Start a new interval: collect what all processes reported since the previous one."""
+        latest = dict(self._latest) if self._keep_previous else {}
+        for name, totals in _fold(self.names()).items():
+            interval = totals.minus(self._bookmarks.get(name, _NOTHING))
+            self._bookmarks[name] = totals
+            if interval.count:
+                latest[name] = interval
+        self._latest = latest
 
-    def _interval(self, name):
-        moments = self._moments.get(name)
-        return moments if moments is not None else torch.zeros([_num_moments], dtype=_counter_dtype)
+    def _moments(self, name):
+        return self._latest.get(name, _NOTHING)
 
     def num(self, name):
-        """Number of scalars reported under `name` in the latest interval (0 if none)."""
-        return int(self._interval(name)[0])
+        """int: number of scalars in the latest interval (0 for an unknown or empty name)."""
+        return int(self._moments(name).count)
 
     def mean(self, name):
-        """Mean of those scalars as a float; NaN if there were none."""
-        moments = self._interval(name)
-        if moments[0] == 0:
-            return float('nan')
-        return float(moments[1] / moments[0])
+        """float: their mean; NaN if there were none."""
+        return self._moments(name).mean()
 
     def std(self, name):
-        """Population standard deviation of those scalars; NaN if none (or mean not finite), 0 if one."""
-        moments = self._interval(name)
-        mean = self.mean(name)
-        if moments[0] == 0 or not np.isfinite(mean):
-            return float('nan')
-        if moments[0] == 1:
-            return 0.0
-        mean_square = float(moments[2] / moments[0])
-        return float(np.sqrt(max(mean_square - np.square(mean), 0)))
+        """float: their population standard deviation; NaN if none or the mean is not finite, 0 for one."""
+        return self._moments(name).std()
 
     def as_dict(self):
-        """EasyDict `{name: EasyDict(num=, mean=, std=)}` over `names()`."""
-        return dnnlib.EasyDict({
-            name: dnnlib.EasyDict(num=self.num(name), mean=self.mean(name), std=self.std(name))
-            for name in self.names()
-        })
+        """EasyDict {name: EasyDict(num=int, mean=float, std=float)} for every name in `names()`."""
+        table = dnnlib.EasyDict()
+        for name in self.names():
+            moments = self._moments(name)
+            table[name] = dnnlib.EasyDict(num=int(moments.count), mean=moments.mean(), std=moments.std())
+        return table
 
     def __getitem__(self, name):
+        """collector[name] is collector.mean(name)."""
         return self.mean(name)
-
-#----------------------------------------------------------------------------
-
-def _sync(names):
-    """Move the pending moments of `names` into `_cumulative`, summed over all processes.
-
-    Returns [(name, cumulative moments tensor on CPU)] in the order of `names`.
-    """
-    global _sync_called # pylint: disable=global-statement
-    if not names:
-        return []
-    _sync_called = True
-    device = torch.device('cpu') if _sync_device is None else _sync_device
-    # A fixed order, so that processes that first reported names in different orders still agree.
-    ordered = sorted(names)
-    pending = torch.zeros([len(ordered), _num_moments], dtype=_counter_dtype, device=device)
-    for row, name in enumerate(ordered):
-        for counter in _counters[name].values():
-            pending[row].add_(counter.to(device))
-            counter.zero_()
-    if _sync_device is not None:
-        torch.distributed.all_reduce(pending)
-    pending = pending.cpu()
-    for row, name in enumerate(ordered):
-        total = _cumulative.setdefault(name, torch.zeros([_num_moments], dtype=_counter_dtype))
-        total.add_(pending[row])
-    return [(name, _cumulative[name]) for name in names]
 
 #----------------------------------------------------------------------------

@@ -13,44 +13,61 @@ __all__ = ['training_loop']
 
 
 def training_loop(
-    run_dir                 = '.',      # Output directory.
-    training_set_kwargs     = {},       # Options for the training set.
-    data_loader_kwargs      = {},       # Options for torch.utils.data.DataLoader.
-    G_kwargs                = {},       # Options for the generator network.
-    D_kwargs                = {},       # Options for the discriminator network.
-    G_opt_kwargs            = {},       # Options for the generator optimizer.
-    D_opt_kwargs            = {},       # Options for the discriminator optimizer.
-    augment_kwargs          = None,     # Options for the augmentation pipeline; None = off.
-    loss_kwargs             = {},       # Options for the loss (class_name picks the plugin).
-    metrics                 = [],       # Metrics evaluated at network snapshots.
-    random_seed             = 0,        # Global random seed.
-    num_gpus                = 1,        # Number of processes taking part.
-    rank                    = 0,        # Rank of this process in [0, num_gpus).
-    batch_size              = 4,        # Total batch over all processes.
-    batch_gpu               = 4,        # Images per process and accumulation round.
-    ema_kimg                = 10,       # Half-life of the G_ema average, in kimg.
-    ema_rampup              = None,     # EMA ramp-up coefficient; None = no ramp-up.
-    G_reg_interval          = 4,        # Lazy regularisation interval of G; None = with the main loss.
-    D_reg_interval          = 16,       # Lazy regularisation interval of D; None = with the main loss.
-    augment_p               = 0,        # Initial augment probability.
-    ada_target              = None,     # ADA target of E[sign(D(real))]; None = fixed p.
-    ada_interval            = 4,        # Iterations between ADA adjustments.
-    ada_kimg                = 500,      # kimg for p to move from 0 to 1 at most.
-    total_kimg              = 25000,    # Training length.
-    kimg_per_tick           = 4,        # Progress ticks every this many kimg.
-    image_snapshot_ticks    = 50,       # Image snapshot every this many ticks; None = off.
-    network_snapshot_ticks  = 50,       # Network snapshot every this many ticks; None = off.
-    resume_pkl              = None,     # Network pickle to start from (path or URL).
-    cudnn_benchmark         = True,     # torch.backends.cudnn.benchmark.
-    allow_tf32              = False,    # TF32 in matmuls and convolutions.
-    abort_fn                = None,     # Callable returning True to stop training early.
-    progress_fn             = None,     # Callable (cur_kimg, total_kimg) at the start and every tick.
-    device                  = None,     # 'cuda', 'cpu' or None = CUDA when available.
-    g_steps                 = 1,        # G main-phase executions per iteration.
-    resume_state            = None,     # Training-state file of resume_pkl: continue exactly.
-    keep_states             = 2,        # Training-state files kept per run (newest); None = all.
-):
-    """Train G and D; write snapshots, logs and statistics into `run_dir`."""
+    run_dir='.', training_set_kwargs={}, data_loader_kwargs={}, G_kwargs={}, D_kwargs={},
+    G_opt_kwargs={}, D_opt_kwargs={}, augment_kwargs=None, loss_kwargs={}, metrics=[],
+    random_seed=0, num_gpus=1, rank=0, batch_size=4, batch_gpu=4, ema_kimg=10, ema_rampup=None,
+    G_reg_interval=4, D_reg_interval=16, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
+    total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50,
+    resume_pkl=None, cudnn_benchmark=True, allow_tf32=False, abort_fn=None, progress_fn=None,
+    device=None, g_steps=1, resume_state=None, keep_states=2,
+):  # pylint: disable=dangerous-default-value,unused-argument
+    """Train G and D; write snapshots, logs and statistics into `run_dir`.
+
+    What gets built (each `*_kwargs` is a dict whose `class_name` names the class to construct):
+      training_set_kwargs  the dataset; `data_loader_kwargs` go to torch.utils.data.DataLoader
+      G_kwargs, D_kwargs   the two networks (c_dim, resolution and channels come from the dataset)
+      G_opt_kwargs, ...    D_opt_kwargs likewise: the optimizers, e.g. torch.optim.Adam with lr/betas
+      augment_kwargs       the augmentation pipe; None, or augment_p == 0 without ada_target, means none
+      loss_kwargs          the loss plugin and its hyper-parameters
+      metrics              list of metric names, evaluated whenever a network snapshot is written
+
+    Processes and batches:
+      num_gpus, rank       how many processes take part, and which one this is (0 writes the files)
+      random_seed          seeds networks, data order and latents; with several processes,
+                           training draws then use random_seed * num_gpus + rank
+      batch_size           images per optimizer step over all processes
+      batch_gpu            images one process handles per forward/backward; gradients accumulate
+                           over batch_size // (batch_gpu * num_gpus) such rounds
+      device               'cuda', 'cpu', or None for CUDA whenever it is available
+      g_steps              how many times the G main phase runs per iteration (1 = official)
+
+    Schedule (1 kimg = 1000 real images shown to D):
+      total_kimg           length of the run
+      kimg_per_tick        spacing of status lines, stats.jsonl rows and the abort check
+      image_snapshot_ticks write fakes*.png every that many ticks (None: never)
+      network_snapshot_ticks  write network-snapshot-*.pkl, and run the metrics, likewise
+      G_reg_interval, D_reg_interval  lazy regularisation: R1 / path length every that many
+                           iterations (None: computed together with the main loss)
+
+    Averaged generator G_ema:
+      ema_kimg             half-life of G_ema's running average, in kimg
+      ema_rampup           if set, the half-life is at most ema_rampup * images seen so far
+
+    Adaptive augmentation:
+      augment_p            probability the pipe starts with (and keeps, without ada_target)
+      ada_target           wanted mean of sign(D(real)); None switches the adaptation off
+      ada_interval         iterations between two adjustments of p
+      ada_kimg             p can travel from 0 to 1 in no fewer than this many kimg
+
+    Resuming, hardware and control:
+      resume_pkl           a pickle (path or URL) whose G, D, G_ema weights are copied by name
+      resume_state         its training-state file: continue exactly (optimizers, counters, RNGs)
+      keep_states          how many training-state files to keep in run_dir (newest; None: all)
+      cudnn_benchmark      value for torch.backends.cudnn.benchmark
+      allow_tf32           let matmuls and convolutions use TF32 on Ampere and newer GPUs
+      abort_fn             callable -> bool, asked at every tick; True ends the run early
+      progress_fn          callable(cur_kimg, total_kimg), called at the start and every tick
+    """
     cfg = dnnlib.EasyDict(locals())
     trainer = Trainer(cfg)
     trainer.setup()
