@@ -1,13 +1,19 @@
 """Fused bias + activation + gain + clamp (official module path `torch_utils.ops.bias_act`).
 
-`bias_act()` computes, in this order: add a bias along one dimension, apply an activation, multiply
-by a gain, clamp to [-clamp, +clamp]. CUDA tensors use our kernel (bias_act.cu, compiled on first use
-through `custom_ops`); everything else, or a failed build, uses the reference composition of PyTorch
-ops, which supports gradients of any order. The kernel path supports 1st-order gradients for every
-activation and 2nd-order gradients (needed by R1/path-length regularization) as well.
+`bias_act(x, b, ...) = clamp(act(x + b) * gain, -clamp, clamp)`, with b broadcast along one
+dimension. This order is part of the contract: official network code in pickles relies on it.
+
+CUDA tensors run the plugin (bias_act.cpp/.cu/.h, compiled on first use through `custom_ops`)
+in one pass. It evaluates the op (order 0) or its first or second derivative times an incoming
+gradient (orders 1 and 2), so the autograd wrapper is two Functions: one for the op, whose
+backward is the other, the order-1 product; that one is differentiable again w.r.t. the incoming
+gradient (linear in it) and, for activations with a second derivative, w.r.t. x and b through
+order 2. Anything else (CPU, other dtypes, a failed build, impl='ref') uses the composition of
+torch ops in `_bias_act_ref`, differentiable to any order.
 """
 
 import os
+import typing
 
 import numpy as np
 import torch
@@ -18,220 +24,228 @@ from .. import custom_ops
 from .. import misc
 
 #----------------------------------------------------------------------------
-# Activations. `func(x, alpha=...)` is the reference; `cuda_idx` selects it in the kernel; `ref` says
-# whether the kernel's derivatives come from the input ('x') or the output ('y') of the forward pass;
-# `has_2nd_grad` is False where the second derivative vanishes almost everywhere.
+# The activations. `cuda_idx` numbers them in table order from 1 (the plugin's ids); `ref` says
+# whether the plugin computes derivatives from the op's input ('x') or its saved output ('y');
+# `has_2nd_grad` is False where the second derivative is zero almost everywhere.
 
-def _identity(x, **_):
-    return x
+def _alpha_free(fn):
+    """Adapt a one-argument activation to the table's `func(x, alpha=..., **_)` signature."""
+    return lambda x, **_: fn(x)
 
-def _relu(x, **_):
-    return torch.nn.functional.relu(x)
 
-def _lrelu(x, alpha, **_):
-    return torch.nn.functional.leaky_relu(x, alpha)
-
-def _tanh(x, **_):
-    return torch.tanh(x)
-
-def _sigmoid(x, **_):
-    return torch.sigmoid(x)
-
-def _elu(x, **_):
-    return torch.nn.functional.elu(x)
-
-def _selu(x, **_):
-    return torch.nn.functional.selu(x)
-
-def _softplus(x, **_):
-    return torch.nn.functional.softplus(x)
-
-def _swish(x, **_):
-    return torch.sigmoid(x) * x
-
-def _spec(func, def_alpha, def_gain, cuda_idx, ref, has_2nd_grad):
-    return dnnlib.EasyDict(func=func, def_alpha=def_alpha, def_gain=def_gain, cuda_idx=cuda_idx, ref=ref,
-                           has_2nd_grad=has_2nd_grad)
+_ACTIVATIONS = (
+    # name      func                                                   def_alpha def_gain    ref  has_2nd_grad
+    ('linear',   _alpha_free(lambda x: x),                              0,        1,          '',  False),
+    ('relu',     _alpha_free(torch.nn.functional.relu),                 0,        np.sqrt(2), 'y', False),
+    ('lrelu',    lambda x, alpha, **_: torch.nn.functional.leaky_relu(x, alpha),
+                                                                        0.2,      np.sqrt(2), 'y', False),
+    ('tanh',     _alpha_free(torch.tanh),                               0,        1,          'y', True),
+    ('sigmoid',  _alpha_free(torch.sigmoid),                            0,        1,          'y', True),
+    ('elu',      _alpha_free(torch.nn.functional.elu),                  0,        1,          'y', True),
+    ('selu',     _alpha_free(torch.nn.functional.selu),                 0,        1,          'y', True),
+    ('softplus', _alpha_free(torch.nn.functional.softplus),             0,        1,          'y', True),
+    ('swish',    _alpha_free(lambda x: torch.sigmoid(x) * x),           0,        np.sqrt(2), 'x', True),
+)
 
 activation_funcs = {
-    'linear':   _spec(_identity, def_alpha=0,   def_gain=1,          cuda_idx=1, ref='',  has_2nd_grad=False),
-    'relu':     _spec(_relu,     def_alpha=0,   def_gain=np.sqrt(2), cuda_idx=2, ref='y', has_2nd_grad=False),
-    'lrelu':    _spec(_lrelu,    def_alpha=0.2, def_gain=np.sqrt(2), cuda_idx=3, ref='y', has_2nd_grad=False),
-    'tanh':     _spec(_tanh,     def_alpha=0,   def_gain=1,          cuda_idx=4, ref='y', has_2nd_grad=True),
-    'sigmoid':  _spec(_sigmoid,  def_alpha=0,   def_gain=1,          cuda_idx=5, ref='y', has_2nd_grad=True),
-    'elu':      _spec(_elu,      def_alpha=0,   def_gain=1,          cuda_idx=6, ref='y', has_2nd_grad=True),
-    'selu':     _spec(_selu,     def_alpha=0,   def_gain=1,          cuda_idx=7, ref='y', has_2nd_grad=True),
-    'softplus': _spec(_softplus, def_alpha=0,   def_gain=1,          cuda_idx=8, ref='y', has_2nd_grad=True),
-    'swish':    _spec(_swish,    def_alpha=0,   def_gain=np.sqrt(2), cuda_idx=9, ref='x', has_2nd_grad=True),
+    name: dnnlib.EasyDict(func=func, def_alpha=def_alpha, def_gain=def_gain, cuda_idx=index, ref=ref,
+                          has_2nd_grad=second)
+    for index, (name, func, def_alpha, def_gain, ref, second) in enumerate(_ACTIVATIONS, start=1)
 }
 
 #----------------------------------------------------------------------------
-# Plugin state: built at most once per process, and only when a CUDA tensor asks for it.
+# Plugin state: loaded at most once per process, and only when a CUDA tensor asks for it.
 
 _inited = False
 _plugin = None
-_null_tensor = torch.empty([0])    # Stands for "not given" in plugin calls.
+_null_tensor = torch.empty([0]) # The plugin reads an empty tensor as "not given".
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-def _init():
-    """Build/load `bias_act_plugin` on the first call; return True when the kernel is usable.
 
-    A failure warns once (naming the reason) and every later call returns False without retrying.
+def _init():
+    """Build or load `bias_act_plugin` on the first call; afterwards report whether that worked.
+
+    A failed build warns once (with the reason) and is not retried.
     """
     global _inited, _plugin
-    if not _inited:
-        _inited = True
-        _plugin = custom_ops.try_get_plugin('bias_act', module_name='bias_act_plugin',
-                                            sources=['bias_act.cpp', 'bias_act.cu'], headers=['bias_act.h'],
-                                            source_dir=os.path.dirname(__file__),
-                                            extra_cuda_cflags=['--use_fast_math'])
+    if _inited:
+        return _plugin is not None
+    _inited = True
+    _plugin = custom_ops.try_get_plugin('bias_act', module_name='bias_act_plugin',
+                                        sources=['bias_act.cpp', 'bias_act.cu'], headers=['bias_act.h'],
+                                        source_dir=os.path.dirname(__file__), extra_cuda_cflags=['--use_fast_math'])
     return _plugin is not None
 
 #----------------------------------------------------------------------------
 
-def _resolve_params(act, alpha, gain, clamp):
-    """Validate the user settings; return (spec, alpha, gain, clamp) as floats, clamp -1 = none."""
-    if act not in activation_funcs:
-        raise ValueError(f'Unknown activation {act!r}; expected one of {", ".join(activation_funcs)}')
-    spec = activation_funcs[act]
-    if clamp is not None and clamp < 0:
-        raise ValueError(f'clamp must be None (no clamping) or >= 0, got {clamp}')
-    alpha = float(alpha if alpha is not None else spec.def_alpha)
-    gain = float(gain if gain is not None else spec.def_gain)
-    clamp = float(clamp if clamp is not None else -1)
-    return spec, alpha, gain, clamp
+class _Settings(typing.NamedTuple):
+    """Resolved scalar settings of one call (clamp None = none). Hashable; `.apply(x, b)` runs the kernel."""
+    dim: int
+    act: str
+    alpha: float
+    gain: float
+    clamp: typing.Optional[float]
 
-def _normalize_dim(x, b, dim):
-    """Check `dim` and the bias shape against x; return dim as a non-negative index."""
+    @property
+    def spec(self):
+        return activation_funcs[self.act]
+
+    def apply(self, x, b):
+        return _KernelBiasAct.apply(self, x, b)
+
+    def kernel(self, order, dim, x=None, b=None, xref=None, yref=None, dy=None):
+        """One plugin call; order 0 = the op on x, 1/2 = dy times the 1st/2nd derivative."""
+        tensors = [_null_tensor if t is None else t for t in (x, b, xref, yref, dy)]
+        clamp = -1.0 if self.clamp is None else self.clamp # The plugin's "no clamp".
+        return _plugin.bias_act(*tensors, order, dim, self.spec.cuda_idx, self.alpha, self.gain, clamp)
+
+
+def _settings(dim, act, alpha, gain, clamp):
+    """Check the user's settings and fill in the table defaults."""
+    if act not in activation_funcs:
+        raise ValueError(f'unknown activation {act!r}; choose one of: {", ".join(activation_funcs)}')
+    if clamp is not None and not clamp >= 0:
+        raise ValueError(f'clamp must be None (no clamping) or a number >= 0, got {clamp}')
+    spec = activation_funcs[act]
+    return _Settings(dim=dim, act=act, alpha=float(spec.def_alpha if alpha is None else alpha),
+                     gain=float(spec.def_gain if gain is None else gain), clamp=None if clamp is None else float(clamp))
+
+
+def _checked_dim(x, b, dim):
+    """`dim` as an index into x.shape, after checking it and the bias length against x."""
     if not -x.ndim <= dim < x.ndim:
-        raise ValueError(f'dim={dim} is out of range for a tensor of shape {list(x.shape)}')
+        raise ValueError(f'dim={dim} does not exist in a tensor of shape {list(x.shape)}')
     dim %= x.ndim
     if b is not None and (b.ndim != 1 or b.shape[0] != x.shape[dim]):
-        raise ValueError(f'Bias must be 1-D of length x.shape[{dim}] = {x.shape[dim]}, got shape {list(b.shape)}')
+        raise ValueError(f'bias must be 1-D with length x.shape[{dim}] = {x.shape[dim]}, got shape {list(b.shape)}')
     return dim
-
-def _memory_format_of(x):
-    """The memory format x is laid out in (channels-last variants only when x is not also plain contiguous)."""
-    if not x.is_contiguous():
-        if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
-            return torch.channels_last
-        if x.ndim == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-            return torch.channels_last_3d
-    return torch.contiguous_format
-
-def _sum_except(x, dim):
-    """Sum over every dimension but `dim`: the gradient of a bias broadcast along `dim`."""
-    other = [i for i in range(x.ndim) if i != dim]
-    return x.sum(dim=other) if other else x
 
 #----------------------------------------------------------------------------
 
 def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='cuda'):
-    """Add a bias, apply an activation, scale and clamp: `clamp(act(x + b, alpha) * gain, -clamp, clamp)`.
+    """`clamp(act(x + b, alpha) * gain, -clamp, clamp)`, b broadcast along dimension `dim` of x.
 
     Args:
-        x:     input tensor of any shape, floating point (float16/bfloat16/float32/float64 on the kernel path).
-        b:     bias, 1-D of length `x.shape[dim]` (same dtype as x for the kernel path), or None.
-        dim:   dimension of x the bias runs along (1 = channels of an NCHW tensor).
-        act:   one of `activation_funcs` ('linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu',
-               'softplus', 'swish').
-        alpha: activation parameter (negative slope of 'lrelu'); None = `activation_funcs[act].def_alpha`.
-        gain:  output scale; None = `activation_funcs[act].def_gain` (sqrt(2) for relu/lrelu/swish).
-        clamp: output range [-clamp, clamp]; None = no clamping.
-        impl:  'cuda' (kernel for CUDA tensors when it builds, reference otherwise) or 'ref'.
-    Returns a tensor of x's shape and dtype (the reference path follows torch's type promotion with b).
+        x:     floating tensor of any shape (float16/bfloat16/float32/float64 for the kernel).
+        b:     1-D bias of length x.shape[dim] (x's dtype and device for the kernel), or None.
+        dim:   the dimension of x that b runs along (1 = channels of NCHW).
+        act:   a name from `activation_funcs`: 'linear', 'relu', 'lrelu', 'tanh', 'sigmoid',
+               'elu', 'selu', 'softplus', 'swish'.
+        alpha: activation parameter (lrelu's negative slope); None = the table's def_alpha.
+        gain:  output scale; None = the table's def_gain (sqrt(2) for relu, lrelu, swish).
+        clamp: clamp the output to [-clamp, clamp]; None = no clamping.
+        impl:  'cuda' (the kernel for CUDA tensors, when it builds) or 'ref'.
+
+    Returns:
+        Tensor of x's shape and dtype (the reference path follows torch's type promotion with b).
     """
     if impl not in ('cuda', 'ref'):
         raise ValueError(f"impl must be 'cuda' or 'ref', got {impl!r}")
-    dim = _normalize_dim(x, b, dim)
-    kernel_ok = x.dtype in _KERNEL_DTYPES and (b is None or (b.dtype == x.dtype and b.device == x.device))
-    if impl == 'cuda' and x.device.type == 'cuda' and kernel_ok and _init():
-        x = x.contiguous(memory_format=_memory_format_of(x))  # The kernel needs a dense tensor.
-        return _bias_act_cuda(dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp).apply(x, b)
-    return _bias_act_ref(x=x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
+    settings = _settings(_checked_dim(x, b, dim), act, alpha, gain, clamp)
+    if impl == 'cuda' and _kernel_accepts(x, b) and _init():
+        return settings.apply(x, b)
+    return _bias_act_ref(x, b, **settings._asdict())
+
+
+def _kernel_accepts(x, b):
+    """The plugin takes CUDA tensors of its dtypes, with b (if any) matching x."""
+    return (x.device.type == 'cuda' and x.dtype in _KERNEL_DTYPES
+            and (b is None or (b.dtype == x.dtype and b.device == x.device)))
+
 
 @misc.profiled_function
 def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None):
-    """Reference `bias_act` from plain PyTorch ops (differentiable to any order); same arguments as `bias_act`."""
-    spec, alpha, gain, clamp = _resolve_params(act, alpha, gain, clamp)
-    dim = _normalize_dim(x, b, dim)
+    """bias_act() from torch ops, differentiable to any order; same arguments minus impl."""
+    dim, act, alpha, gain, clamp = _settings(_checked_dim(x, b, dim), act, alpha, gain, clamp)
     if b is not None:
-        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    x = spec.func(x, alpha=alpha)
+        along_dim = [1] * x.ndim
+        along_dim[dim] = -1
+        x = x + b.reshape(along_dim)
+    x = activation_funcs[act].func(x, alpha=alpha)
     if gain != 1:
         x = x * gain
-    if clamp >= 0:
+    if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
 
 #----------------------------------------------------------------------------
+# Kernel path.
 
-_cuda_functions = dict()    # (dim, act, alpha, gain, clamp) -> autograd Function class.
+_interned_settings = {}
 
 def _bias_act_cuda(dim=1, act='linear', alpha=None, gain=None, clamp=None):
-    """Autograd Function class running the kernel with these settings; use `.apply(x, b)`.
+    """The kernel op for these settings (one object per distinct setting); run as `.apply(x, b)`.
 
-    x must be contiguous in the standard or a channels-last format; b None or 1-D of x's dtype.
-    Classes are cached, one per distinct setting.
+    x: a dense tensor (standard or channels-last layout); b: None or 1-D of x's dtype.
     """
-    spec, alpha, gain, clamp = _resolve_params(act, alpha, gain, clamp)
-    key = (dim, act, alpha, gain, clamp)
-    if key not in _cuda_functions:
-        _cuda_functions[key] = _make_cuda_function(dim, spec, alpha, gain, clamp)
-    return _cuda_functions[key]
+    settings = _settings(dim, act, alpha, gain, clamp)
+    return _interned_settings.setdefault(settings, settings)
 
-def _or_null(t):
-    return _null_tensor if t is None else t
 
-def _make_cuda_function(dim, spec, alpha, gain, clamp):
-    settings = (spec.cuda_idx, alpha, gain, clamp)
-    # x is kept for swish's derivatives and as the target of 2nd-order gradients; y for the others'.
-    keep_x = spec.ref == 'x' or spec.has_2nd_grad
-    keep_y = spec.ref == 'y' or (spec.ref == '' and clamp >= 0)
+def _dense_format(x):
+    """The memory format x is dense in; channels-last only where x is not also plain contiguous."""
+    if not x.is_contiguous():
+        for fmt, ndim in ((torch.channels_last, 4), (torch.channels_last_3d, 5)):
+            if x.ndim == ndim and x.is_contiguous(memory_format=fmt):
+                return fmt
+    return torch.contiguous_format
 
-    def derivative(order, x, b, y, dy, d):
-        x = x if spec.ref == 'x' else None
-        return _plugin.bias_act(_null_tensor, _or_null(b), _or_null(x), _or_null(y), dy, order, d, *settings)
 
-    class BiasActCudaGrad(torch.autograd.Function):
-        """dx = dy * d(bias_act)/dx, itself differentiable w.r.t. dy (always) and x, b (has_2nd_grad)."""
-        @staticmethod
-        def forward(ctx, dy, x, b, y, d, memory_format):
-            ctx.d, ctx.memory_format = d, memory_format
-            ctx.save_for_backward(dy if spec.has_2nd_grad else None, x, b, y)
-            return derivative(1, x, b, y, dy, d)
+def _bias_grad(dx, dim):
+    """Sum over every dimension except `dim`: the gradient of a bias broadcast along `dim`."""
+    return dx.sum(dim=[d for d in range(dx.ndim) if d != dim])
 
-        @staticmethod
-        def backward(ctx, ddx):
-            ddx = ddx.contiguous(memory_format=ctx.memory_format)
-            dy, x, b, y = ctx.saved_tensors
-            d_dy = d_x = d_b = None
-            if ctx.needs_input_grad[0]:
-                d_dy = BiasActCudaGrad.apply(ddx, x, b, y, ctx.d, ctx.memory_format)
-            if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-                d_x = derivative(2, x, b, y, ddx * dy, ctx.d)
-                d_b = _sum_except(d_x, ctx.d) if ctx.needs_input_grad[2] else None
-            return d_dy, (d_x if ctx.needs_input_grad[1] else None), d_b, None, None, None
 
-    class BiasActCuda(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, b):
-            d = dim % x.ndim
-            ctx.d, ctx.memory_format = d, _memory_format_of(x)
-            x = x.contiguous(memory_format=ctx.memory_format)
-            b = b.contiguous() if b is not None else None
-            y = _plugin.bias_act(x, _or_null(b), _null_tensor, _null_tensor, _null_tensor, 0, d, *settings)
-            ctx.save_for_backward(x if keep_x else None, b if keep_x else None, y if keep_y else None)
-            return y
+class _KernelBiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, settings, x, b):
+        dim, fmt = settings.dim % x.ndim, _dense_format(x)
+        x = x.contiguous(memory_format=fmt)
+        b = None if b is None else b.contiguous()
+        y = settings.kernel(0, dim, x=x, b=b)
+        spec = settings.spec
+        # The derivative kernels read x (+ b) for 'x' activations and y otherwise; y also tells
+        # where the clamp cut. x and b are needed as inputs of the 2nd-order graph.
+        keep_x = spec.ref == 'x' or spec.has_2nd_grad
+        keep_y = spec.ref == 'y' or (spec.ref == '' and settings.clamp is not None)
+        ctx.save_for_backward(x if keep_x else None, b if keep_x else None, y if keep_y else None)
+        ctx.settings, ctx.dim, ctx.fmt = settings, dim, fmt
+        return y
 
-        @staticmethod
-        def backward(ctx, dy):
-            x, b, y = ctx.saved_tensors
-            dy = dy.contiguous(memory_format=ctx.memory_format)
-            dx = BiasActCudaGrad.apply(dy, x, b, y, ctx.d, ctx.memory_format)
-            db = _sum_except(dx, ctx.d) if ctx.needs_input_grad[1] else None
-            return (dx if ctx.needs_input_grad[0] else None), db
+    @staticmethod
+    def backward(ctx, dy):
+        x, b, y = ctx.saved_tensors
+        dx = _KernelBiasActGrad.apply(ctx.settings, ctx.dim, ctx.fmt, dy.contiguous(memory_format=ctx.fmt), x, b, y)
+        db = _bias_grad(dx, ctx.dim) if ctx.needs_input_grad[2] else None
+        return None, (dx if ctx.needs_input_grad[1] else None), db
 
-    return BiasActCuda
+
+class _KernelBiasActGrad(torch.autograd.Function):
+    """dx = dy * d(bias_act)/dx (order-1 kernel), as a differentiable function of (dy, x, b)."""
+
+    @staticmethod
+    def forward(ctx, settings, dim, fmt, dy, x, b, y):
+        ctx.save_for_backward(dy if settings.spec.has_2nd_grad else None, x, b, y)
+        ctx.settings, ctx.dim, ctx.fmt = settings, dim, fmt
+        return settings.kernel(1, dim, b=b, xref=_input_ref(settings, x), yref=y, dy=dy)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        dy, x, b, y = ctx.saved_tensors
+        settings, dim, fmt = ctx.settings, ctx.dim, ctx.fmt
+        want_dy, want_x, want_b = ctx.needs_input_grad[3:6]
+        ddx = ddx.contiguous(memory_format=fmt)
+        # Linear in dy: the same product with ddx in place of dy.
+        grad_dy = _KernelBiasActGrad.apply(settings, dim, fmt, ddx, x, b, y) if want_dy else None
+        grad_x = grad_b = None
+        if settings.spec.has_2nd_grad and (want_x or want_b):
+            grad_x = settings.kernel(2, dim, b=b, xref=_input_ref(settings, x), yref=y, dy=ddx * dy)
+            grad_b = _bias_grad(grad_x, dim) if want_b else None
+        return None, None, None, grad_dy, (grad_x if want_x else None), grad_b, None
+
+
+def _input_ref(settings, x):
+    """x for the derivative kernels of activations that read it, else None (not sent)."""
+    return x if settings.spec.ref == 'x' else None
 
 #----------------------------------------------------------------------------

@@ -1,125 +1,146 @@
-"""conv2d / conv_transpose2d with switchable weight gradients (official module path).
+"""conv2d / conv_transpose2d whose weight gradient can be switched off (official module path).
 
-With `enabled = False` (the default) both functions are plain `torch.nn.functional` calls.
-With `enabled = True` they run through a custom autograd Function whose backward is torch's own
-`aten.convolution_backward` (so values and gradients are bitwise those of the plain call, and
-higher-order gradients come from torch's native double-backward formula), with one addition:
-inside `no_weight_gradients()` the weight gradient is not computed at all. R1 and path-length
-regularisation take gradients w.r.t. images or latents only and use this to save the work.
+R1 and path-length regularisation differentiate w.r.t. images or latents only, through networks
+full of convolutions. Inside `no_weight_gradients()` the backward pass of these two functions
+leaves the weight gradient out, which saves one of the three convolutions of every backward.
 
-Unlike the official module, which engages only on PyTorch 1.7-1.9 and otherwise warns, this
-works on any torch version and device and never warns.
+How: while `enabled` is False (the default) both functions are the `torch.nn.functional` calls.
+Once the training loop sets it, 4-D inputs go through `_ConvWithOptionalWeightGrad`, whose
+forward is the functional call and whose backward asks `aten.convolution_backward` (what native
+autograd runs) for just the gradients needed. Values and gradients are therefore bitwise those
+of the plain call, and because that aten op has its own derivative, double backward works.
+
+The official module engages only on PyTorch 1.7-1.9 and warns elsewhere; this one works on any
+torch version and device and never warns.
 """
 
 import contextlib
 import functools
+import typing
 
 import torch
 
-enabled = False                   # Use the custom op at all? The training loop sets this to True.
-weight_gradients_disabled = False # Skip weight gradients? Set by no_weight_gradients().
+enabled = False                   # Route 4-D convolutions through the custom op (set by the training loop).
+weight_gradients_disabled = False # Leave weight gradients out (set inside no_weight_gradients()).
 
+#----------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def no_weight_gradients(disable=True):
-    """Within this block, backward passes of enabled ops leave the weight gradient out (None)."""
+    """Context manager: backward passes run inside it skip the weight gradient of enabled ops (None).
+
+    disable=False makes it a no-op, for callers that decide at run time. The previous setting is
+    restored on exit, also when the block raises.
+    """
     global weight_gradients_disabled
-    previous = weight_gradients_disabled
-    if disable:
-        weight_gradients_disabled = True
+    saved = weight_gradients_disabled
+    weight_gradients_disabled = saved or bool(disable)
     try:
         yield
     finally:
-        weight_gradients_disabled = previous
+        weight_gradients_disabled = saved
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Same contract as `torch.nn.functional.conv2d` for input [N, C_in, H, W], weight [C_out, C_in/groups, kh, kw]."""
-    if _should_use_custom_op(input) and not isinstance(padding, str):
-        op = _conv2d_gradfix(transpose=False, weight_shape=weight.shape, stride=stride, padding=padding,
-                             output_padding=0, dilation=dilation, groups=groups)
+    """`torch.nn.functional.conv2d`: input [N, C_in, H, W], weight [C_out, C_in / groups, kh, kw], bias [C_out]."""
+    if _should_use_custom_op(input) and not isinstance(padding, str): # 'same'/'valid' stay with torch.
+        op = _conv2d_gradfix(False, weight.shape, stride, padding, 0, dilation, groups)
         return op.apply(input, weight, bias)
-    return torch.nn.functional.conv2d(input=input, weight=weight, bias=bias, stride=stride, padding=padding,
-                                      dilation=dilation, groups=groups)
+    return torch.nn.functional.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """Same contract as `torch.nn.functional.conv_transpose2d`; weight [C_in, C_out/groups, kh, kw]."""
+    """`torch.nn.functional.conv_transpose2d`: input [N, C_in, H, W], weight [C_in, C_out / groups, kh, kw]."""
     if _should_use_custom_op(input):
-        op = _conv2d_gradfix(transpose=True, weight_shape=weight.shape, stride=stride, padding=padding,
-                             output_padding=output_padding, dilation=dilation, groups=groups)
+        op = _conv2d_gradfix(True, weight.shape, stride, padding, output_padding, dilation, groups)
         return op.apply(input, weight, bias)
-    return torch.nn.functional.conv_transpose2d(input=input, weight=weight, bias=bias, stride=stride,
-                                                padding=padding, output_padding=output_padding, groups=groups,
-                                                dilation=dilation)
+    return torch.nn.functional.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
 
+#----------------------------------------------------------------------------
 
 def _should_use_custom_op(input):
-    """True when the custom op should replace the plain functional call for this input tensor."""
-    if not enabled:
-        return False
-    # Only 4-D batches go through the custom op; anything else keeps torch's own handling.
-    return isinstance(input, torch.Tensor) and input.ndim == 4
+    """Whether this input goes through the custom op: only when enabled, and only 4-D batches."""
+    return enabled and isinstance(input, torch.Tensor) and input.ndim == 4
 
 
 def _tuple_of_ints(xs, ndim):
-    """Expand an int or a sequence of ints to a tuple of exactly `ndim` ints."""
-    xs = tuple(xs) if isinstance(xs, (tuple, list)) else (xs,) * ndim
-    if len(xs) != ndim or not all(isinstance(x, int) for x in xs):
-        raise ValueError(f'expected an int or {ndim} ints, got {xs!r}')
-    return xs
+    """An int (repeated) or a sequence of exactly `ndim` ints, as a tuple of `ndim` ints."""
+    values = (xs,) * ndim if not isinstance(xs, (list, tuple, torch.Size)) else tuple(xs)
+    if len(values) != ndim or not all(isinstance(v, int) for v in values):
+        raise ValueError(f'need one int or {ndim} ints, got {xs!r}')
+    return values
 
 
-@functools.lru_cache(maxsize=None)
-def _conv2d_gradfix_cached(transpose, weight_shape, stride, padding, output_padding, dilation, groups):
-    """Build the autograd Function for one hashable convolution configuration."""
+class _ConvSpec(typing.NamedTuple):
+    """Everything but the tensors of one convolution configuration; hashable, and runnable as
+    `spec.apply(input, weight, bias)` through the custom op."""
+    transpose: bool
+    weight_shape: tuple
+    stride: tuple
+    padding: tuple
+    output_padding: tuple
+    dilation: tuple
+    groups: int
 
-    class _ConvWithOptionalWeightGrad(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, input, weight, bias):
-            if tuple(weight.shape) != weight_shape:
-                raise ValueError(f'weight shape {tuple(weight.shape)} does not match the op ({weight_shape})')
-            ctx.save_for_backward(input, weight)
-            ctx.bias_sizes = None if bias is None else list(bias.shape)
-            if transpose:
-                return torch.nn.functional.conv_transpose2d(input=input, weight=weight, bias=bias, stride=stride,
-                                                            padding=padding, output_padding=output_padding,
-                                                            groups=groups, dilation=dilation)
-            return torch.nn.functional.conv2d(input=input, weight=weight, bias=bias, stride=stride, padding=padding,
-                                              dilation=dilation, groups=groups)
+    def functional(self, x, w, b):
+        """The plain torch call this configuration stands for."""
+        if self.transpose:
+            return torch.nn.functional.conv_transpose2d(x, w, b, self.stride, self.padding, self.output_padding,
+                                                        self.groups, self.dilation)
+        return torch.nn.functional.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
-        @staticmethod
-        def backward(ctx, grad_output):
-            input, weight = ctx.saved_tensors
-            wants_input, wants_weight, wants_bias = ctx.needs_input_grad
-            mask = [wants_input, wants_weight and not weight_gradients_disabled, wants_bias]
-            if not any(mask):
-                return None, None, None
-            # The aten op is what native conv autograd calls; under create_graph it records its own
-            # differentiable node, which gives double backward (e.g. R1) for free.
-            grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad_output, input, weight, ctx.bias_sizes, list(stride), list(padding), list(dilation),
-                transpose, list(output_padding), groups, mask)
-            return (grad_input if mask[0] else None, grad_weight if mask[1] else None,
-                    grad_bias if mask[2] else None)
-
-    return _ConvWithOptionalWeightGrad
+    def apply(self, input, weight, bias=None):
+        return _ConvWithOptionalWeightGrad.apply(self, input, weight, bias)
 
 
 def _conv2d_gradfix(transpose, weight_shape, stride, padding, output_padding, dilation, groups):
-    """Return the (cached) autograd Function implementing one conv / transposed-conv configuration.
+    """The custom op for one configuration; run it as `op.apply(input, weight, bias)`.
 
-    The returned class is applied as `op.apply(input, weight, bias)`.
+    Arguments take the forms torch accepts (int or pair); equal configurations in any form give the
+    same op object.
     """
-    ndim = 2
-    weight_shape = tuple(int(s) for s in weight_shape)
-    stride = _tuple_of_ints(stride, ndim)
-    padding = _tuple_of_ints(padding, ndim)
-    output_padding = _tuple_of_ints(output_padding, ndim)
-    dilation = _tuple_of_ints(dilation, ndim)
-    if len(weight_shape) != ndim + 2:
-        raise ValueError(f'weight must be 4-D [out, in/groups, kh, kw], got shape {weight_shape}')
-    if not transpose and any(p != 0 for p in output_padding):
-        raise ValueError(f'output_padding is only valid for transposed convolutions, got {output_padding}')
-    return _conv2d_gradfix_cached(bool(transpose), weight_shape, stride, padding, output_padding, dilation,
-                                  int(groups))
+    spec = _ConvSpec(transpose=bool(transpose), weight_shape=tuple(int(s) for s in weight_shape),
+                     stride=_tuple_of_ints(stride, 2), padding=_tuple_of_ints(padding, 2),
+                     output_padding=_tuple_of_ints(output_padding, 2), dilation=_tuple_of_ints(dilation, 2),
+                     groups=int(groups))
+    if len(spec.weight_shape) != 4:
+        raise ValueError(f'weight must be 4-D [out, in/groups, kh, kw], got shape {spec.weight_shape}')
+    if not spec.transpose and any(spec.output_padding):
+        raise ValueError(f'output_padding only applies to transposed convolutions, got {output_padding!r}')
+    return _interned(spec)
+
+
+@functools.lru_cache(maxsize=None)
+def _interned(spec):
+    """The first-seen object equal to `spec` (one op object per configuration)."""
+    return spec
+
+
+class _ConvWithOptionalWeightGrad(torch.autograd.Function):
+    """Forward: `spec.functional(x, w, b)`. Backward: the requested gradients, minus the weight
+    gradient while `weight_gradients_disabled` is set (read when backward runs)."""
+
+    @staticmethod
+    def forward(ctx, spec, x, w, b):
+        if tuple(w.shape) != spec.weight_shape:
+            raise ValueError(f'weight shape {tuple(w.shape)} differs from the one this op was built for, '
+                             f'{spec.weight_shape}')
+        ctx.spec = spec
+        ctx.bias_sizes = None if b is None else list(b.shape)
+        ctx.save_for_backward(x, w)
+        return spec.functional(x, w, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        spec = ctx.spec
+        _, want_x, want_w, want_b = ctx.needs_input_grad
+        mask = [want_x, want_w and not weight_gradients_disabled, want_b]
+        if not any(mask):
+            return None, None, None, None
+        grads = torch.ops.aten.convolution_backward(
+            dy, x, w, ctx.bias_sizes, list(spec.stride), list(spec.padding), list(spec.dilation), spec.transpose,
+            list(spec.output_padding), spec.groups, mask)
+        return (None,) + tuple(g if needed else None for g, needed in zip(grads, mask))
+
+#----------------------------------------------------------------------------
