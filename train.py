@@ -19,6 +19,7 @@ Examples:
 --loss=help lists the loss plugins; each plugin's own options are listed below.
 """
 
+import os
 import sys
 
 import click
@@ -29,6 +30,7 @@ from stylegan_plus.losses.base import LossPlugin
 from stylegan_plus.tools.cli_types import CommaSeparatedList
 from stylegan_plus.training import configs, distributed, estimate, launch, metrics_hook
 from stylegan_plus.training import options as options_lib
+from stylegan_plus.training import resume as resume_lib
 from stylegan_plus.training.augment import augpipe_specs
 
 
@@ -55,6 +57,8 @@ _OPTIONS = [
                  metavar='BOOL'),
     click.option('--subset', help='Train with only N images  [default: all]', type=int, metavar='INT'),
     click.option('--mirror', help='Enable dataset x-flips  [default: false]', type=bool, metavar='BOOL'),
+    click.option('--skip-bad', help='Train on the readable images, leaving out (and listing) the ones the start-up '
+                 'check rejects, instead of stopping', is_flag=True),
     # Base configuration.
     click.option('--cfg', help='Base config  [default: auto]', type=click.Choice(list(configs.list_configs()))),
     click.option('--gamma', help='Override R1 gamma', type=float),
@@ -144,6 +148,8 @@ def run_training(ctx, values, loss_keys):
     env = distributed.torchrun_env()
     values['_loss_values'] = {key: values[key] for key in loss_keys}
     values['_loss_option_keys'] = loss_keys
+    if not dry_run and (env is None or env[0] == 0):
+        _remove_leftovers(values['outdir'], values['resume'])
     try:
         if env is not None:
             _use_torchrun_world(values, env)
@@ -167,10 +173,33 @@ def run_training(ctx, values, loss_keys):
         metrics_hook.check_detectors(args.metrics)
     except Exception as err: # pylint: disable=broad-except
         ctx.fail(f'--metrics={",".join(args.metrics)}: {err}')
-    if env is not None:
-        launch.launch_torchrun(args, values['outdir'], desc, env)
-    else:
-        launch.launch_local(args, values['outdir'], desc)
+    _launch(ctx, args, values, desc, env)
+
+
+def _remove_leftovers(outdir, resume):
+    """Delete snapshot temporaries of killed runs (in the runs under `outdir` and beside a local
+    `--resume` pickle) before anything else, so that even a start that fails cleans them up."""
+    resume_pkl = resume if resume and os.path.isfile(resume) else None
+    for path in options_lib.remove_stale_temps(outdir, resume_pkl):
+        print(f'Removed {path}, left over by an interrupted run.')
+
+
+def _launch(ctx, args, values, desc, env):
+    """Train; a run that fails before writing anything worth keeping takes its run folder with it."""
+    rank = env[0] if env is not None else 0
+    existing = options_lib.folder_entries(values['outdir'])
+    try:
+        if env is not None:
+            launch.launch_torchrun(args, values['outdir'], desc, env)
+        else:
+            launch.launch_local(args, values['outdir'], desc)
+    except BaseException as err:
+        if rank == 0 and options_lib.remove_failed_run_dir(args.get('run_dir'), existing):
+            print(f'Removed the run folder {args.run_dir}: the run stopped before writing anything worth keeping.',
+                  file=sys.stderr)
+        if isinstance(err, resume_lib.ResumeError):
+            ctx.fail(f'--resume: {err}')   # the message names the pickle
+        raise
 
 
 def _use_torchrun_world(values, env):

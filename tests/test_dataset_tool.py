@@ -304,8 +304,8 @@ def test_rgba_and_palette_are_converted(tmp_path):
 def test_option_errors_are_usage_errors(tmp_path):
     make_folder(tmp_path / 'src', ['a.png'])
     dest = tmp_path / 'out'
-    assert 'needs both --width and --height' in fails('--source', tmp_path / 'src', '--dest', dest,
-                                                      '--transform', 'center-crop', '--width', 8, code=2)
+    assert 'needs the output size: --resolution=WxH, or both --width and --height' in ' '.join(
+        fails('--source', tmp_path / 'src', '--dest', dest, '--transform', 'center-crop', '--width', 8, code=2).split())
     assert '--width 24 is not a power of two' in fails('--source', tmp_path / 'src', '--dest', dest,
                                                        '--width', 24, '--height', 24, code=2)
     assert "'bicubic' is not one of" in fails('--source', tmp_path / 'src', '--dest', dest,
@@ -373,3 +373,95 @@ def test_lsun_reader_with_stand_in_packages(tmp_path):
     assert listing(dest) == [archive_name(0), archive_name(1), 'dataset.json']
     for i, img in enumerate(images):
         np.testing.assert_array_equal(read_png(dest, archive_name(i))[1], img)
+
+
+def no_traceback(err):
+    assert 'Traceback' not in err
+    return ' '.join(err.split())    # click wraps long lines
+
+
+def test_existing_zip_is_kept_unless_overwrite(tmp_path):
+    make_folder(tmp_path / 'src', ['a.png', 'b.png'])
+    dest = tmp_path / 'out.zip'
+    dest.write_bytes(b'precious')
+    err = no_traceback(fails('--source', tmp_path / 'src', '--dest', dest))
+    assert f'--dest {dest}: the file exists and is kept; add --overwrite to replace it' in err
+    assert dest.read_bytes() == b'precious'
+    assert_nothing_left(tmp_path, ['src', 'out.zip'])
+    ok('--source', tmp_path / 'src', '--dest', dest, '--overwrite')
+    assert listing(dest) == [archive_name(0), archive_name(1), 'dataset.json']
+    assert_nothing_left(tmp_path, ['src', 'out.zip'])
+
+
+def test_zip_created_during_the_conversion_is_not_replaced(tmp_path):
+    from stylegan_plus.tools import dataset_writer # pylint: disable=import-outside-toplevel
+    make_folder(tmp_path / 'src', ['a.png'])
+    dest = tmp_path / 'out.zip'
+    writer = dataset_writer.DatasetWriter(str(dest))
+    writer.add(archive_name(0), b'x')
+    dest.write_bytes(b'arrived meanwhile')
+    with pytest.raises(dataset_writer.DatasetToolError, match='the file exists and is kept'):
+        with writer:
+            writer.commit()
+    assert dest.read_bytes() == b'arrived meanwhile'
+    assert_nothing_left(tmp_path, ['src', 'out.zip'])
+
+
+@pytest.mark.parametrize('name', ['x.tar', 'x.tar.gz', 'images.png', 'cifar10.v2'])
+def test_unsupported_extensions_are_refused(tmp_path, name):
+    make_folder(tmp_path / 'src', ['a.png'])
+    ext = os.path.splitext(name)[1]
+    err = no_traceback(fails('--source', tmp_path / 'src', '--dest', tmp_path / name, code=2))
+    assert f"{tmp_path / name}: dataset_tool writes a .zip file or a folder, not '{ext}'" in err
+    assert f'end it with a slash ({tmp_path / name}{os.sep})' in err
+    assert_nothing_left(tmp_path, ['src'])
+
+
+def test_trailing_slash_and_existing_folders_keep_their_names(tmp_path):
+    make_folder(tmp_path / 'src', ['a.png'])
+    ok('--source', tmp_path / 'src', '--dest', f'{tmp_path / "x.tar"}{os.sep}')
+    assert listing(tmp_path / 'x.tar') == [archive_name(0), 'dataset.json']
+    (tmp_path / 'set.v2').mkdir()
+    ok('--source', tmp_path / 'src', '--dest', tmp_path / 'set.v2')
+    ok('--source', tmp_path / 'src', '--dest', tmp_path / 'ffhq-1.0')     # '.0' is no extension
+    assert_nothing_left(tmp_path, ['src', 'x.tar', 'set.v2', 'ffhq-1.0'])
+
+
+@pytest.mark.parametrize('dest_name', ['out.zip', 'out'])
+def test_destination_under_a_file_names_that_file(tmp_path, dest_name):
+    make_folder(tmp_path / 'src', ['a.png'])
+    (tmp_path / 'notes.txt').write_text('keep')
+    dest = tmp_path / 'notes.txt' / 'deeper' / dest_name
+    err = no_traceback(fails('--source', tmp_path / 'src', '--dest', dest))
+    assert f'--dest {dest}: cannot be created inside {tmp_path / "notes.txt"}, which is a file, not a folder' in err
+    assert (tmp_path / 'notes.txt').read_text() == 'keep'
+    assert_nothing_left(tmp_path, ['src', 'notes.txt'])
+
+
+def test_resolution_is_width_and_height(tmp_path):
+    make_folder(tmp_path / 'src', ['a.png', 'b.png'], size=(16, 12))
+    ok('--source', tmp_path / 'src', '--dest', tmp_path / 'r.zip', '--transform', 'center-crop',
+       '--resolution', '8x8')
+    ok('--source', tmp_path / 'src', '--dest', tmp_path / 'wh.zip', '--transform', 'center-crop',
+       '--width', 8, '--height', 8, '--resolution=8X8')     # both spellings, agreeing
+    for name in (archive_name(0), archive_name(1)):
+        assert read_member(tmp_path / 'r.zip', name) == read_member(tmp_path / 'wh.zip', name)
+        assert read_png(tmp_path / 'r.zip', name)[1].shape == (8, 8, 3)
+    err = no_traceback(fails('--source', tmp_path / 'src', '--dest', tmp_path / 'x.zip', '--resolution=8x8',
+                             '--width=16', code=2))
+    assert '--resolution=8x8 and --width=16 disagree' in err
+    err = no_traceback(fails('--source', tmp_path / 'src', '--dest', tmp_path / 'x.zip', '--resolution=big',
+                             code=2))
+    assert "'big' is not a size; expected WIDTHxHEIGHT such as 256x256" in err
+    assert_nothing_left(tmp_path, ['src', 'r.zip', 'wh.zip'])
+
+
+def test_parse_resolution():
+    # pylint: disable-next=import-outside-toplevel
+    from stylegan_plus.tools.dataset_transforms import OptionError, merge_resolution, parse_resolution
+    assert parse_resolution('512x384') == (512, 384) and parse_resolution(' 64 X 64 ') == (64, 64)
+    assert parse_resolution('32') == (32, 32) and parse_resolution('16,8') == (16, 8)
+    for bad in ('0x4', '4x', 'x4', '4x4x4', '-4', ''):
+        with pytest.raises(OptionError):
+            parse_resolution(bad)
+    assert merge_resolution(None, 8, None) == (8, None) and merge_resolution((8, 8), 8, None) == (8, 8)

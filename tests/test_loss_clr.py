@@ -236,6 +236,44 @@ def test_mlp_gets_a_linear_head():
     check_head_training(loss, torch.randn([4, 2]), z_dim=4)
 
 
+def test_too_few_features_for_z_are_refused():
+    """A linear head from F < z_dim features cannot predict z: refused, with the widths and the fix."""
+    with pytest.raises(ValueError, match='covers at most 16 of the 32 latent directions'):
+        stylegan2_loss(z_dim=32, style_mixing_prob=0, pl_weight=0)
+    torch.manual_seed(0)
+    D = dcgan.Discriminator(0, 16, 3, channel_base=32, channel_max=4)   # 64 features
+    G = dcgan.Generator(100, 0, 16, 3, channel_base=32, channel_max=4)
+    with pytest.raises(ValueError, match='from 64 features'):
+        CLRLoss('cpu', G=G, D=D, r1_gamma=1, pl_weight=0, style_mixing_prob=0)
+    # Before anything is built: the StyleGAN2 fc width follows from the options (min(cbase / 4, cmax)).
+    D_kwargs = dict(class_name='training.networks.Discriminator', channel_base=1024, channel_max=64)
+    assert clr_module.stylegan2_width_from_kwargs(D_kwargs) == 64
+    assert clr_module.stylegan2_width_from_kwargs(dict(class_name='training.networks.Discriminator')) == 512
+    assert clr_module.stylegan2_width_from_kwargs(dict(class_name='stylegan_plus.networks.dcgan.Discriminator')) is None
+    args = dnnlib.EasyDict(D_kwargs=D_kwargs, G_kwargs=dict(z_dim=512))
+    with pytest.raises(registry.LossSpecError, match='--cmax=512'):
+        CLRLoss.adjust_training_options(args, {}, cfg='cifar', given=frozenset())
+    args.G_kwargs['z_dim'] = 64
+    CLRLoss.adjust_training_options(args, {}, cfg='cifar', given=frozenset())     # equal widths: fine
+
+
+def test_linear_head_learns_the_latent():
+    """The head trained with D's optimizer lowers the latent MSE below its start (MLP nets, G frozen)."""
+    torch.manual_seed(0)
+    G, D = mlp.Generator(4, 0, hidden_features=(16,)), mlp.Discriminator(0, hidden_features=(32, 16))
+    loss = CLRLoss('cpu', G=G, D=D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, clr_lambda_rec=0)
+    trained = [loss.D, loss.clr_head]
+    optimizer = torch.optim.Adam([p for m in trained for p in m.parameters()], lr=0.01, betas=(0.5, 0.99))
+    G.requires_grad_(False)
+    mse = []
+    for _ in range(60):
+        optimizer.zero_grad(set_to_none=True)
+        mse.append(run_phase(loss, 'Dmain', trained, real=torch.randn([32, 2]), z=torch.randn([32, 4]))[
+            'Loss/clr/latent_mse'])
+        optimizer.step()
+    assert np.mean(mse[-10:]) < 0.7 * np.mean(mse[:10]), (mse[:10], mse[-10:])
+
+
 def test_feature_width_probe_restores_mode():
     D = LinearD()
     del D.num_features
@@ -298,7 +336,7 @@ def run_outputs(run_dir):
                          if isinstance(value, dict) and value['num'] > 0 and np.isfinite(value['mean']))
     with open(run_dir / 'training_options.json', encoding='utf-8') as f:
         loss_kwargs = json.load(f)['loss_kwargs']
-    (snapshot,) = sorted(run_dir.glob('network-snapshot-*.pkl'))
+    snapshot = sorted(run_dir.glob('network-snapshot-*.pkl'))[-1]     # the last one (names sort by progress)
     with open(snapshot, 'rb') as f:
         data = legacy.load_network_pkl(f)
     return names, loss_kwargs, data
@@ -328,12 +366,23 @@ def test_train_dcgan_clr_snapshot_and_resume(tmp_path):
 
 @pytest.mark.slow
 def test_train_stylegan2_clr_with_advlat_qua(tmp_path):
+    # z_dim = w_dim = 16 = the fc width (the authors' layout, set by the benchmark loss class): no head.
     run_dir = train_tiny(tmp_path / 'runs', tiny_image_folder(tmp_path / 'data'), '--cfg=stylegan2', '--cbase=256',
-                         '--cmax=16', '--loss=clr+advlat-qua', '--clr-dist=l1')
+                         '--cmax=16', '--loss=benchmarks.imgcommon.matched_latent.CLR+advlat-qua')
     names, loss_kwargs, snapshot = run_outputs(run_dir)
     assert CLR_STATS | {'Loss/advlat/qua_logits_start'} <= names
-    assert loss_kwargs['main']['clr_dist'] == 'l1' and loss_kwargs['addons'][0]['advlat_eps'] == 0.03
-    assert snapshot['clr_head'].in_features == 16   # 512-d z from a 16-channel epilogue: a linear head
+    assert loss_kwargs['main']['clr_dist'] == 'mse' and loss_kwargs['addons'][0]['advlat_eps'] == 0.03
+    assert 'clr_head' not in snapshot and snapshot['G'].z_dim == snapshot['G'].w_dim == 16
+
+
+def test_train_refuses_a_D_too_narrow_for_z(tmp_path):
+    data = tiny_image_folder(tmp_path / 'data')
+    proc = subprocess.run([sys.executable, 'train.py', f'--outdir={tmp_path / "runs"}', f'--data={data}',
+                           '--device=cpu', '--cfg=stylegan2', '--cbase=256', '--cmax=16', '--loss=clr'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    message = ' '.join(proc.stderr.split())     # undo click's line wrapping
+    assert proc.returncode == 2 and "from D's 16 penultimate features" in message and 'Traceback' not in message
+    assert not (tmp_path / 'runs').exists()
 
 
 def test_train_refuses_two_main_losses_before_building(tmp_path):

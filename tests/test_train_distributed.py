@@ -36,8 +36,8 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize('launcher', [2, 'torchrun'])
 def test_two_gloo_processes_match_one_process(runs, launcher):
-    one = load_pickle(os.path.join(runs[1], 'network-snapshot-000000.pkl'))
-    two = load_pickle(os.path.join(runs[launcher], 'network-snapshot-000000.pkl'))
+    one = load_pickle(os.path.join(runs[1], 'network-snapshot-000000_128.pkl'))     # the final one, at 128 images
+    two = load_pickle(os.path.join(runs[launcher], 'network-snapshot-000000_128.pkl'))
     for key in ('G', 'D', 'G_ema'):
         scale = max(float(p.abs().max()) for p in one[key].parameters())
         assert max_weight_difference(one[key], two[key]) <= 1e-5 * max(scale, 1), key

@@ -3,12 +3,14 @@ the fork's options, and the validation errors (click usage errors, exit code 2).
 
 import json
 import os
+import pickle
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 import train
+from stylegan_plus.training import options as options_lib
 from stylegan_plus.losses import registry
 from tests.plugins_for_tests import ExtraNetLoss
 from tests.test_train_utils import make_image_dataset, make_point_dataset
@@ -201,3 +203,44 @@ def test_data_and_outdir_errors(rand16, tmp_path):
     if not torch.cuda.is_available():
         result = invoke(f'--outdir={tmp_path}', f'--data={rand16}', '--metrics=none', '--device=cuda')
         assert result.exit_code == 2 and 'CUDA is not available' in result.output
+
+
+@pytest.mark.parametrize('cpus,expected', [(1, 1), (2, 2), (3, 3), (64, 3)])
+def test_default_workers_follow_the_usable_cpus(monkeypatch, cpus, expected):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda _pid: set(range(cpus)), raising=False)
+    assert options_lib.default_workers() == expected
+
+
+def test_default_workers_are_recorded(rand16, tmp_path):
+    opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--metrics=none')
+    assert opts['data_loader_kwargs']['num_workers'] == options_lib.default_workers()
+    assert 1 <= opts['data_loader_kwargs']['num_workers'] <= min(3, os.cpu_count() or 1)
+
+
+def _bad_resume_file(tmp_path, kind):
+    """A file that is not a network pickle, named like what a user might give --resume."""
+    if kind == 'state':
+        path = tmp_path / 'training-state-000004.pt'
+        torch.save({'version': 1, 'cur_nimg': 4000}, path)
+        return path, 'is a training-state file', str(tmp_path / 'network-snapshot-000004.pkl')
+    path = tmp_path / f'{kind}.pkl'
+    if kind == 'truncated':
+        data = pickle.dumps({'G': list(range(2000)), 'D': 1, 'G_ema': 2})
+        path.write_bytes(data[:len(data) // 2])
+        return path, 'is a truncated or damaged pickle', None
+    path.write_text('this is not a network\n')
+    return path, "is a text file (it starts with 'this is not a network')", None
+
+
+@pytest.mark.parametrize('kind', ['truncated', 'text', 'state'])
+def test_resume_files_that_are_no_snapshot_are_named(rand16, tmp_path, kind):
+    path, what, hint = _bad_resume_file(tmp_path, kind)
+    result = invoke(f'--outdir={tmp_path}/runs', f'--data={rand16}', '--cfg=dcgan', '--metrics=none',
+                    f'--resume={path}')
+    text = ' '.join(result.output.split())      # click wraps long lines
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f'--resume: {path} {what}' in text and 'Traceback' not in result.output
+    assert '--resume accepts a network pickle (network-snapshot-*.pkl or an official .pkl), a URL, latest' in text
+    if hint is not None:
+        assert hint in text
+    assert not os.path.exists(f'{tmp_path}/runs')   # nothing was created

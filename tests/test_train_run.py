@@ -31,8 +31,10 @@ def rand16(tmp_path_factory):
 def check_run_dir(run_dir, image_snapshots):
     names = set(os.listdir(run_dir))
     expected = {'training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png',
-                'network-snapshot-000000.pkl', 'training-state-000000.pt'} | set(image_snapshots)
+                'network-snapshot-000000.pkl'} | set(image_snapshots)
     assert expected <= names, sorted(names)
+    newest = sorted(n for n in names if n.startswith('network-snapshot-'))[-1]    # names sort by progress
+    assert newest.replace('network-snapshot-', 'training-state-').replace('.pkl', '.pt') in names
     assert any(n.startswith('events.out.tfevents.') for n in names) == HAVE_TENSORBOARD
     assert not [n for n in names if '.tmp' in n]     # atomic writes leave no temporaries
     with open(os.path.join(run_dir, 'network-snapshot-000000.pkl'), 'rb') as f:

@@ -21,7 +21,7 @@ from stylegan_plus.tools.plot_stats import loss_series, read_stats
 from . import REPO_ROOT
 
 TRAIN_PY = os.path.join(REPO_ROOT, 'train.py')
-_SNAPSHOT_RE = re.compile(r'network-snapshot-(\d+)\.pkl$')
+_SNAPSHOT_RE = re.compile(r'network-snapshot-(\d+)(?:_\d{3})?\.pkl$')   # _NNN: a later snapshot of the same kimg
 
 
 class TrainError(RuntimeError):

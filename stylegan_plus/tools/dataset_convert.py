@@ -167,19 +167,20 @@ def _convert_items(source, writer, transform, report, max_images, skip_bad, log)
 
 
 def convert(source, dest, max_images=None, resize_filter='lanczos', transform=None, width=None, height=None,
-            subfolders_as_labels=False, skip_bad=False, log=None):
+            subfolders_as_labels=False, skip_bad=False, log=None, overwrite=False):
     """Convert `source` into an `ImageFolderDataset` at `dest` (folder or .zip); returns a ConversionReport.
 
     `log(line)` prints notices and skip reports (default: tqdm.write, which keeps the progress bar
-    intact). Nothing appears at `dest` unless every step succeeds. Raises OptionError for bad option
-    combinations and DatasetToolError (naming the offending file) for bad input or output.
+    intact). Nothing appears at `dest` unless every step succeeds, and an existing zip at `dest` is
+    replaced only with `overwrite`. Raises OptionError for bad option combinations and
+    DatasetToolError (naming the offending file) for bad input or output.
     """
     if max_images is not None and max_images < 1:
         raise OptionError(f'--max-images {max_images} must be at least 1', param='--max-images')
     image_transform = make_transform(transform, width, height, resize_filter)
     log = log or tqdm.write
     report = ConversionReport(dest)
-    with DatasetWriter(dest) as writer, open_source(source, subfolders_as_labels) as src:
+    with DatasetWriter(dest, overwrite=overwrite) as writer, open_source(source, subfolders_as_labels) as src:
         for line in src.notices:
             log(line)
         report.class_names = src.class_names

@@ -4,6 +4,7 @@ Images are uint8 [H, W] or [H, W, 3] in and out.
 """
 
 import functools
+import re
 
 import numpy as np
 import PIL.Image
@@ -24,7 +25,8 @@ def check_transform_options(transform, width, height):
     Raises OptionError naming the offending option.
     """
     if transform is not None and (width is None or height is None):
-        raise OptionError(f'--transform={transform} needs both --width and --height', param='--transform')
+        raise OptionError(f'--transform={transform} needs the output size: --resolution=WxH, or both --width and '
+                          '--height', param='--transform')
     if transform == 'center-crop-wide':
         side = max(width, height)
         if not _is_pow2(side):
@@ -37,6 +39,36 @@ def check_transform_options(transform, width, height):
     for param, value in (('--width', width), ('--height', height)):
         if value is not None and not _is_pow2(value):
             raise OptionError(f'{param} {value} is not a power of two (e.g. 32, 64, 128, 256)', param=param)
+
+
+_RESOLUTION_RE = re.compile(r'^\s*(\d+)\s*(?:[xX,]\s*(\d+)\s*)?$')
+
+
+def parse_resolution(value):
+    """`--resolution` as StyleGAN3's dataset tool takes it: 'WxH' (or 'W,H'), or 'N' for NxN.
+
+    Returns (width, height) ints >= 1; raises OptionError naming the value otherwise.
+    """
+    match = _RESOLUTION_RE.match(str(value))
+    if match is None or int(match.group(1)) < 1 or (match.group(2) is not None and int(match.group(2)) < 1):
+        raise OptionError(f'{value!r} is not a size; expected WIDTHxHEIGHT such as 256x256, or one number for a '
+                          'square', param='--resolution')
+    width = int(match.group(1))
+    return width, width if match.group(2) is None else int(match.group(2))
+
+
+def merge_resolution(resolution, width, height):
+    """(width, height) from `--resolution` (a parsed pair or None) and `--width`/`--height`.
+
+    The two spellings may be combined when they agree; raises OptionError when they do not.
+    """
+    if resolution is None:
+        return width, height
+    for flag, given, implied in (('--width', width, resolution[0]), ('--height', height, resolution[1])):
+        if given is not None and given != implied:
+            raise OptionError(f'--resolution={resolution[0]}x{resolution[1]} and {flag}={given} disagree; '
+                              'give one of them', param='--resolution')
+    return resolution
 
 
 def _resize(img, width, height, resample):

@@ -47,6 +47,7 @@ class Trainer:
         self.batch_idx = 0
         self.tick_start_nimg = 0
         self.ada_pending = [0, 0.0]     # ADA sign statistics since the last adjustment, before a snapshot
+        self.last_snapshot_nimg = None  # names a later snapshot of the same kimg apart (snapshots.snapshot_name)
         if self.state is not None:
             for key in ('cur_nimg', 'cur_tick', 'batch_idx', 'tick_start_nimg'):
                 setattr(self, key, int(self.state[key]))
@@ -105,7 +106,7 @@ class Trainer:
             kind = 'full training state' if self.state is not None else 'weights only, as the official trainer'
             self.log(f'Resuming from "{cfg.resume_pkl}" ({kind})')
             self.resume_data = resume_lib.load_snapshot(cfg.resume_pkl)
-            resume_lib.copy_networks(self.resume_data, dict(G=self.G, D=self.D, G_ema=self.G_ema))
+            resume_lib.copy_networks(self.resume_data, dict(G=self.G, D=self.D, G_ema=self.G_ema), cfg.resume_pkl)
         if self.rank == 0:
             setup.print_summaries(self.G, self.D, cfg.batch_gpu, self.device)
         self.log('Setting up augmentation...')
@@ -123,7 +124,7 @@ class Trainer:
                                                               self.device)
         setup.give_run_dir(self.loss, cfg.run_dir)
         if self.resume_data is not None:
-            resume_lib.copy_networks(self.resume_data, self.extras)
+            resume_lib.copy_networks(self.resume_data, self.extras, cfg.resume_pkl)
         for module in self.extras.values():
             distributed.broadcast_module(module)
         self.modules = dict(G=self.G, D=self.D, **self.extras)
@@ -158,14 +159,19 @@ class Trainer:
         self.maintenance_time = self.tick_start_time - self.start_time
         if cfg.progress_fn is not None:
             cfg.progress_fn(self.cur_nimg // 1000, cfg.total_kimg)
+        # Live terms need a collective read of the statistics, so only single-process runs show them.
+        self.live = progress.LiveProgress(cfg.total_kimg, self.cur_nimg, enabled=(self.rank == 0),
+                                          terms=(cfg.num_gpus == 1))
         while True:
             self._iteration()
+            self.live.update(self.cur_nimg)
             done = self.cur_nimg >= cfg.total_kimg * 1000
             if not done and self.cur_tick != 0 and \
                     self.cur_nimg < self.tick_start_nimg + cfg.kimg_per_tick * 1000:
                 continue
             if self._maintenance(done):
                 break
+        self.live.close()
         self.logs.close()
         self.log()
         self.log('Exiting...')
@@ -244,6 +250,7 @@ class Trainer:
                                     tick_start_time=self.tick_start_time, tick_end_time=tick_end_time,
                                     tick_start_nimg=self.tick_start_nimg, maintenance_time=self.maintenance_time,
                                     augment_p=augment_p, device=self.device)
+        self.live.tick()
         self.log(line)
         if not done and cfg.abort_fn is not None and cfg.abort_fn():
             done = True
@@ -276,12 +283,12 @@ class Trainer:
         cfg = self.cfg
         data = snapshots.snapshot_data(cfg.training_set_kwargs, self.G, self.D, self.G_ema, self.augment_pipe,
                                        self.extras)
-        pkl_path = os.path.join(cfg.run_dir, snapshots.snapshot_name(self.cur_nimg))
+        pkl_path = os.path.join(cfg.run_dir, snapshots.snapshot_name(self.cur_nimg, self.last_snapshot_nimg))
+        self.last_snapshot_nimg = self.cur_nimg
         state = self._training_state(os.path.basename(pkl_path))
         if self.rank == 0:
-            # State first: a snapshot pickle on disk then always has its state beside it.
-            snapshots.write_state(snapshots.state_name_for(pkl_path), state)
-            snapshots.write_snapshot(pkl_path, data)
+            # The pickle appears last, with its state (which records its checksum) already beside it.
+            snapshots.write_pair(pkl_path, data, state)
             snapshots.prune_states(cfg.run_dir, cfg.keep_states)
         with rng.preserved(self.device):
             results = metrics_hook.evaluate(cfg.metrics, G=data['G_ema'], dataset_kwargs=cfg.training_set_kwargs,

@@ -11,8 +11,10 @@ combinations, unknown metrics or losses, a data set the preset cannot use, an ou
 be written. Failures are `UserError`s, which train.py reports as click usage errors (exit code 2).
 """
 
+import json
 import os
 import re
+import shutil
 
 import torch
 
@@ -21,7 +23,7 @@ from stylegan_plus.losses.registry import LossSpecError, configure_loss
 from stylegan_plus.training import configs
 from stylegan_plus.training.augment import augpipe_specs
 
-from . import metrics_hook, resume as resume_lib
+from . import metrics_hook, resume as resume_lib, snapshots
 
 _CDN = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets'
 RESUME_SPECS = {
@@ -94,7 +96,11 @@ def _config_entry(cfg):
 def _dataset_options(args, desc, values, entry):
     args.training_set_kwargs = dnnlib.EasyDict(class_name=entry.dataset_class_name, path=values['data'],
                                                use_labels=True, max_size=None, xflip=False)
-    args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, num_workers=3, prefetch_factor=2)
+    if values.get('skip_bad'):
+        _require(entry.data_kind == 'image', f'--skip-bad: only image folders and zips have files to skip, '
+                                             f'not the point data of --cfg={entry.name}')
+        args.training_set_kwargs.skip_bad = True    # the training loop and metrics open the same files
+    args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, num_workers=default_workers(), prefetch_factor=2)
     try:
         dataset = dnnlib.util.construct_class_by_name(**args.training_set_kwargs)
         args.training_set_kwargs.resolution = dataset.resolution
@@ -242,26 +248,19 @@ def _resume_options(args, desc, values):
     if resume == 'noresume':
         desc.append('noresume')
         return
+    state_file = None
     if resume in RESUME_SPECS:
         desc.append(f'resume{resume}')
         args.resume_pkl = RESUME_SPECS[resume]
     else:
-        if resume == 'latest':
-            found = resume_lib.find_latest_snapshot(values['outdir'])
-            _require(found is not None, f'--resume=latest: no network-snapshot-*.pkl in the runs under {values["outdir"]}')
-            resume = found
-        elif not dnnlib.util.is_url(resume, allow_file_urls=True):
-            _require(os.path.isfile(resume), f'--resume={resume}: file not found; give a snapshot .pkl, a URL, '
-                     f'latest, noresume or one of {", ".join(RESUME_SPECS)}')
+        args.resume_pkl, state_file, state = _resume_files(resume, values['outdir'])
         desc.append('resumecustom')
-        args.resume_pkl = resume
-    state_file = resume_lib.state_file_for(args.resume_pkl)
     if state_file is None:
         # Weights only, as the official trainer: fast ADA adaptation, no EMA ramp-up.
         args.ada_kimg = 100
         args.ema_rampup = None
         return
-    saved = _saved_options(state_file)
+    saved = dict(state.get('options', {}))
     changed = [f'{key} {saved[key]} -> {args[key]}' for key in ('batch_size', 'num_gpus', 'random_seed')
                if key in saved and key in args and saved[key] != args[key]]
     if changed:
@@ -272,11 +271,43 @@ def _resume_options(args, desc, values):
     args.resume_state = state_file
 
 
-def _saved_options(state_file):
+def _resume_accepts():
+    return (f'--resume accepts a network pickle (network-snapshot-*.pkl or an official .pkl), a URL, latest, '
+            f'noresume or one of {", ".join(RESUME_SPECS)}')
+
+
+def _resume_files(resume, outdir):
+    """(pickle path or URL, its training-state path or None, the state or None) for --resume=`resume`.
+
+    `latest` takes the newest snapshot whose state belongs to it; a local file is checked for being
+    a complete network pickle and for a state beside it that belongs to it. Notes go to stdout.
+    """
     try:
-        return dict(resume_lib.load_state(state_file).get('options', {}))
-    except Exception as err: # pylint: disable=broad-except
-        raise UserError(f'--resume: cannot read the training state {state_file}: {err}') from None
+        if resume == 'latest':
+            pkl, state_file, state, notes = resume_lib.choose_latest(outdir)
+        elif dnnlib.util.is_url(resume, allow_file_urls=True):
+            return resume, None, None
+        else:
+            _require(os.path.isfile(resume), f'--resume={resume}: file not found; {_resume_accepts()}')
+            pkl = resume
+            state_file, state, notes = resume_lib.resolve_local(resume)
+    except resume_lib.ResumeError as err:
+        if resume == 'latest':
+            raise UserError(f'--resume=latest: {err}') from None
+        raise UserError(f'--resume: {err}. {_resume_accepts()}') from None   # the message names the file
+    for note in notes:
+        print(note)
+    return pkl, state_file, state
+
+
+def default_workers():
+    """DataLoader workers when --workers is not given: the official 3, or every usable CPU when the
+    machine has fewer (more workers than CPUs only compete for them, and the DataLoader warns)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:      # no CPU affinity on macOS and Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(3, cpus))
 
 
 def _network_options(args, desc, values, entry):
@@ -360,6 +391,63 @@ def create_run_dir(outdir, desc):
         except FileExistsError:
             continue
     raise UserError(f'--outdir={outdir}: could not allocate a new run folder')
+
+
+def folder_entries(outdir):
+    """Normalised paths of what `outdir` holds now (empty when it does not exist)."""
+    try:
+        return {os.path.normpath(os.path.join(outdir, name)) for name in os.listdir(outdir)}
+    except OSError:
+        return set()
+
+
+# Files a run writes while setting up; all of them are made again by the next run.
+_SETUP_FILES = ('training_options.json', 'log.txt', 'reals.png', 'fakes_init.png')
+
+
+def _worth_keeping(path):
+    name = os.path.basename(path)
+    if not os.path.isfile(path) or os.path.islink(path):
+        return True
+    if name in _SETUP_FILES or name.startswith('events.out.tfevents.'):
+        return False
+    return os.path.getsize(path) > 0     # e.g. stats.jsonl gets its first line at the first tick
+
+
+def _created_by(run_dir, existing_before):
+    """True when `run_dir` appeared after `existing_before` was listed and belongs to this run: its
+    training_options.json names it, or it is still empty."""
+    if os.path.normpath(run_dir) in existing_before or not os.path.isdir(run_dir):
+        return False
+    options_path = os.path.join(run_dir, 'training_options.json')
+    if not os.path.isfile(options_path):
+        return not os.listdir(run_dir)
+    try:
+        with open(options_path) as f:
+            return json.load(f).get('run_dir') == run_dir
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def remove_failed_run_dir(run_dir, existing_before):
+    """Delete the folder of a run that failed before writing anything worth keeping (snapshots,
+    states, image snapshots, statistics or files of a loss plugin are worth keeping). Only a
+    folder this run created is touched. Returns True when it was removed."""
+    if not run_dir or not _created_by(run_dir, existing_before):
+        return False
+    if any(_worth_keeping(os.path.join(run_dir, name)) for name in os.listdir(run_dir)):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return not os.path.exists(run_dir)
+
+
+def remove_stale_temps(outdir, resume_pkl=None):
+    """Delete snapshot temporaries that killed runs left in the run folders of `outdir` (and in the
+    folder of a local `resume_pkl`); returns the removed paths. Files of live runs stay."""
+    folders = resume_lib.run_folders(outdir)
+    if resume_pkl and not dnnlib.util.is_url(resume_pkl, allow_file_urls=True):
+        folders.append(os.path.dirname(os.path.abspath(resume_pkl)))
+    return snapshots.remove_stale_temps(sorted(set(folders)))
 
 
 def summary_lines(args):

@@ -1,59 +1,198 @@
-"""Network snapshots: the official pickle dict, written atomically.
+"""Network snapshots and their training states: names, atomic writes, the pairing tag, leftovers.
 
 `network-snapshot-{kimg:06d}.pkl` is a `pickle.dump` of a plain dict whose first keys are, in
 order, `training_set_kwargs`, `G`, `D`, `G_ema`, `augment_pipe` (what official tools and
 `legacy.load_network_pkl` read), followed by one key per extra network of the loss plugin. Every
 module is a deep copy in eval mode without gradients, on CPU.
 
-Files are first written to a temporary name in the same folder and then renamed over the target
-(`os.replace` is atomic), so an interrupted run never leaves a truncated snapshot behind.
+Names: the first snapshot a run writes within a kimg gets the official name; a later one of the
+same kimg (ticks less than 1 kimg apart, or a last tick close behind the previous one) gets the
+images past that kimg appended, `network-snapshot-000000_016.pkl`. So two ticks never share a
+name, and sorting the names by code point (Python's `sorted`, `LC_ALL=C sort`) gives the order in
+which they were written. The training state of a snapshot has the same stem
+(`training-state-000000_016.pt`).
+
+Pairing: a snapshot is written in three steps. The pickle goes to a temporary file (its size and
+SHA-256 are taken while it is written); then the training state, which records them, is written
+(temporary file, then renamed); last the pickle is renamed into place. A pickle therefore never
+appears without its state, a crash leaves at worst temporaries and a state without a pickle, and
+`resume.py` can check that the state beside a pickle was written for it.
+
+Temporary names carry the writer's pid and host, so the next start can tell the leftovers of a
+killed run (`remove_stale_temps`) from files another live run is writing.
 """
 
 import copy
+import fnmatch
+import hashlib
 import os
 import pickle
-import tempfile
+import re
+import secrets
+import socket
+import time
 
 import torch
 
 SNAPSHOT_PREFIX = 'network-snapshot-'
 STATE_PREFIX = 'training-state-'
+# Fault-injection hook for tests: a write whose target name matches this pattern stops half-way
+# and sleeps (after creating the marker file), so a test can kill the process mid-write.
+PAUSE_ENV = 'STYLEGAN_PLUS_TEST_PAUSE_WRITE'
+PAUSE_MARKER_ENV = 'STYLEGAN_PLUS_TEST_PAUSE_MARKER'
+STALE_AFTER_S = 3600        # a temporary untouched this long is not being written any more
+
+_NAME_RE = re.compile(r'^' + re.escape(SNAPSHOT_PREFIX) + r'(\d+)(?:_(\d{3}))?\.pkl$')
+_TEMP_RE = re.compile(r'^(?P<target>(?:' + re.escape(SNAPSHOT_PREFIX) + '|' + re.escape(STATE_PREFIX) + r')[^/]+?)'
+                      r'\.tmp(?:-(?P<pid>\d+)-[0-9a-f]+-(?P<host>.+)|[a-z0-9_]{6,})$')
 
 
-def snapshot_name(cur_nimg):
-    return f'{SNAPSHOT_PREFIX}{cur_nimg // 1000:06d}.pkl'
+# --- Names -----------------------------------------------------------------------------------------
+
+
+def snapshot_name(cur_nimg, previous_nimg=None):
+    """File name of the snapshot taken at `cur_nimg` images; `previous_nimg` is the image count of
+    the run's previous snapshot (None for the first), which decides whether a suffix is needed."""
+    kimg, rest = divmod(int(cur_nimg), 1000)
+    if previous_nimg is None or int(previous_nimg) // 1000 != kimg:
+        return f'{SNAPSHOT_PREFIX}{kimg:06d}.pkl'
+    return f'{SNAPSHOT_PREFIX}{kimg:06d}_{rest:03d}.pkl'
+
+
+def parse_snapshot_name(name):
+    """(kimg, images past it or -1 for the official name) of a snapshot file name, or None.
+
+    The tuple sorts snapshots of one run in the order they were written.
+    """
+    match = _NAME_RE.match(name)
+    if match is None:
+        return None
+    return int(match.group(1)), -1 if match.group(2) is None else int(match.group(2))
 
 
 def state_name_for(snapshot_path):
-    """Training-state file that belongs to a snapshot pickle (same folder, same kimg number)."""
+    """Training-state file that belongs to a snapshot pickle (same folder, same stem), or None."""
     folder, name = os.path.split(snapshot_path)
     if not (name.startswith(SNAPSHOT_PREFIX) and name.endswith('.pkl')):
         return None
     return os.path.join(folder, STATE_PREFIX + name[len(SNAPSHOT_PREFIX):-len('.pkl')] + '.pt')
 
 
-def _file_mode():
-    # mkstemp creates 0600 files; a snapshot should get the permissions of any file the user creates.
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+# --- Atomic writes -----------------------------------------------------------------------------
+
+
+class _Sink:
+    """Write-only file wrapper that measures (size, SHA-256) what passes through it."""
+
+    def __init__(self, f, pause):
+        self._f = f
+        self._pause = pause
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data):
+        view = memoryview(data).cast('B')
+        if self._pause:
+            self._f.write(view[:max(len(view) // 2, 1)])
+            self._f.flush()
+            _pause_forever()
+        self._f.write(view)
+        self.sha256.update(view)
+        self.size += len(view)
+        return len(view)
+
+    def flush(self):
+        self._f.flush()
+
+
+def _pause_requested(path):
+    pattern = os.environ.get(PAUSE_ENV)
+    return bool(pattern) and fnmatch.fnmatch(os.path.basename(path), pattern)
+
+
+def _pause_forever():
+    marker = os.environ.get(PAUSE_MARKER_ENV)
+    if marker:      # written whole (rename), so a test never reads it half-written
+        with open(marker + '.part', 'w') as f:
+            f.write(str(os.getpid()))
+        os.replace(marker + '.part', marker)
+    while True:
+        time.sleep(3600)
+
+
+def _temp_name(path):
+    # pid and host let a later start decide whether the writer is still alive.
+    return f'{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}-{socket.gethostname()}'
+
+
+def _discard(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _sync_folder(folder):
+    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_temp(path, write_fn):
+    """Call `write_fn(file)` on a new temporary file beside `path` and sync it to disk.
+
+    Returns (temporary path, size in bytes, SHA-256 hex digest). The file gets the permissions of
+    any file the user creates (the umask applies); it is removed again if `write_fn` fails.
+    """
+    path = os.path.abspath(path)
+    while True:
+        tmp = _temp_name(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            sink = _Sink(f, pause=_pause_requested(path))
+            write_fn(sink)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp, sink.size, sink.sha256.hexdigest()
+
+
+def publish(tmp, path):
+    """Rename a finished temporary file over `path` (atomic) and make the rename durable."""
+    os.replace(tmp, path)
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def atomic_write(path, write_fn):
-    """Call `write_fn(file)` on a temporary file beside `path`, then rename it to `path`."""
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=name + '.tmp', dir=folder)
+    """Call `write_fn(file)` on a temporary file beside `path`, then rename it to `path`.
+
+    Returns (size, SHA-256 hex digest) of what was written. `path` is never seen half-written.
+    """
+    tmp, size, digest = write_temp(path, write_fn)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _discard(tmp)
         raise
+    return size, digest
+
+
+# --- Snapshot contents -------------------------------------------------------------------------
 
 
 def _frozen_copy(module):
@@ -73,11 +212,28 @@ def snapshot_data(training_set_kwargs, G, D, G_ema, augment_pipe, extras):
 
 
 def write_snapshot(path, data):
-    atomic_write(path, lambda f: pickle.dump(data, f))
+    """Pickle `data` to `path` atomically; returns (size, SHA-256 hex digest) of the file."""
+    return atomic_write(path, lambda f: pickle.dump(data, f))
 
 
 def write_state(path, state):
+    """torch.save `state` (plain data) to `path` atomically."""
     atomic_write(path, lambda f: torch.save(state, f))
+
+
+def write_pair(pkl_path, data, state):
+    """Write a snapshot pickle and its training state so that the pair can be checked later.
+
+    `state` gets `snapshot_bytes` and `snapshot_sha256` of the pickle added. Order: pickle to a
+    temporary file, state into place, pickle into place (see the module docstring).
+    """
+    tmp, size, digest = write_temp(pkl_path, lambda f: pickle.dump(data, f))
+    try:
+        write_state(state_name_for(pkl_path), dict(state, snapshot_bytes=size, snapshot_sha256=digest))
+        publish(tmp, pkl_path)
+    except BaseException:
+        _discard(tmp)
+        raise
 
 
 def prune_states(run_dir, keep):
@@ -85,9 +241,59 @@ def prune_states(run_dir, keep):
 
     A state holds the optimizer moments (twice the size of G and D), so keeping one per snapshot
     would double the disk use of a long run; older snapshots stay resumable with weights only.
+    Code-point order of the names is the order of writing (see the module docstring).
     """
     if keep is None:
         return
     states = sorted(name for name in os.listdir(run_dir) if name.startswith(STATE_PREFIX) and name.endswith('.pt'))
     for name in states[:max(len(states) - keep, 0)]:
         os.remove(os.path.join(run_dir, name))
+
+
+# --- Leftovers of killed runs ------------------------------------------------------------------
+
+
+def _process_alive(pid):
+    if os.name == 'nt':     # os.kill would terminate the process there: assume it lives
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:         # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def is_stale_temp(path, now=None):
+    """True for a snapshot/state temporary whose writer is gone: a process of this host that no
+    longer runs, or (other hosts, temporaries of older versions) a file untouched for an hour."""
+    match = _TEMP_RE.match(os.path.basename(path))
+    if match is None:
+        return False
+    if match.group('pid') is not None and match.group('host') == socket.gethostname():
+        return not _process_alive(int(match.group('pid')))
+    try:
+        age = (time.time() if now is None else now) - os.path.getmtime(path)
+    except OSError:
+        return False
+    return age > STALE_AFTER_S
+
+
+def remove_stale_temps(folders):
+    """Delete stale snapshot/state temporaries directly inside `folders`; returns the removed paths."""
+    removed = []
+    for folder in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and is_stale_temp(path):
+                try:
+                    os.remove(path)
+                except OSError:
+                    continue
+                removed.append(path)
+    return removed
