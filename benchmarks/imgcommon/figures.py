@@ -1,14 +1,17 @@
-"""PNG figures drawn with PIL alone (no matplotlib needed): sample grids, line charts, bar charts."""
+"""PNG figures of the image benchmarks: sample grids (Pillow) and line and bar charts (matplotlib).
+
+Charts go through `stylegan_plus.tools.charts` (Agg backend, loaded on the first chart, atomic
+writes); matplotlib comes with the `bench` extra (`pip install -e ".[bench]"`).
+"""
 
 import math
 
 import numpy as np
 import PIL.Image
-import PIL.ImageDraw
 
-COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-          (227, 119, 194), (127, 127, 127)]
-_MARGIN = dict(left=70, right=20, top=34, bottom=46)
+from stylegan_plus.tools import charts
+
+_DPI = 100      # sizes below are in pixels at this resolution
 
 
 def save_grid(pixels, path, cols=None, scale=2, pad=1):
@@ -32,95 +35,56 @@ def save_grid(pixels, path, cols=None, scale=2, pad=1):
     return path
 
 
-def _nice_range(values, include_zero=False):
-    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = float(finite.min()), float(finite.max())
-    if include_zero:
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    span = hi - lo
-    return lo - 0.05 * span, hi + 0.05 * span
+def _figure(size):
+    fig, axes = charts.panel_grid(1, cols=1, panel_size=(size[0] / _DPI, size[1] / _DPI))
+    return fig, axes[0]
 
 
-class _Axes:
-    """Maps data coordinates to pixels inside a fixed-margin plot area and draws the frame."""
+def line_plot(path, series, title='', xlabel='', ylabel='', size=(720, 420), log_y=False, smooth=False):
+    """Line chart of series {label: (x [T], y [T])} (NaN points skipped, a dot per point); returns path.
 
-    def __init__(self, draw, size, xr, yr):
-        self.draw, self.size, self.xr, self.yr = draw, size, xr, yr
-        self.x0, self.y0 = _MARGIN['left'], _MARGIN['top']
-        self.x1, self.y1 = size[0] - _MARGIN['right'], size[1] - _MARGIN['bottom']
-
-    def px(self, x, y):
-        fx = (x - self.xr[0]) / (self.xr[1] - self.xr[0])
-        fy = (y - self.yr[0]) / (self.yr[1] - self.yr[0])
-        return self.x0 + fx * (self.x1 - self.x0), self.y1 - fy * (self.y1 - self.y0)
-
-    def frame(self, title, xlabel, ylabel, xticks=True):
-        d = self.draw
-        d.rectangle([self.x0, self.y0, self.x1, self.y1], outline=(0, 0, 0))
-        d.text((self.x0, 8), title, fill=(0, 0, 0))
-        d.text(((self.x0 + self.x1) / 2 - 3 * len(xlabel), self.y1 + 28), xlabel, fill=(0, 0, 0))
-        d.text((4, self.y0 - 14), ylabel, fill=(0, 0, 0))
-        for k in range(5):
-            yv = self.yr[0] + (self.yr[1] - self.yr[0]) * k / 4
-            _, py = self.px(self.xr[0], yv)
-            d.line([self.x0 - 4, py, self.x0, py], fill=(0, 0, 0))
-            d.text((4, py - 6), f'{yv:.3g}', fill=(0, 0, 0))
-            if xticks:
-                xv = self.xr[0] + (self.xr[1] - self.xr[0]) * k / 4
-                px, _ = self.px(xv, self.yr[0])
-                d.line([px, self.y1, px, self.y1 + 4], fill=(0, 0, 0))
-                d.text((px - 10, self.y1 + 8), f'{xv:.3g}', fill=(0, 0, 0))
-
-
-def line_plot(path, series, title='', xlabel='', ylabel='', size=(720, 420), log_y=False):
-    """Line chart of series {label: (x [T], y [T])} (NaN points skipped, one dot per point); returns path."""
+    log_y: logarithmic y axis (non-positive values are skipped). smooth: draw each series raw
+    (thin) under a centred moving average (bold), for noisy per-tick curves.
+    """
+    fig, ax = _figure(size)
+    for i, (label, (x, y)) in enumerate(series.items()):
+        color = charts.PALETTE[i % len(charts.PALETTE)]
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if log_y:
+            y = np.where(y > 0, y, np.nan)
+        if smooth:
+            charts.raw_and_smoothed(ax, x, y, color, label=label)
+        else:
+            keep = np.isfinite(x) & np.isfinite(y)
+            ax.plot(x[keep], y[keep], color=color, marker='o', markersize=3, linewidth=1.5, label=label)
     if log_y:
-        series = {k: (x, np.log10(np.maximum(np.asarray(y, dtype=np.float64), 1e-12))) for k, (x, y) in series.items()}
-        ylabel = f'log10 {ylabel}'
-    xs = [v for x, _ in series.values() for v in np.asarray(x, dtype=np.float64)]
-    ys = [v for _, y in series.values() for v in np.asarray(y, dtype=np.float64)]
-    img = PIL.Image.new('RGB', size, (255, 255, 255))
-    draw = PIL.ImageDraw.Draw(img)
-    axes = _Axes(draw, size, _nice_range(xs), _nice_range(ys))
-    axes.frame(title, xlabel, ylabel)
-    for idx, (label, (x, y)) in enumerate(series.items()):
-        color = COLORS[idx % len(COLORS)]
-        points = [axes.px(a, b) for a, b in zip(np.asarray(x, float), np.asarray(y, float)) if np.isfinite(a) and np.isfinite(b)]
-        if len(points) > 1:
-            draw.line(points, fill=color, width=2)
-        for px, py in points:
-            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=color)
-        draw.text((axes.x1 - 190, axes.y0 + 6 + 14 * idx), f'-- {label}', fill=color)
-    img.save(path, optimize=True)
-    return path
+        ax.set_yscale('log')
+    charts.style_axes(ax, title, xlabel, ylabel)
+    if series:
+        ax.legend(fontsize=7)
+    return charts.save_figure(fig, path, dpi=_DPI)
 
 
 def bar_plot(path, labels, values, title='', ylabel='', errors=None, size=(720, 420), reference=None):
-    """Bar chart of values [K] named by labels [K], optional +-errors and a dashed reference level."""
-    vals = [0.0 if v is None else float(v) for v in values]
-    errs = [0.0 if e is None else float(e) for e in (errors or [0.0] * len(vals))]
-    tops = [v + e for v, e in zip(vals, errs)] + ([reference] if reference is not None else [])
-    img = PIL.Image.new('RGB', size, (255, 255, 255))
-    draw = PIL.ImageDraw.Draw(img)
-    axes = _Axes(draw, size, (0, len(vals)), (0.0, max(tops + [1e-9]) * 1.08))
-    axes.frame(title, '', ylabel, xticks=False)
-    for i, (label, v, e) in enumerate(zip(labels, vals, errs)):
-        (x0, y0), (x1, y1) = axes.px(i + 0.15, 0), axes.px(i + 0.85, v)
-        draw.rectangle([x0, y1, x1, y0], fill=COLORS[i % len(COLORS)])
-        if e > 0:
-            cx = (x0 + x1) / 2
-            _, ylo = axes.px(0, v - e)
-            _, yhi = axes.px(0, v + e)
-            draw.line([cx, ylo, cx, yhi], fill=(0, 0, 0), width=2)
-        draw.text((x0, axes.y1 + 8), str(label), fill=(0, 0, 0))
-        draw.text((x0, y1 - 13), f'{v:.3g}', fill=(0, 0, 0))
+    """Bar chart of values [K] named by labels [K], optional +-errors and a dashed reference level; returns path.
+
+    A value of None is drawn as an empty bar (0) labelled 'n/a'.
+    """
+    vals = [np.nan if v is None else float(v) for v in values]
+    errs = None if errors is None else [0.0 if e is None else float(e) for e in errors]
+    fig, ax = _figure(size)
+    positions = np.arange(len(vals))
+    colors = [charts.PALETTE[i % len(charts.PALETTE)] for i in range(len(vals))]
+    ax.bar(positions, np.nan_to_num(vals), yerr=errs, color=colors, capsize=4, width=0.7)
+    for x, v, e in zip(positions, vals, errs or [0.0] * len(vals)):
+        # Above the error bar, so the number never sits on its cap.
+        top = 0.0 if np.isnan(v) else v + e
+        ax.annotate('n/a' if np.isnan(v) else f'{v:.3g}', (x, top), xytext=(0, 3), textcoords='offset points',
+                    ha='center', va='bottom', fontsize=7)
     if reference is not None:
-        _, ry = axes.px(0, reference)
-        for x in range(int(axes.x0), int(axes.x1), 12):
-            draw.line([x, ry, x + 6, ry], fill=(90, 90, 90))
-    img.save(path, optimize=True)
-    return path
+        ax.axhline(reference, color='#555555', linestyle='--', linewidth=1)
+    ax.set_xticks(positions, [str(label) for label in labels], fontsize=7)
+    charts.style_axes(ax, title, '', ylabel)
+    ax.grid(False, axis='x')
+    return charts.save_figure(fig, path, dpi=_DPI)

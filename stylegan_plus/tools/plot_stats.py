@@ -1,24 +1,34 @@
-"""Plot training losses from a run's `stats.jsonl` to a PNG.
+"""Plot a training run's statistics (`stats.jsonl`) with matplotlib, and summarise the plugin's terms.
 
-    python -m stylegan_plus.tools.plot_stats runs/00000-digits32-dcgan     # -> <run>/losses.png
+    python -m stylegan_plus.tools.plot_stats runs/00000-digits16-dcgan      # losses.png, progress.png
+    python -m stylegan_plus.tools.plot_stats <run> --summary                # + first vs last tick of each term
 
-Each line of stats.jsonl is one tick: `{"<stat>": {"num", "mean", "std"}, ..., "timestamp"}`
-(NaN written as a bare token). The plot shows the tick means of every `Loss/*/loss` statistic
-(G and D losses, and plugin terms named so) against `Progress/kimg`. matplotlib is used when
-installed; otherwise the plot is drawn with PIL alone.
+Each line of stats.jsonl is one tick: `{"<stat>": {"num", "mean", "std"}, ..., "timestamp"}` (NaN
+written as a bare token). Against `Progress/kimg`:
+
+- `losses.png`: one panel per statistic: the G and D losses (`Loss/G/*`, `Loss/D/*`), every term a
+  loss plugin reports (`Loss/<plugin>/<term>`, panels of one plugin share a colour), the augment
+  probability and sec/kimg. Each panel shows the raw per-tick means (thin) under a light centred
+  moving average (bold).
+- `progress.png`: the newest snapshot grid of the run (`fakesNNNNNN.png`) beside the loss panels.
+
+matplotlib is imported only when a plot is drawn (Agg backend); reading and summarising need
+numpy alone.
 """
 
+import glob
 import json
-import math
 import os
+import re
 
 import click
 import numpy as np
-import PIL.Image
-import PIL.ImageDraw
 
-DEFAULT_PATTERN = '/loss'          # stat names containing this are plotted by default
-_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+DEFAULT_PATTERN = '/loss'      # `loss_series` default: stat names containing this
+BASELINE_GROUPS = ('scores', 'signs')   # Loss/<group>/... the baseline reports that are not losses
+AUGMENT_STAT = 'Progress/augment'
+SPEED_STAT = 'Timing/sec_per_kimg'
+_GRID_RE = re.compile(r'fakes(\d+)\.png$')
 
 
 def read_stats(path):
@@ -27,110 +37,214 @@ def read_stats(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def stat_names(records):
+    """Every statistic name in the records, in order of first appearance (`timestamp` excluded)."""
+    names = {}
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, dict):
+                names.setdefault(key, None)
+    return list(names)
+
+
 def loss_series(records, names=None):
-    """(kimg [T], {name: means [T]}) for the chosen stats (default: names containing '/loss')."""
+    """(kimg float64 [T], {name: tick means float64 [T]}) for `names` (default: names containing '/loss').
+
+    A tick that did not report a statistic gives NaN.
+    """
     if names is None:
-        names = []
-        for record in records:
-            names += [k for k in record if DEFAULT_PATTERN in k.lower() and k not in names]
+        names = [name for name in stat_names(records) if DEFAULT_PATTERN in name.lower()]
     kimg = np.array([record.get('Progress/kimg', {}).get('mean', np.nan) for record in records], dtype=np.float64)
     series = {name: np.array([record.get(name, {}).get('mean', np.nan) for record in records], dtype=np.float64)
               for name in names}
     return kimg, series
 
 
-def _plot_matplotlib(kimg, series, path, title):
-    import matplotlib # pylint: disable=import-outside-toplevel
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt # pylint: disable=import-outside-toplevel
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for name, values in series.items():
-        ax.plot(kimg, values, marker='.', label=name)
-    ax.set_xlabel('kimg')
-    ax.set_ylabel('tick mean')
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def plugin_terms(names):
+    """{plugin: [stat names]} of the `Loss/<plugin>/<term>` statistics a loss plugin added.
+
+    The baseline's own groups (G, D, scores, signs) are not plugin terms.
+    """
+    groups = {}
+    for name in names:
+        parts = name.split('/')
+        if len(parts) >= 3 and parts[0] == 'Loss' and parts[1] not in ('G', 'D', *BASELINE_GROUPS):
+            groups.setdefault(parts[1], []).append(name)
+    return groups
 
 
-def _finite_range(arrays):
-    values = np.concatenate([a[np.isfinite(a)] for a in arrays] + [np.zeros(0)])
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = float(values.min()), float(values.max())
-    return (lo - 0.5, hi + 0.5) if math.isclose(lo, hi) else (lo, hi)
+def gd_losses(names):
+    """The G and D loss statistics (`Loss/G/*`, then `Loss/D/*`) among `names`."""
+    return [n for n in names if n.startswith('Loss/G/')] + [n for n in names if n.startswith('Loss/D/')]
 
 
-def _plot_pil(kimg, series, path, title, size=(700, 400)):
-    width, height = size
-    left, right, top, bottom = 60, 20, 30, 40
-    image = PIL.Image.new('RGB', size, 'white')
-    draw = PIL.ImageDraw.Draw(image)
-    x_lo, x_hi = _finite_range([kimg])
-    y_lo, y_hi = _finite_range(list(series.values()))
-
-    def to_px(x, y):
-        px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
-        py = height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
-        return px, py
-
-    draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
-    draw.text((left, 8), title, fill=(0, 0, 0))
-    draw.text((width // 2 - 10, height - 20), 'kimg', fill=(0, 0, 0))
-    for value, anchor_y in ((y_hi, top), (y_lo, height - bottom - 10)):
-        draw.text((4, anchor_y), f'{value:.3g}', fill=(0, 0, 0))
-    draw.text((left, height - bottom + 4), f'{x_lo:.3g}', fill=(0, 0, 0))
-    draw.text((width - right - 40, height - bottom + 4), f'{x_hi:.3g}', fill=(0, 0, 0))
-    for idx, (name, values) in enumerate(series.items()):
-        color = _COLORS[idx % len(_COLORS)]
-        points = [to_px(x, y) for x, y in zip(kimg, values) if np.isfinite(x) and np.isfinite(y)]
-        if len(points) > 1:
-            draw.line(points, fill=color, width=2)
-        for px, py in points:
-            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=color)
-        draw.text((left + 10, top + 8 + 14 * idx), name, fill=color)
-    image.save(path)
+def default_panels(names, with_progress=True):
+    """Stat names to plot, in panel order: G and D losses, plugin terms, then augment p and sec/kimg."""
+    panels = gd_losses(names) + [n for terms in plugin_terms(names).values() for n in terms]
+    if with_progress:
+        panels += [n for n in (AUGMENT_STAT, SPEED_STAT) if n in names]
+    return panels
 
 
-def plot_losses(stats_path, out_path, names=None, backend='auto'):
-    """Write the loss plot of `stats_path` to `out_path`; returns the backend used ('matplotlib'/'pil')."""
+def _panel_labels(name):
+    """(title, y label) of one statistic's panel."""
+    if name == AUGMENT_STAT:
+        return f'{name}: augment probability', 'p'
+    if name == SPEED_STAT:
+        return f'{name}: training speed', 'sec/kimg'
+    # The stat's own name: the one stats.jsonl and TensorBoard use (the colour tells G, D, plugin).
+    return name, 'tick mean'
+
+
+def _panel_colors(names):
+    """A colour per statistic: G blue, D orange, one colour per plugin, grey for the rest."""
+    colors = {}
+    plugins = list(plugin_terms(names))
+    for name in names:
+        group = name.split('/')[1] if name.startswith('Loss/') and name.count('/') >= 2 else None
+        if group == 'G':
+            colors[name] = '#1f77b4'
+        elif group == 'D':
+            colors[name] = '#ff7f0e'
+        elif group in plugins:
+            colors[name] = ('#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2')[plugins.index(group) % 5]
+        else:
+            colors[name] = '#555555'
+    return colors
+
+
+def draw_panels(axes, kimg, series, colors):
+    """Draw each series {name: [T]} into its own axes (same order)."""
+    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
+    for ax, (name, values) in zip(axes, series.items()):
+        charts.raw_and_smoothed(ax, kimg, values, colors[name])
+        title, ylabel = _panel_labels(name)
+        charts.style_axes(ax, title, 'kimg', ylabel)
+
+
+def _check_names(records, names, source):
+    known = stat_names(records)
+    missing = [name for name in names if name not in known]
+    if missing:
+        shown = ', '.join(default_panels(known)) or ', '.join(known[:12])
+        raise ValueError(f'{source}: no statistic named {", ".join(map(repr, missing))}; '
+                         f'this run reports e.g. {shown}')
+
+
+def plot_losses(stats_path, out_path, names=None):
+    """Write the per-statistic panels of `stats_path` to `out_path` (PNG); returns the names plotted.
+
+    names: stats to plot (default: `default_panels`). ValueError for an empty file, an unknown
+    name or nothing to plot; charts.PlotUnavailable without matplotlib.
+    """
+    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
     records = read_stats(stats_path)
     if not records:
         raise ValueError(f'{stats_path} holds no ticks yet')
+    if names:
+        _check_names(records, names, stats_path)
+    names = list(names) if names else default_panels(stat_names(records))
+    if not names:
+        raise ValueError(f'{stats_path}: no loss statistics (Loss/G/..., Loss/D/..., Loss/<plugin>/...) to plot')
     kimg, series = loss_series(records, names)
-    if not series:
-        raise ValueError(f'{stats_path}: no statistics matching {names or DEFAULT_PATTERN!r}')
     title = os.path.basename(os.path.dirname(os.path.abspath(stats_path)))
-    if backend in ('auto', 'matplotlib'):
-        try:
-            _plot_matplotlib(kimg, series, out_path, title)
-            return 'matplotlib'
-        except ImportError:
-            if backend == 'matplotlib':
-                raise
-    _plot_pil(kimg, series, out_path, title)
-    return 'pil'
+    fig, axes = charts.panel_grid(len(series), cols=3, title=title)
+    draw_panels(axes, kimg, series, _panel_colors(names))
+    charts.save_figure(fig, out_path)
+    return names
+
+
+def newest_grid(run_dir):
+    """Path of the snapshot grid with the highest kimg (`fakesNNNNNN.png`, else fakes_init.png), or None."""
+    grids = sorted((int(m.group(1)), path) for path in glob.glob(os.path.join(run_dir, 'fakes*.png'))
+                   for m in [_GRID_RE.search(os.path.basename(path))] if m)
+    if grids:
+        return grids[-1][1]
+    init = os.path.join(run_dir, 'fakes_init.png')
+    return init if os.path.isfile(init) else None
+
+
+def plot_progress(run_dir, out_path):
+    """Write `progress.png`: the newest snapshot grid beside the loss panels (no augment/speed panels)."""
+    import PIL.Image  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
+    records = read_stats(os.path.join(run_dir, 'stats.jsonl'))
+    if not records:
+        raise ValueError(f'{run_dir}/stats.jsonl holds no ticks yet')
+    names = default_panels(stat_names(records), with_progress=False)
+    kimg, series = loss_series(records, names)
+    grid = newest_grid(run_dir)
+    cols = 2 if len(series) > 1 else 1
+    rows = max(1, -(-len(series) // cols))
+    plt = charts.pyplot()
+    fig = plt.figure(figsize=(5.2 + 3.4 * cols, max(4.6, 2.3 * rows)), layout='constrained')
+    left, right = fig.subfigures(1, 2, width_ratios=[5.2, 3.4 * cols])
+    ax_img = left.subplots()
+    ax_img.axis('off')
+    if grid is not None:
+        with PIL.Image.open(grid) as img:
+            ax_img.imshow(np.asarray(img.convert('RGB')), interpolation='nearest')
+        match = _GRID_RE.search(os.path.basename(grid))
+        ax_img.set_title(f'{os.path.basename(grid)}' + (f'  ({int(match.group(1))} kimg)' if match else ''),
+                         fontsize=10)
+    else:
+        ax_img.text(0.5, 0.5, 'no snapshot grid yet', ha='center', va='center')
+    if series:
+        axes = right.subplots(rows, cols, squeeze=False).ravel()
+        for ax in axes[len(series):]:
+            ax.set_visible(False)
+        draw_panels(axes[:len(series)], kimg, series, _panel_colors(names))
+    fig.suptitle(f'{os.path.basename(os.path.abspath(run_dir))}: newest samples and losses', fontsize=11)
+    charts.save_figure(fig, out_path)
+    return out_path
+
+
+def term_changes(records, names=None):
+    """[(name, first mean, first kimg, last mean, last kimg)] of each plugin term, first vs last tick reporting it."""
+    names = names or [n for terms in plugin_terms(stat_names(records)).values() for n in terms]
+    kimg, series = loss_series(records, names)
+    changes = []
+    for name, values in series.items():
+        seen = np.flatnonzero(np.isfinite(values))
+        if len(seen):
+            changes.append((name, values[seen[0]], kimg[seen[0]], values[seen[-1]], kimg[seen[-1]]))
+    return changes
+
+
+def describe_change(change):
+    """'Loss/clr/rec: 0.678 (tick at 0.1 kimg) -> 0.118 (at 120 kimg), -83 %'."""
+    name, first, first_kimg, last, last_kimg = change
+    rel = f', {100 * (last - first) / abs(first):+.0f} %' if first != 0 else ''
+    return f'{name}: {first:.4g} (at {first_kimg:.1f} kimg) -> {last:.4g} (at {last_kimg:.1f} kimg){rel}'
 
 
 @click.command()
 @click.argument('run_dir', type=click.Path(exists=True, file_okay=False))
-@click.option('--out', help='Output PNG  [default: RUN_DIR/losses.png]', metavar='FILE')
-@click.option('--stat', 'stats', multiple=True, help='Statistic to plot (repeatable)  [default: every Loss/*/loss]')
-@click.option('--backend', type=click.Choice(['auto', 'matplotlib', 'pil']), default='auto', show_default=True)
-def main(run_dir, out, stats, backend):
-    """Plot the loss statistics of a training run (stats.jsonl) to a PNG."""
+@click.option('--out', help='Loss plot  [default: RUN_DIR/losses.png]', metavar='FILE')
+@click.option('--stat', 'stats', multiple=True, metavar='NAME',
+              help='Statistic to plot (repeatable)  [default: G/D losses, plugin terms, augment, sec/kimg]')
+@click.option('--progress/--no-progress', default=True, show_default=True,
+              help='Also write RUN_DIR/progress.png (newest snapshot grid beside the losses)')
+@click.option('--summary', is_flag=True, help="Print each plugin term's first and last tick mean")
+def main(run_dir, out, stats, progress, summary):
+    """Plot the statistics of a training run (stats.jsonl) to PNGs."""
+    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
     stats_path = os.path.join(run_dir, 'stats.jsonl')
     if not os.path.isfile(stats_path):
-        raise click.BadParameter(f'{run_dir} has no stats.jsonl', param_hint='RUN_DIR')
+        raise click.BadParameter(f'{run_dir} has no stats.jsonl (is it a train.py run folder?)', param_hint='RUN_DIR')
     out = out or os.path.join(run_dir, 'losses.png')
     try:
-        used = plot_losses(stats_path, out, names=list(stats) or None, backend=backend)
-    except ValueError as err:
+        plotted = plot_losses(stats_path, out, names=list(stats) or None)
+        click.echo(f'Wrote {out} ({len(plotted)} panels)')
+        if progress:
+            click.echo(f'Wrote {plot_progress(run_dir, os.path.join(run_dir, "progress.png"))}')
+    except (ValueError, charts.PlotUnavailable) as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f'Wrote {out} ({used})')
+    if summary:
+        changes = term_changes(read_stats(stats_path))
+        click.echo('Plugin terms, first tick -> last tick:' if changes else 'No plugin terms in this run.')
+        for change in changes:
+            click.echo('  ' + describe_change(change))
 
 
 if __name__ == '__main__':
