@@ -1,8 +1,8 @@
 """Fréchet Inception Distance (Heusel et al., 2017, arXiv:1706.08500).
 
-FID is the Fréchet (2-Wasserstein) distance between two Gaussians fitted to Inception pool
-features of real and generated images:
-    |mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_g S_r)^(1/2)).
+Gaussians are fitted to Inception pool features of real and of generated images; FID is the
+Fréchet (2-Wasserstein) distance between them:
+    |mu_r - mu_g|^2 + tr(S_r) + tr(S_g) - 2 tr((S_g S_r)^(1/2)).
 """
 
 import numpy as np
@@ -13,36 +13,40 @@ from stylegan_plus.tools.detectors import INCEPTION_URL
 from . import metric_utils
 
 DETECTOR_URL = INCEPTION_URL
-DETECTOR_KWARGS = dict(return_features=True)  # 2048-d pool3 features
+DETECTOR_KWARGS = dict(return_features=True)  # the 2048-d pool features, not class scores
 
 
 def fid_from_stats(mu_a, sigma_a, mu_b, sigma_b):
-    """Fréchet distance between N(mu_a, sigma_a) and N(mu_b, sigma_b).
+    """Fréchet distance between N(mu_a, sigma_a) and N(mu_b, sigma_b), a Python float.
 
-    mu_*: float [F]; sigma_*: float [F, F] symmetric positive semi-definite. Returns a Python float.
-    The matrix square root may pick up tiny imaginary parts from round-off; only the real part counts.
+    mu_*: [F]; sigma_*: [F, F] symmetric positive semi-definite (any float dtype). Round-off can
+    give the matrix square root tiny imaginary parts; only the real part is kept.
     """
-    mu_a, mu_b = np.asarray(mu_a, dtype=np.float64), np.asarray(mu_b, dtype=np.float64)
-    sigma_a, sigma_b = np.asarray(sigma_a, dtype=np.float64), np.asarray(sigma_b, dtype=np.float64)
-    if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape or sigma_a.shape != mu_a.shape * 2:
-        raise ValueError(f'statistics do not match: mu {mu_a.shape} vs {mu_b.shape}, '
-                         f'sigma {sigma_a.shape} vs {sigma_b.shape}')
-    diff = mu_a - mu_b
-    root = scipy.linalg.sqrtm(sigma_a @ sigma_b)
-    return float(np.real(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(root)))
+    means = [np.asarray(mu, dtype=np.float64) for mu in (mu_a, mu_b)]
+    covs = [np.asarray(sigma, dtype=np.float64) for sigma in (sigma_a, sigma_b)]
+    shapes = [arr.shape for arr in means + covs]
+    if shapes[0] != shapes[1] or not shapes[2] == shapes[3] == shapes[0] * 2:
+        raise ValueError(f'Gaussian statistics do not match: means {shapes[0]} and {shapes[1]}, '
+                         f'covariances {shapes[2]} and {shapes[3]}')
+    offset = means[0] - means[1]
+    cross_root = scipy.linalg.sqrtm(covs[0] @ covs[1])
+    total = offset @ offset + np.trace(covs[0]) + np.trace(covs[1]) - 2 * np.trace(cross_root)
+    return float(np.real(total))
+
+
+def _gaussian(opts, extract, **request):
+    """(mean, covariance) of the detector features that `extract` collects."""
+    stats = extract(opts, DETECTOR_URL, DETECTOR_KWARGS, capture_mean_cov=True, **request)
+    return stats.get_mean_cov()
 
 
 def compute_fid(opts, max_real, num_gen):
-    """FID between the real data set (first `max_real` items, None = all) and `num_gen` fakes.
+    """FID between the real images (the first `max_real`, None = all) and `num_gen` generated ones.
 
     Returns a float on rank 0 and NaN on the other ranks.
     """
-    mu_real, sigma_real = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_url=DETECTOR_URL, detector_kwargs=DETECTOR_KWARGS, rel_lo=0, rel_hi=0,
-        capture_mean_cov=True, max_items=max_real).get_mean_cov()
-    mu_gen, sigma_gen = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_url=DETECTOR_URL, detector_kwargs=DETECTOR_KWARGS, rel_lo=0, rel_hi=1,
-        capture_mean_cov=True, max_items=num_gen).get_mean_cov()
+    real = _gaussian(opts, metric_utils.compute_feature_stats_for_dataset, max_items=max_real, rel_lo=0, rel_hi=0)
+    fake = _gaussian(opts, metric_utils.compute_feature_stats_for_generator, max_items=num_gen, rel_lo=0, rel_hi=1)
     if opts.rank != 0:
         return float('nan')
-    return fid_from_stats(mu_gen, sigma_gen, mu_real, sigma_real)
+    return fid_from_stats(*fake, *real)

@@ -193,9 +193,80 @@ def test_bad_inputs(tmp_path):
     (tmp_path / 'odd').mkdir()
     _write_png(str(tmp_path / 'odd' / 'a.png'), _image(0))
     _write_png(str(tmp_path / 'odd' / 'b.png'), _image(1, res=4))
-    ds = ImageFolderDataset(str(tmp_path / 'odd'))
-    with pytest.raises(DatasetError, match=r'expected uint8 \[3, 8, 8\]'):
-        ds[1]
+    # One file of each size: the first one decides, and the other is named when the dataset opens.
+    with pytest.raises(DatasetError, match=r'1 of 2 image files.*\n  b\.png: size 4x4, expected 8x8'):
+        ImageFolderDataset(str(tmp_path / 'odd'))
+    ds = ImageFolderDataset(str(tmp_path / 'odd'), skip_bad=True)
+    # A file replaced after the check: the item is named by its file, not by its index.
+    _write_png(str(tmp_path / 'odd' / 'a.png'), _image(1, res=4))
+    with pytest.raises(DatasetError, match=r'odd/a\.png reads as uint8 \[3, 4, 4\].*uint8 \[3, 8, 8\]'):
+        ds[0]
+
+
+class _InMemory(Dataset):
+    """N random 1x2x2 images with class labels i % 3, for the index bookkeeping of `Dataset`."""
+
+    def __init__(self, num, **kwargs):
+        self.images = np.random.RandomState(5).randint(0, 256, size=(num, 1, 2, 2)).astype(np.uint8)
+        super().__init__(name='mem', raw_shape=self.images.shape, **kwargs)
+
+    def _load_raw_image(self, raw_idx):
+        return self.images[raw_idx]
+
+    def _load_raw_labels(self):
+        return np.arange(len(self.images), dtype=np.int64) % 3
+
+
+# Recorded from the code before the rewrite of base.py (issue 14): (num, max_size, xflip, seed) ->
+# raw index of every item; mirrored copies are the second half when xflip is on.
+_BASELINE_LAYOUT = {
+    (10, None, False, 0): list(range(10)),
+    (10, 4, False, 0): [2, 4, 8, 9],
+    (10, 4, True, 7): [0, 2, 5, 8],
+    (10, 10, True, 3): list(range(10)),
+    (10, 11, False, 1): list(range(10)),
+    (37, 9, True, 123): [5, 6, 8, 11, 12, 13, 23, 31, 32],
+    (37, 1, False, 2**31): [32],
+}
+
+
+@pytest.mark.parametrize('case', list(_BASELINE_LAYOUT))
+def test_index_layout_matches_baseline(case):
+    num, max_size, xflip, seed = case
+    ds = _InMemory(num, max_size=max_size, xflip=xflip, random_seed=seed, use_labels=True)
+    kept = _BASELINE_LAYOUT[case]
+    copies = 2 if xflip else 1
+    assert len(ds) == copies * len(kept)
+    assert [ds.get_details(i).raw_idx for i in range(len(ds))] == kept * copies
+    assert [ds.get_details(i).xflip for i in range(len(ds))] == [False] * len(kept) + [True] * (len(ds) - len(kept))
+    assert ds.label_shape == [3] and ds.has_labels and ds.has_onehot_labels
+    for idx in range(len(ds)):
+        image, label = ds[idx]
+        raw = ds.images[ds.get_details(idx).raw_idx]
+        np.testing.assert_array_equal(image, raw[:, :, ::-1] if ds.get_details(idx).xflip else raw)
+        assert image.flags.c_contiguous and image is not raw
+        np.testing.assert_array_equal(label, np.eye(3, dtype=np.float32)[ds.get_details(idx).raw_idx % 3])
+        assert ds.get_details(idx).raw_label == ds.get_details(idx).raw_idx % 3
+
+
+def test_pickled_dataset_drops_caches_and_rebuilds_them():
+    ds = _InMemory(6, use_labels=True, xflip=True)
+    before = [ds.get_label(i) for i in range(len(ds))]
+    state = ds.__getstate__()
+    assert '_labels_cache' not in state and '_raw_idx' in state
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._labels_cache is None
+    np.testing.assert_array_equal(np.stack([clone.get_label(i) for i in range(len(ds))]), np.stack(before))
+
+
+def test_label_checks_name_the_dataset():
+    class Bad(_InMemory):
+        def _load_raw_labels(self):
+            return np.zeros(3, dtype=np.int32)
+    with pytest.raises(DatasetError, match=r'mem: labels must be int64.*int32'):
+        Bad(3, use_labels=True).get_label(0)
+    with pytest.raises(DatasetError, match=r'mem: need one label for each of the 4 items'):
+        Bad(4, use_labels=True).get_label(0)
 
 
 def test_class_name_lookup(source):

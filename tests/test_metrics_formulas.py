@@ -179,3 +179,75 @@ def test_feature_stats_max_items_and_save_load(tmp_path):
     np.testing.assert_allclose(loaded.get_mean_cov()[1], np.cov(fs.get_all().T, bias=True), atol=1e-9)
     with pytest.raises(ValueError, match='dimension changed'):
         fs.append(np.ones([1, 4]))
+
+
+# Recorded from the code before the rewrite of feature_stats.py (issue 14): three batches (numpy
+# float32, torch, numpy float64) under each max_items -> num_items, is_full, sum of get_all(),
+# sum of the mean, trace of the covariance, cov[0, 1], cov[5, 2].
+_BASELINE_STATS = {
+    None: (42, False, 102.73455485515296, 2.4460608298845945, 20.337510487426872, 0.9726629475539121,
+           2.3838062193610474),
+    5: (5, True, 13.285693526268005, 2.657138705253601, 4.614044432834988, -0.1131367193268053,
+        0.2003290586935022),
+    13: (13, True, -2.187995506450534, -0.16830734665004102, 5.965418027285992, -0.4958079619545642,
+         0.0806076682731018),
+    17: (17, True, 47.924570905044675, 2.8190924061790987, 20.84116504458127, 1.4840665984252284,
+         1.7966222795116686),
+    30: (30, True, 111.63415508158505, 3.7211385027195023, 25.080836190987412, 1.0301047051954781,
+         3.280068844581198),
+}
+
+
+@pytest.mark.parametrize('max_items', list(_BASELINE_STATS))
+def test_feature_stats_match_baseline_and_direct_formula(max_items):
+    rng = np.random.RandomState(0)
+    x1 = rng.randn(13, 6).astype(np.float32)
+    x2 = rng.randn(9, 6).astype(np.float32) * 3 + 1
+    x3 = rng.randn(20, 6).astype(np.float32)
+    fs = metric_utils.FeatureStats(capture_all=True, capture_mean_cov=True, max_items=max_items)
+    fs.append(x1)
+    fs.append_torch(torch.from_numpy(x2))
+    fs.append(x3.astype(np.float64))
+    mean, cov = fs.get_mean_cov()
+    got = (fs.num_items, fs.is_full(), float(fs.get_all().astype(np.float64).sum()), float(mean.sum()),
+           float(np.trace(cov)), float(cov[0, 1]), float(cov[5, 2]))
+    assert got[:2] == _BASELINE_STATS[max_items][:2]
+    assert got[2:] == pytest.approx(_BASELINE_STATS[max_items][2:], rel=1e-12, abs=1e-13)
+    # Independently: the first max_items rows, in append order, and their biased covariance.
+    rows = np.concatenate([x1, x2, x3])[:max_items].astype(np.float64)
+    np.testing.assert_array_equal(fs.get_all(), rows.astype(np.float32))
+    np.testing.assert_allclose(mean, rows.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(cov, np.cov(rows.T, bias=True), atol=1e-12)
+
+
+def test_feature_stats_empty_and_wrong_use(tmp_path):
+    fs = metric_utils.FeatureStats(capture_mean_cov=True, max_items=0)
+    fs.append(np.ones([3, 4]))
+    assert fs.num_items == 0 and fs.num_features == 4 and fs.is_full()   # the dimension is fixed anyway
+    with pytest.raises(RuntimeError, match='no features'):
+        fs.get_mean_cov()
+    with pytest.raises(RuntimeError, match='capture_all=True'):
+        fs.get_all()
+    with pytest.raises(ValueError, match=r'\[N, F\].*\[2\]'):
+        fs.append(np.ones(2))
+    (tmp_path / 'junk.pkl').write_bytes(__import__('pickle').dumps([1, 2]))
+    with pytest.raises(ValueError, match='junk.pkl: not a saved FeatureStats'):
+        metric_utils.FeatureStats.load(tmp_path / 'junk.pkl')
+    fs.save(tmp_path / 'ok.pkl')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['junk.pkl', 'ok.pkl']   # no temporary left
+
+
+def test_fid_and_is_match_baseline():
+    # Recorded from the code before the rewrite (issue 14).
+    rng = np.random.RandomState(1)
+    a = rng.randn(50, 5)
+    b = rng.randn(40, 5) * 1.5 + 0.3
+    probs = rng.dirichlet(np.ones(7) * 0.5, size=23)
+    fid = fid_from_stats(a.mean(0), np.cov(a.T), b.mean(0), np.cov(b.T))
+    assert fid == pytest.approx(3.4632614347228454, rel=1e-12)
+    assert is_from_probs(probs, 3) == pytest.approx((1.5269733553091565, 0.05878730823556209), rel=1e-12)
+    assert is_from_probs(probs, 1) == pytest.approx((1.5863065473652045, 0.0), rel=1e-12)
+    with pytest.raises(ValueError, match='at least 30 samples, got 23'):
+        is_from_probs(probs, 30)
+    with pytest.raises(ValueError, match='do not match'):
+        fid_from_stats(a.mean(0), np.cov(a.T), b.mean(0)[:4], np.cov(b.T))

@@ -144,8 +144,7 @@ def test_report_metric_appends_official_line(setup, capsys):
 
 
 def test_registered_metric_and_unknown_name(setup, monkeypatch):
-    monkeypatch.setattr(metric_main, '_metric_dict', dict(metric_main._metric_dict))
-    monkeypatch.setattr(metric_main, '_metric_detectors', dict(metric_main._metric_detectors))
+    monkeypatch.setattr(metric_main, '_REGISTRY', dict(metric_main._REGISTRY))
 
     @metric_main.register_metric(detectors=[metric_main.INCEPTION])
     def fid8(opts):
@@ -196,3 +195,23 @@ def test_conditional_generator_labels_and_traced_generator(setup, tmp_path):
             max_items=6).get_all())
     np.testing.assert_allclose(stats[0], stats[1], rtol=1e-5, atol=1e-5)
     assert stats[0].shape == (6, 16)
+
+
+# Recorded from the code before the rewrite of metric_main.py (issue 14), with the tiny detectors.
+_BASELINE_RESULTS = {
+    'fid50k_full': {'fid50k_full': 14.358350880610075},
+    'fid50k': {'fid50k': 14.358350880610075},
+    'kid50k': {'kid50k': -53.38993269025728},
+    'pr50k3': {'pr50k3_precision': 1.0, 'pr50k3_recall': 0.949999988079071},
+    'is50k': {'is50k_mean': 1.4155720130392069, 'is50k_std': 0.3306277004502055},
+}
+
+
+@pytest.mark.parametrize('metric', list(_BASELINE_RESULTS))
+def test_results_match_baseline(setup, metric):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    result = run(metric, setup)
+    assert list(result.results) == list(_BASELINE_RESULTS[metric])
+    assert dict(result.results) == pytest.approx(_BASELINE_RESULTS[metric], rel=1e-9)
+    assert all(type(value) is float for value in result.results.values())  # noqa: E721 (json-ready floats)

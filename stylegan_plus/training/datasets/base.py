@@ -1,10 +1,12 @@
-"""The abstract `Dataset`: index bookkeeping (subset, x-flip) and label handling.
+"""The abstract `Dataset`: which raw item each public index shows, mirroring, and labels.
 
-Subclasses provide two hooks, named as in the official tree so that custom datasets written for
-StyleGAN2-ADA keep working when subclassing `training.dataset.Dataset`:
+A subclass supplies the raw items through two hooks, whose names custom datasets written for the
+official `training.dataset.Dataset` already use:
 
-- `_load_raw_image(raw_idx)` -> one raw sample (an ndarray of shape `raw_shape[1:]`),
-- `_load_raw_labels()` -> `None`, an int64 array [N] of class indices, or a float32 array [N, D].
+- `_load_raw_image(raw_idx)` -> one raw item, an ndarray of shape `raw_shape[1:]`;
+- `_load_raw_labels()` -> `None`, int64 class indices [N], or float32 label vectors [N, D].
+
+Optionally `_raw_item_name(raw_idx)` names an item in error messages (e.g. its file).
 """
 
 import numpy as np
@@ -12,45 +14,82 @@ import torch
 
 import dnnlib
 
+_WORKER_PREFIX = 'Caught DatasetError'
+
+
+def _without_worker_traceback(text):
+    """The original message of a DatasetError re-raised by a DataLoader worker.
+
+    torch re-creates a worker's exception in the main process with the worker's whole traceback
+    as the message; the user only needs the last line, which names the file.
+    """
+    marker = 'DatasetError: '
+    if not text.startswith(_WORKER_PREFIX) or marker not in text:
+        return text
+    return text[text.rindex(marker) + len(marker):].strip()
+
 
 class DatasetError(IOError):
-    """A dataset that cannot be read as requested (bad path, bad files, bad labels).
+    """A dataset that cannot be read as asked (bad path, bad files, bad labels).
 
-    Subclasses IOError so that callers written for the official code (`except IOError`) report
-    it as a user error rather than a crash.
+    It is an IOError so that callers written for the official code (`except IOError`) treat it
+    as a problem with the data rather than a crash. Raised again by torch after a DataLoader
+    worker failed, it keeps only the worker's original message.
     """
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_without_worker_traceback(args[0]),)
+        super().__init__(*args)
+
+
+def subset_raw_indices(num_raw, max_size, seed):
+    """Raw indices kept when a dataset is limited to `max_size` items: sorted int64 [min(N, max_size)].
+
+    The draw is a permutation from `RandomState(seed)` cut to `max_size`, so a seed selects the
+    same images as in the official trainer and FIDs on subsets stay comparable.
+    """
+    if max_size is None or max_size >= num_raw:
+        return np.arange(num_raw, dtype=np.int64)
+    chosen = np.random.RandomState(seed).permutation(num_raw)[:max_size]
+    return np.sort(chosen).astype(np.int64)
+
+
+def mirrored_layout(kept, xflip):
+    """(raw index per item, flip flag per item) for the kept raw indices.
+
+    With `xflip`, the mirrored copies follow all plain items, so item i and i + len(kept) show the
+    same raw item. Returns int64 [M] and uint8 [M] with M = len(kept) * (2 if xflip else 1).
+    """
+    copies = 2 if xflip else 1
+    raw = np.concatenate([kept] * copies)
+    flags = np.repeat(np.arange(copies, dtype=np.uint8), kept.size)
+    return raw, flags
 
 
 class Dataset(torch.utils.data.Dataset):
-    """Base class of every dataset: maps a public index to (raw index, x-flip flag).
+    """Base of every dataset: public index -> (raw index, mirror flag), plus labels.
 
     Args:
-        name:        short name used in run descriptions and metric cache keys.
+        name:        short name used in run descriptions and metric cache files.
         raw_shape:   [num_raw_items, *item_shape], e.g. [N, C, H, W] for images.
-        max_size:    keep only a random subset of this many raw items (None = all).
-        use_labels:  read labels with `_load_raw_labels()`; otherwise labels are empty.
-        xflip:       append a mirrored copy of every item, doubling the length.
-        random_seed: seed of the subset draw for `max_size`.
+        max_size:    keep a random subset of this many raw items (None = all of them).
+        use_labels:  read labels through `_load_raw_labels()`; otherwise every label is empty.
+        xflip:       add a horizontally mirrored copy of every item (twice the length).
+        random_seed: seed of the subset drawn for `max_size`.
     """
+
+    # Rebuilt on demand after unpickling (DataLoader workers): caches and open file handles.
+    _transient_attrs = ('_labels_cache', '_label_dims')
 
     def __init__(self, name, raw_shape, max_size=None, use_labels=False, xflip=False, random_seed=0):
         self._name = name
         self._raw_shape = list(raw_shape)
         self._use_labels = use_labels
-        self._raw_labels = None     # loaded lazily: reading labels can be slow or fail
-        self._label_shape = None
-
-        # The subset draw is shuffle-then-truncate-then-sort so that the same seed picks the same
-        # images as the official trainer (FID against a subset must stay comparable).
-        self._raw_idx = np.arange(self._raw_shape[0], dtype=np.int64)
-        if max_size is not None and self._raw_idx.size > max_size:
-            np.random.RandomState(random_seed).shuffle(self._raw_idx)
-            self._raw_idx = np.sort(self._raw_idx[:max_size])
-
-        self._xflip = np.zeros(self._raw_idx.size, dtype=np.uint8)
-        if xflip:
-            self._raw_idx = np.tile(self._raw_idx, 2)
-            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
+        self._labels_cache = None
+        self._label_dims = None
+        self._raw_idx, self._xflip = mirrored_layout(
+            subset_raw_indices(self._raw_shape[0], max_size, random_seed), xflip)
 
     # ---- hooks for subclasses ------------------------------------------------------------------
 
@@ -60,119 +99,138 @@ class Dataset(torch.utils.data.Dataset):
     def _load_raw_labels(self):
         raise NotImplementedError
 
+    def _raw_item_name(self, raw_idx):
+        return f'item {raw_idx}'
+
     def close(self):
-        """Release open file handles; the dataset reopens them on the next access."""
+        """Release open file handles; the next access opens them again."""
 
     # ---- labels --------------------------------------------------------------------------------
 
-    def _get_raw_labels(self):
-        if self._raw_labels is None:
-            labels = self._load_raw_labels() if self._use_labels else None
-            if labels is None:
-                labels = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
-            self._raw_labels = self._validate_labels(labels)
-        return self._raw_labels
+    def _labels(self):
+        """All raw labels, read once: int64 [N] or float32 [N, D] (D = 0 without labels)."""
+        if self._labels_cache is None:
+            loaded = self._load_raw_labels() if self._use_labels else None
+            if loaded is None:
+                loaded = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
+            self._check_labels(loaded)
+            self._labels_cache = loaded
+            # Derived once: get_label runs per sample, a max() over all labels each time would not do.
+            if loaded.dtype == np.int64:
+                self._label_dims = [int(loaded.max()) + 1] if loaded.size else [0]
+            else:
+                self._label_dims = list(loaded.shape[1:])
+        return self._labels_cache
 
-    def _validate_labels(self, labels):
-        if not isinstance(labels, np.ndarray) or labels.shape[:1] != (self._raw_shape[0],):
-            shape = getattr(labels, 'shape', type(labels).__name__)
-            raise DatasetError(f'{self._name}: expected one label per item ({self._raw_shape[0]}), got {shape}')
+    def _check_labels(self, labels):
+        count = self._raw_shape[0]
+        if not isinstance(labels, np.ndarray) or labels.shape[:1] != (count,):
+            found = getattr(labels, 'shape', type(labels).__name__)
+            raise DatasetError(f'{self._name}: need one label for each of the {count} items, got {found}')
         if labels.dtype == np.int64:
-            if labels.ndim != 1 or (labels.size and labels.min() < 0):
+            if labels.ndim != 1 or np.any(labels < 0):
                 raise DatasetError(f'{self._name}: class labels must be a 1-D array of non-negative ints')
         elif labels.dtype != np.float32:
             raise DatasetError(f'{self._name}: labels must be int64 class indices or float32 vectors, '
                                f'got {labels.dtype}')
-        return labels
 
     def get_label(self, idx):
-        """Label of item `idx`: float32 [label_dim]; class indices are returned one-hot."""
-        label = self._get_raw_labels()[self._raw_idx[idx]]
-        if label.dtype == np.int64:
-            onehot = np.zeros(self.label_shape, dtype=np.float32)
-            onehot[label] = 1
-            return onehot
-        return label.copy()
+        """Label of item `idx`: float32 [label_dim]; a class index comes back one-hot."""
+        value = self._labels()[self._raw_idx[idx]]
+        if self.has_onehot_labels:
+            return (np.arange(self.label_dim) == value).astype(np.float32)
+        return np.array(value, dtype=np.float32)
 
     def get_details(self, idx):
-        """EasyDict(raw_idx=int, xflip=bool, raw_label=ndarray) describing item `idx`."""
-        raw_idx = int(self._raw_idx[idx])
-        return dnnlib.EasyDict(
-            raw_idx=raw_idx,
-            xflip=bool(self._xflip[idx]),
-            raw_label=self._get_raw_labels()[raw_idx].copy(),
-        )
+        """EasyDict(raw_idx=int, xflip=bool, raw_label=ndarray copy) of item `idx`."""
+        source = int(self._raw_idx[idx])
+        return dnnlib.EasyDict(raw_idx=source, xflip=bool(self._xflip[idx]),
+                               raw_label=self._labels()[source].copy())
 
     # ---- torch Dataset protocol ----------------------------------------------------------------
 
     def __len__(self):
-        return self._raw_idx.size
+        return int(self._raw_idx.size)
 
     def __getitem__(self, idx):
-        """(image, label): image uint8 [C, H, W] (mirrored for x-flip copies), label float32 [label_dim]."""
-        image = self._load_raw_image(self._raw_idx[idx])
-        if not isinstance(image, np.ndarray) or list(image.shape) != self.image_shape or image.dtype != np.uint8:
-            found = f'{getattr(image, "dtype", type(image).__name__)} {list(getattr(image, "shape", []))}'
-            raise DatasetError(f'{self._name}: item {int(self._raw_idx[idx])} is {found}, '
-                               f'expected uint8 {self.image_shape} like the first item')
+        """(image uint8 [C, H, W], mirrored for flipped copies; label float32 [label_dim])."""
+        source = int(self._raw_idx[idx])
+        item = self._load_raw_image(source)
+        self._check_item(source, item)
         if self._xflip[idx]:
-            image = image[:, :, ::-1]
-        return image.copy(), self.get_label(idx)
+            item = item[..., ::-1]
+        return item.copy(), self.get_label(idx)
+
+    def _check_item(self, raw_idx, item):
+        shape = list(getattr(item, 'shape', []))
+        if isinstance(item, np.ndarray) and item.dtype == np.uint8 and shape == self.image_shape:
+            return
+        kind = getattr(item, 'dtype', type(item).__name__)
+        raise DatasetError(f'{self._raw_item_name(raw_idx)} reads as {kind} {shape}, but the dataset holds '
+                           f'uint8 {self.image_shape}')
 
     def __getstate__(self):
-        # Labels are cheap to reload; dropping them keeps DataLoader worker pickles small.
-        return dict(self.__dict__, _raw_labels=None)
+        state = vars(self).copy()
+        for attr in self._transient_attrs:
+            state.pop(attr, None)
+        return state
+
+    def __setstate__(self, state):
+        vars(self).update(state)
+        for attr in self._transient_attrs:
+            setattr(self, attr, None)
 
     def __del__(self):
         try:
             self.close()
-        except Exception:   # interpreter shutdown may have torn down modules already
+        except Exception:   # at interpreter exit, modules close() needs may be gone already
             pass
 
     # ---- properties ----------------------------------------------------------------------------
 
     @property
     def name(self):
+        """Dataset name (str), e.g. the folder or zip name without extension."""
         return self._name
 
     @property
     def image_shape(self):
-        return list(self._raw_shape[1:])
+        """Shape of one item as a list, [C, H, W] for images."""
+        return self._raw_shape[1:]
 
     @property
     def num_channels(self):
+        """C of [C, H, W] items."""
         if len(self.image_shape) != 3:
             raise DatasetError(f'{self._name}: items of shape {self.image_shape} have no channel axis')
         return self.image_shape[0]
 
     @property
     def resolution(self):
-        shape = self.image_shape
-        if len(shape) != 3 or shape[1] != shape[2]:
-            raise DatasetError(f'{self._name}: items of shape {shape} are not square images')
-        return shape[1]
+        """Side length of the square images (H == W)."""
+        if len(self.image_shape) != 3 or self.image_shape[1] != self.image_shape[2]:
+            raise DatasetError(f'{self._name}: items of shape {self.image_shape} are not square images')
+        return self.image_shape[2]
 
     @property
     def label_shape(self):
-        if self._label_shape is None:
-            labels = self._get_raw_labels()
-            if labels.dtype == np.int64:
-                self._label_shape = [int(labels.max()) + 1 if labels.size else 0]
-            else:
-                self._label_shape = list(labels.shape[1:])
-        return list(self._label_shape)
+        """[label_dim]: number of classes (largest index + 1) for class labels, else the vector shape."""
+        self._labels()
+        return list(self._label_dims)
 
     @property
     def label_dim(self):
-        shape = self.label_shape
-        if len(shape) != 1:
-            raise DatasetError(f'{self._name}: label_dim needs 1-D labels, got shape {shape}')
-        return shape[0]
+        """Length of a label vector (int); needs 1-D labels."""
+        if len(self.label_shape) != 1:
+            raise DatasetError(f'{self._name}: label_dim needs 1-D labels, got shape {self.label_shape}')
+        return self.label_shape[0]
 
     @property
     def has_labels(self):
-        return any(size != 0 for size in self.label_shape)
+        """True if items carry a non-empty label."""
+        return any(self.label_shape)
 
     @property
     def has_onehot_labels(self):
-        return self._get_raw_labels().dtype == np.int64
+        """True for class-index labels (returned one-hot by `get_label`)."""
+        return self._labels().dtype == np.int64

@@ -4,6 +4,7 @@ This is the format `dataset_tool.py` writes. Any file whose extension PIL recogn
 images are ordered by their relative path (always with '/'), which fixes the raw index of each.
 """
 
+import functools
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import zipfile
 import numpy as np
 import PIL.Image
 
+from . import image_check
 from .base import Dataset, DatasetError
 
 try:
@@ -22,7 +24,7 @@ except ImportError:
 LABELS_FILE = 'dataset.json'
 
 # Modes whose raw array is not a plain 8-bit image; they are converted on load.
-_CONVERT_MODES = {'1': 'L', 'P': 'RGB', 'CMYK': 'RGB', 'YCbCr': 'RGB', 'LAB': 'RGB', 'HSV': 'RGB'}
+_CONVERT_MODES = image_check.CONVERT_MODES
 
 
 def image_extensions():
@@ -94,11 +96,16 @@ class ImageFolderDataset(Dataset):
     Args:
         path:        folder or `.zip` path.
         resolution:  expected image size; a different size raises DatasetError (None = any square).
+        skip_bad:    leave out the files the start-up check rejects (listed once on stdout)
+                     instead of raising a DatasetError that lists them.
         **super_kwargs: `max_size`, `use_labels`, `xflip`, `random_seed` (see `Dataset`).
-    Items are (uint8 [C, H, W], float32 [label_dim]).
+    Items are (uint8 [C, H, W], float32 [label_dim]). Opening reads every image's header (see
+    `image_check`); `skipped_files` lists the (name, problem) pairs left out with skip_bad.
     """
 
-    def __init__(self, path, resolution=None, **super_kwargs):
+    _transient_attrs = Dataset._transient_attrs + ('_zipfile',)
+
+    def __init__(self, path, resolution=None, skip_bad=False, **super_kwargs):
         self._path = path
         self._zipfile = None
         if os.path.isdir(path):
@@ -112,18 +119,18 @@ class ImageFolderDataset(Dataset):
         self._all_fnames = all_fnames
 
         exts = image_extensions()
-        self._image_fnames = sorted(f for f in all_fnames if file_ext(f) in exts)
-        if not self._image_fnames:
+        candidates = sorted(f for f in all_fnames if file_ext(f) in exts)
+        if not candidates:
             raise DatasetError(f'{path}: no image files found')
+        result = image_check.check_headers(path, self._read_headers(candidates), resolution)
+        if result.bad and not skip_bad:
+            raise image_check.bad_files_error(path, result)
+        image_check.announce_skipped(path, result)
+        self._image_fnames = result.good
+        self.skipped_files = list(result.bad)
 
         name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-        raw_shape = [len(self._image_fnames)] + list(self._load_raw_image(0).shape)
-        height, width = raw_shape[2], raw_shape[3]
-        if height != width:
-            raise DatasetError(f'{path}: images must be square, found {width}x{height} ({self._image_fnames[0]})')
-        if resolution is not None and height != resolution:
-            raise DatasetError(f'{path}: images are {width}x{height} '
-                               f'but resolution {resolution}x{resolution} was requested')
+        raw_shape = [len(result.good), result.channels, result.height, result.width]
         super().__init__(name=name, raw_shape=raw_shape, **super_kwargs)
 
     @staticmethod
@@ -143,11 +150,33 @@ class ImageFolderDataset(Dataset):
                 raise DatasetError(f'{self._path}: not a readable zip file ({err})') from None
         return self._zipfile
 
-    def _read_bytes(self, fname):
+    def _open_file(self, fname):
         if self._type == 'zip':
-            return self._get_zipfile().read(fname)
-        with open(os.path.join(self._path, fname), 'rb') as f:
+            return self._get_zipfile().open(fname)
+        return open(os.path.join(self._path, fname), 'rb')
+
+    def _read_bytes(self, fname):
+        with self._open_file(fname) as f:
             return f.read()
+
+    def _read_headers(self, fnames):
+        """ImageHeader of every file in `fnames` (see image_check)."""
+        if self._type == 'dir':
+            return [self._read_header(fname, None) for fname in fnames]
+        with open(self._path, 'rb') as archive:
+            return [self._read_header(fname, archive) for fname in fnames]
+
+    def _read_header(self, fname, archive):
+        read_tail = None
+        if archive is not None:
+            info = self._get_zipfile().getinfo(fname)
+            if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
+                read_tail = functools.partial(image_check.stored_member_tail, archive, info)
+        try:
+            with self._open_file(fname) as f:
+                return image_check.read_header(f, fname, read_tail)
+        except (OSError, zipfile.BadZipFile) as err:   # a problem of this file, not of the dataset
+            return image_check.ImageHeader(fname, problem=f'truncated/unreadable ({err})')
 
     def close(self):
         try:
@@ -156,17 +185,17 @@ class ImageFolderDataset(Dataset):
         finally:
             self._zipfile = None
 
-    def __getstate__(self):
-        return dict(super().__getstate__(), _zipfile=None)
+    def _raw_item_name(self, raw_idx):
+        return os.path.join(self._path, self._image_fnames[raw_idx])
 
     def _load_raw_image(self, raw_idx):
         fname = self._image_fnames[raw_idx]
         try:
-            return decode_image(self._read_bytes(fname), fname)
+            return decode_image(self._read_bytes(fname), self._raw_item_name(raw_idx))
         except DatasetError:
             raise
         except Exception as err:   # decoders raise many types; all mean "this file is bad"
-            raise DatasetError(f'{os.path.join(self._path, fname)}: cannot decode image ({err})') from None
+            raise DatasetError(f'{self._raw_item_name(raw_idx)}: cannot decode image ({err})') from None
 
     def _load_raw_labels(self):
         if LABELS_FILE not in self._all_fnames:
