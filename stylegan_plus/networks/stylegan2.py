@@ -133,7 +133,7 @@ def _grouped_conv(x, kernels, conv_args):
     batch, out_ch, in_ch, kh, kw = kernels.shape
     flat = x.reshape(1, batch * in_ch, *x.shape[2:])
     y = conv2d_resample.conv2d_resample(x=flat, w=kernels.reshape(batch * out_ch, in_ch, kh, kw).to(x.dtype),
-                                        groups=batch, **conv_args)
+                                        groups=int(batch), **conv_args)  # int(): a traced size is a tensor
     return y.reshape(batch, out_ch, *y.shape[2:])
 
 
