@@ -11,7 +11,8 @@ R1 (gamma 1) and path length (weight 2) on, fp32, one thread. Networks, loss and
 are built by the official class names (`training.networks.Generator`/`Discriminator`,
 `training.loss.StyleGAN2Loss`, `training.augment.AugmentPipe`) inside each tree, each tree in its
 own subprocess; the subprocesses alternate (A B A B ...) and the minimum over repeats is kept, so
-machine load hits both alike. Printed: seconds per cycle and per phase (augment = time inside
+machine load hits both alike. Printed: seconds per cycle (wall, and `cpu` = CPU time of the
+worker process, the steadier number on a shared machine) and per phase (augment = time inside
 AugmentPipe.forward, also counted in its phase), and the ratio other/ours (> 1: ours faster).
 """
 
@@ -81,12 +82,36 @@ def _time_augment(pipe):
     return spent
 
 
-def worker(tree, cycles):
+def _precision_runner(parts, precision):
+    """run_phase under `precision` (ours only: torch_utils.misc.precision_context), plus the bf16
+    forward's largest |difference| from fp32 on G's images and D's logits (same z, same weights)."""
+    if precision == 'fp32':
+        return run_phase, {}
+    import torch
+    from torch_utils import misc
+    G, D, data = parts['G'], parts['D'], parts['data']
+
+    def forward(prec):
+        with torch.no_grad(), misc.precision_context(prec, 'cpu'):
+            img = G(data['z'], data['c'], noise_mode='const').float()
+            return img, D(img, data['c']).float()
+    (img32, logit32), (img16, logit16) = forward('fp32'), forward(precision)
+    quality = dict(img_maxdiff=float((img32 - img16).abs().max()), img_meandiff=float((img32 - img16).abs().mean()),
+                   logit_maxdiff=float((logit32 - logit16).abs().max()))
+
+    def run(parts, phase):
+        with misc.precision_context(precision, 'cpu'):
+            run_phase(parts, phase)
+    return run, quality
+
+
+def worker(tree, cycles, precision='fp32'):
     """Time `cycles` cycles in this process (tree on sys.path); print one JSON line of minima."""
     sys.path.insert(0, tree)
     import torch
     torch.set_num_threads(1)
     parts = build()
+    run_phase, quality = _precision_runner(parts, precision)
     spent = _time_augment(parts['pipe'])
     for phase in CYCLE:  # warm-up: allocator, caches, lazy set-up
         run_phase(parts, phase)
@@ -94,21 +119,24 @@ def worker(tree, cycles):
     for _ in range(cycles):
         spent['augment'] = 0.0
         times = {}
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for phase in CYCLE:
             t0 = time.perf_counter()
             run_phase(parts, phase)
             times[phase] = times.get(phase, 0.0) + time.perf_counter() - t0
         times['cycle'] = time.perf_counter() - start
+        times['cpu'] = time.process_time() - cpu_start   # this process's CPU time: robust to machine load
         times['augment'] = spent['augment']
         best = times if best is None else {k: min(best[k], v) for k, v in times.items()}
     import training.networks as nets
     best['source'] = os.path.dirname(os.path.abspath(nets.__file__))
+    best.update(quality)
     print('RESULT ' + json.dumps(best), flush=True)
 
 
-def _run_worker(tree, cycles):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--worker', tree, f'--cycles={cycles}'],
+def _run_worker(tree, cycles, precision='fp32'):
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--worker', tree, f'--cycles={cycles}',
+                           f'--precision={precision}'],
                           cwd=tree, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=tree))
     lines = [line for line in proc.stdout.splitlines() if line.startswith('RESULT ')]
     if proc.returncode != 0 or not lines:
@@ -116,16 +144,19 @@ def _run_worker(tree, cycles):
     return json.loads(lines[-1][len('RESULT '):])
 
 
-def compare(trees, repeats, cycles):
-    """Alternate the trees' workers `repeats` times; return {name: per-key minima}."""
+def compare(trees, repeats, cycles, precisions={}):
+    """Alternate the trees' workers `repeats` times; return {name: per-key minima}.
+
+    precisions: {name: 'bf16'} for rows that run ours under another precision (default fp32)."""
     best = {}
     for round_index in range(repeats):
         for name, tree in trees.items():
-            result = _run_worker(tree, cycles)
+            result = _run_worker(tree, cycles, precisions.get(name, 'fp32'))
             source = result.pop('source')
             best[name] = result if name not in best else {k: min(best[name][k], v) for k, v in result.items()}
             best[name]['source'] = source
-            print(f'round {round_index + 1}/{repeats} {name:9s} cycle {result["cycle"]:.3f} s', flush=True)
+            print(f'round {round_index + 1}/{repeats} {name:9s} cycle {result["cycle"]:.3f} s '
+                  f'(CPU {result["cpu"]:.3f} s)', flush=True)
     return best
 
 
@@ -154,11 +185,13 @@ def main():
     parser.add_argument('--cycles', type=int, default=2, help='timed cycles per worker process')
     parser.add_argument('--profile', action='store_true', help='profile ours alone and print the top operators')
     parser.add_argument('--top', type=int, default=25)
+    parser.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                        help='bf16: also time ours under CPU bf16 autocast (row ours-bf16) and print its output difference')
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--worker', metavar='TREE', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.cycles)
+        return worker(args.worker, args.cycles, args.precision)
     print('command:', ' '.join([os.path.basename(sys.executable)] + sys.argv))
     if args.profile or not (args.official or args.other):
         return profile(args.cycles, args.top)
@@ -167,9 +200,11 @@ def main():
         trees['official'] = os.path.abspath(args.official)
     if args.other:
         trees[args.other_name] = os.path.abspath(args.other)
+    if args.precision != 'fp32':
+        trees[f'ours-{args.precision}'] = REPO
     start = time.time()
-    best = compare(trees, args.repeats, args.cycles)
-    keys = ['cycle'] + sorted(set(CYCLE)) + ['augment']
+    best = compare(trees, args.repeats, args.cycles, {f'ours-{args.precision}': args.precision})
+    keys = ['cycle', 'cpu'] + sorted(set(CYCLE)) + ['augment']
     print(f'\nminimum over {args.repeats} rounds x {args.cycles} cycles, seconds (fp32, 1 thread, 32 px, batch 8):')
     print(f'{"":10s}' + ''.join(f'{k:>10s}' for k in keys))
     for name, row in best.items():
@@ -178,6 +213,10 @@ def main():
         if name != 'ours':
             print(f'speed of ours relative to {name}: {row["cycle"] / best["ours"]["cycle"]:.2f}x '
                   f'(per phase: ' + ', '.join(f'{k} {row[k] / max(best["ours"][k], 1e-9):.2f}x' for k in keys[1:]) + ')')
+    for name, row in best.items():
+        if 'img_maxdiff' in row:
+            print(f'{name} vs fp32 forward (same z, weights): image max |diff| {row["img_maxdiff"]:.4f}, mean '
+                  f'{row["img_meandiff"]:.5f} (images in [-1, 1]); D logit max |diff| {row["logit_maxdiff"]:.4f}')
     print(f'wall time {time.time() - start:.1f} s')
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)) or '.', exist_ok=True)

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 
@@ -49,6 +50,9 @@ class StyleGAN2Loss(LossPlugin):
         self.pl_decay = pl_decay
         self.pl_weight = pl_weight
         self.pl_mean = torch.zeros([], device=self.device)
+        if self.pl_mean.device.type == 'cpu':
+            # CPU training re-allocates the same activation buffers every phase; see the helper.
+            misc.keep_cpu_memory_for_reuse()
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase not in PHASES:
