@@ -2,20 +2,23 @@
 
     python benchmarks/q1_loganb_ring.py [--quick] [--out results/q1] [--seeds 0] [--parallel 1]
 
-Protocol (BENCHMARKS.md Q1, LOGAN-B paper section 4.1 and the authors' notebook): 8 Gaussians on
-a ring of radius 2, std 0.1, 20 000 points a mode (160 000); z_dim 5 with the uniform prior in
+Protocol (BENCHMARKS.md Q1, LOGAN-B paper section 4.1 and the authors' 2-D notebook): 8 Gaussians
+on a ring of radius 2, std 0.1, 20 000 points a mode (160 000); z_dim 5 with the uniform prior in
 [-1, 1] and tanh on E; MLPs 2-10-10-5 (E), 5-10-10-2 (G), D with widths 10-10 and leaky-ReLU
-slope 0.1; batch 2048, Adam 1e-3, 100 epochs (16 000 kimg, about 7 800 iterations). The network
-sizes are set by loss classes of `benchmarks.common.toy_losses` (train.py has no option for
-them): LoganBRing is `--loss=logan-b` unchanged, BiGANRing leaves out its surrogate step,
-GANRing also lets D ignore z (the encoder then stays as initialised: the paper's GAN encoder
-"does not affect training"). LOGAN-B runs with both encoder signs (`--loganb-e-loss=bigan`, the
-paper's; `cooperative`, the notebook's).
+slope 0.1; batch 2048, Adam 1e-3 with betas (0.9, 0.999), 100 epochs (16 000 kimg, about 7 800
+iterations). The network sizes and betas are set by loss classes of `benchmarks.common.toy_losses`
+(train.py has no option for them): LoganBRing is `--loss=logan-b` unchanged, BiGANRing leaves out
+its surrogate step, GANRing also lets D ignore z (the encoder then stays as initialised: the
+paper's GAN encoder "does not affect training"). The plugin's `--cfg=toy` defaults are the
+notebook's: saturating G loss log(1 - D) (Eq. 5), the surrogate L1 summed over the batch, stepped
+by G's and E's own Adams, on 4 of 5 iterations. LOGAN-B runs with both encoder signs
+(`--loganb-e-loss=bigan`, the paper's; `cooperative`, the notebook's).
 
 Evaluation on 8 000 held-out points (1 000 a mode, seed 10): "ad hoc" = mean per-sample L1 sum of
 x - G(E(x)) with the run's E; "post hoc" = the same with 5 fresh encoders (seeds 100-104) trained
-10 000 iterations to invert the frozen G, mean +- std. The quick protocol trains 10 epochs and
-fits 2 post hoc encoders for 2 000 iterations.
+10 000 iterations (Adam 1e-3, betas (0.9, 0.999)) to invert the frozen G, with the notebook's
+loss L1(G(E'(G(z))), G(z)) + L1(E'(G(z)), z) (`benchmarks/common/reconstruction.py`), mean +- std.
+The quick protocol trains 10 epochs and fits 2 post hoc encoders for 2 000 iterations.
 """
 
 import os
@@ -35,6 +38,7 @@ POINTS_PER_MODE = 20000
 TEST_PER_MODE, TEST_SEED = 1000, 10
 BATCH = 2048
 PRIOR = 'uniform'
+POST_HOC_LR = 1e-3      # the notebook's post hoc Adam (default betas)
 LOSS_PREFIX = 'benchmarks.common.toy_losses.'
 METHODS = {     # name -> (train.py loss arguments, paper's row)
     'loganb-bigan': ([f'--loss={LOSS_PREFIX}LoganBRing', '--loganb-e-loss=bigan'], 'LOGAN-B'),
@@ -70,11 +74,10 @@ def evaluate(job, proto, x_test, centres):
     """Reconstruction errors and coverage of one run; also the points for the figure."""
     snap = runs.load_final_snapshot(job.run_dir)
     G, D, E = snap['G'], snap['D'], snap['E']
-    opt = runs.read_options(job.run_dir)['G_opt_kwargs']
     ad_hoc_rec = reconstruction.reconstruct(G, E, x_test, PRIOR)
     errors, post_hoc_rec = reconstruction.post_hoc_errors(
-        G, D, x_test, PRIOR, proto['post_hoc_seeds'], proto['post_hoc_iterations'], batch=BATCH, lr=opt['lr'],
-        betas=opt['betas'])
+        G, D, x_test, PRIOR, proto['post_hoc_seeds'], proto['post_hoc_iterations'], batch=BATCH, lr=POST_HOC_LR,
+        betas=reconstruction.NOTEBOOK_BETAS)
     samples = toy_metrics.generate_points(G, toy_metrics.sample_prior(2000, G.z_dim, PRIOR, 123))
     metrics = dict(ad_hoc=toy_metrics.l1_reconstruction_error(x_test, ad_hoc_rec),
                    post_hoc=toy_metrics.mean_std(errors))
@@ -137,6 +140,7 @@ def run(args, argv):
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, std=STD, points_per_mode=POINTS_PER_MODE, test_points=8 * TEST_PER_MODE, test_seed=TEST_SEED,
         batch=BATCH, prior=PRIOR, net='G', methods={m: a for m, (a, _r) in METHODS.items()},
+        post_hoc=dict(lr=POST_HOC_LR, betas=list(reconstruction.NOTEBOOK_BETAS), loss='x-space + z-space L1 sums'),
         option_overrides=overrides), script=__file__, argv=argv)
     data = toy_metrics.write_toy_set(rep.path('ring8_std0.1_20k.npy'), 'ring8', STD, POINTS_PER_MODE)
     centres = toy_data.ring_centers()

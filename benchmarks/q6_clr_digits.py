@@ -7,7 +7,11 @@ Protocol (BENCHMARKS.md Q6). The digits of scikit-learn are split in two fixed h
 train on half A (16 px), a small classifier trains on half B. For each network family
 (`--cfg=dcgan --cbase=512`, and a tiny StyleGAN2 `--cfg=cifar --cbase=1024 --cmax=64`), each
 seed and each loss (`stylegan2` = the baseline, `clr`), train.py runs with the same data, seed
-and schedule; every network snapshot is then evaluated here:
+and schedule. The tiny StyleGAN2 has z_dim = w_dim = 64 = its D's epilogue fc width, for both
+losses (`benchmarks/imgcommon/matched_latent.py`, as train.py has no z_dim option): D's features
+are then CLR's latent prediction, as in the authors' release (z_dim 512 = fc width there); a
+64-wide D cannot predict a 512-d z, and `--loss=clr` refuses that. Every network snapshot is
+then evaluated here:
 - FD-digits: Frechet distance between classifier features of 2 000 fakes of G_ema (fixed z) and
   of the reals of half A, at equal kimg for both losses;
 - CLR only: reconstruction L1 (mean |G(phi(x)) - x| per pixel, [-1, 1] units) of 256 held-out
@@ -29,9 +33,11 @@ from imgcommon import classifier, digits, figures, runinfo, trainer  # noqa: E40
 BENCH_ID = 'q6_clr_digits'
 RESOLUTION = 16
 LOSSES = ('stylegan2', 'clr')
-FAMILIES = {
-    'dcgan': dict(cfg='dcgan', extra=['--cbase=512']),
-    'stylegan2': dict(cfg='cifar', extra=['--cbase=1024', '--cmax=64']),
+MATCHED = 'benchmarks.imgcommon.matched_latent.'
+FAMILIES = {    # cfg, extra flags, --loss value of each of LOSSES
+    'dcgan': dict(cfg='dcgan', extra=['--cbase=512'], loss=dict(stylegan2='stylegan2', clr='clr')),
+    'stylegan2': dict(cfg='cifar', extra=['--cbase=1024', '--cmax=64'],
+                      loss=dict(stylegan2=f'{MATCHED}Baseline', clr=f'{MATCHED}CLR')),
 }
 # Per mode: seeds, training length per family (kimg, or nimg for smoke), tick and snapshot spacing.
 PROTOCOLS = {
@@ -114,8 +120,8 @@ def evaluate_run(run_dir, loss, ctx, proto):
 def train_one(run, family, loss, seed, ctx, proto):
     spec = FAMILIES[family]
     length = dict(nimg=proto['nimg'][family]) if 'nimg' in proto else dict(kimg=proto['kimg'][family])
-    argv = trainer.train_argv(data=ctx['data'], outdir=run.path(f'runs/{family}'), cfg=spec['cfg'], loss=loss,
-                              seed=seed, tick=proto['tick'][family], snap=proto['snap'][family],
+    argv = trainer.train_argv(data=ctx['data'], outdir=run.path(f'runs/{family}'), cfg=spec['cfg'],
+                              loss=spec['loss'][loss], seed=seed, tick=proto['tick'][family], snap=proto['snap'][family],
                               extra=spec['extra'], **length)
     run.command(argv)
     result = trainer.run_train(argv, run.path(f'logs/{family}-{loss}-seed{seed}.log'))

@@ -10,11 +10,14 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 import dnnlib
 from benchmarks import q1_loganb_ring, q2_dist_grid, q3_advlat_toy, q5_rf_ring
-from benchmarks.common import coverage, report, runner, toy_losses, toy_metrics
+from benchmarks.common import coverage, reconstruction, report, runner, toy_losses, toy_metrics
+from stylegan_plus.networks import mlp
 from stylegan_plus.training import configs
+from tests.test_loss_dist import tiny_nets
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -49,6 +52,40 @@ def test_l1_reconstruction_error_is_per_point_sum():
     assert toy_metrics.l1_reconstruction_error(x, rec) == pytest.approx((1.0 + 2.0) / 2)
 
 
+class HalfFirst(torch.nn.Module):
+    """A fixed 'encoder' E'(x) = x1 / 2: [N, 2] -> [N, 1]."""
+
+    def forward(self, x):
+        return x[:, :1] / 2
+
+
+def test_post_hoc_loss_has_the_x_space_term_by_hand():
+    # G(z) = (z + 1) [1, 2]; z = [0, 1] -> x = [[1, 2], [2, 4]]; E'(x) = [0.5, 1] -> G(E'(x)) = [[1.5, 3], [2, 4]].
+    G, _D = tiny_nets()
+    z, c = torch.tensor([[0.0], [1.0]]), torch.zeros([2, 0])
+    z_only = reconstruction.post_hoc_loss(G, HalfFirst(), z, c, 'gaussian', x_space=False)
+    both = reconstruction.post_hoc_loss(G, HalfFirst(), z, c, 'gaussian')
+    assert float(z_only) == pytest.approx(0.5) and float(both) == pytest.approx(0.5 + 1.5)   # sums over the batch
+
+
+def test_post_hoc_fit_inverts_G_where_z_regression_cannot():
+    """5-d z, 2-d points: many z give one x, so regressing z aims at their average, which G need not map back
+    onto x; the x-space term asks for any z that does (a random ReLU G, weights x3 so that x spreads like the ring)."""
+    torch.manual_seed(0)
+    G = mlp.Generator(z_dim=5, c_dim=0, hidden_features=[10, 10])
+    with torch.no_grad():
+        for param in G.parameters():
+            param.mul_(3)
+    D = mlp.Discriminator(c_dim=0, hidden_features=[10, 10])
+    x_test = toy_metrics.generate_points(G, toy_metrics.sample_prior(512, 5, 'uniform', seed=9))
+    errors = {}
+    for x_space in (False, True):
+        values, _rec = reconstruction.post_hoc_errors(G, D, x_test, 'uniform', seeds=[100], iterations=300, batch=256,
+                                                      x_space=x_space)
+        errors[x_space] = values[0]
+    assert errors[True] < 0.7 * errors[False], errors    # 0.36 vs 0.68 when written
+
+
 def test_uniform_prior_is_in_range_and_seeded():
     z = toy_metrics.sample_prior(1000, 5, 'uniform', seed=3)
     assert z.shape == (1000, 5) and float(z.min()) >= -1 and float(z.max()) <= 1
@@ -74,7 +111,9 @@ def test_loganb_ring_sets_the_paper_networks():
     assert args.G_kwargs.hidden_features == [10, 10]
     assert args.D_kwargs.hidden_features == [10, 10]
     assert args.D_kwargs.lrelu_slope == 0.1
-    assert kwargs.loganb_prior == 'uniform'     # the plugin's own --cfg=toy default still applies
+    assert args.G_opt_kwargs.betas == [0.9, 0.999] and args.D_opt_kwargs.betas == [0.9, 0.999]  # the notebook's Adam
+    assert kwargs.loganb_prior == 'uniform'     # the plugin's own --cfg=toy defaults still apply
+    assert kwargs.loganb_saturating is True and kwargs.loganb_surrogate_skip == 5
 
 
 def test_overrides_refuse_other_configs():
@@ -134,6 +173,10 @@ def test_q2_smoke(tmp_path):
     out, data = _smoke(q2_dist_grid, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'dist-seed0'], ['per_run', 'summary', 'paper'])
     assert saved['results']['per_run']['dist-seed0']['G_ema']['num_points'] == coverage.SAMPLES
+    # Each run is scored on its own prior: Dist-GAN's U[-1, 1] (the paper's), the baseline's N(0, I).
+    run_dirs = {run['name']: run['run_dir'] for run in saved['runs']}
+    assert coverage.run_prior(run_dirs['dist-seed0']) == 'uniform'
+    assert coverage.run_prior(run_dirs['gan-seed0']) == 'gaussian'
 
 
 def test_q3_smoke(tmp_path):

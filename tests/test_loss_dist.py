@@ -151,8 +151,10 @@ def datasets(tmp_path_factory):
 
 
 def snapshot(run_dir):
-    (path,) = Path(run_dir).glob('network-snapshot-*.pkl')
-    return path
+    """The run's last network snapshot (names sort by training progress)."""
+    paths = sorted(Path(run_dir).glob('network-snapshot-*.pkl'))
+    assert paths, f'no network snapshot in {run_dir}'
+    return paths[-1]
 
 
 def options(run_dir):
@@ -231,7 +233,10 @@ def test_ae_terms_by_hand():
     phi_rec = torch.tensor([[0.0, 2.0, 1.0, 3.0]])
     phi_fake = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 2.0]])
     rec, reg = dist_module.ae_terms(phi_real, phi_rec, phi_fake, torch.tensor([[0.5]]), torch.tensor([[1.0], [0.0]]))
-    assert rec.tolist() == approx([1 + 0 + 1 + 4])
+    assert rec.tolist() == approx([(1 + 0 + 1 + 4) / 4])     # the authors' mean over feature dimensions
+    rec_sum, _reg = dist_module.ae_terms(phi_real, phi_rec, phi_fake, torch.tensor([[0.5]]),
+                                         torch.tensor([[1.0], [0.0]]), recon_mean=False)
+    assert rec_sum.tolist() == approx([1 + 0 + 1 + 4])       # the paper's squared norm
     # M(phi_rec) = 1.5, M(phi_fake) = 0.75, M(E(x)) = 0.5, M(z) = 0.5, lambda_w = sqrt(1 / 4).
     assert float(reg) == approx((1.5 - 0.75 - 0.5 * 0.0) ** 2)
     _rec, reg = dist_module.ae_terms(phi_real, phi_rec, phi_fake, torch.tensor([[2.5]]), torch.tensor([[1.0], [0.0]]))
@@ -242,7 +247,12 @@ def test_score_distance_gradient_penalty_interpolate():
     assert float(dist_module.score_distance(torch.tensor([[0.0], [2.0]]), torch.tensor([[-1.0]]))) == \
         approx(abs((0.5 + sigmoid(2)) / 2 - sigmoid(-1)))
     grads = torch.tensor([[3.0, 4.0], [0.0, 0.5]])
-    assert dist_module.gradient_penalty(grads).tolist() == approx([16.0, 0.25])
+    assert dist_module.gradient_penalty(grads, 'l2').tolist() == approx([16.0, 0.25])
+    # rms (the default, the authors' code): sqrt(mean g^2) = sqrt(12.5) and sqrt(0.125).
+    assert dist_module.gradient_penalty(grads).tolist() == approx([(math.sqrt(12.5) - 1) ** 2,
+                                                                   (math.sqrt(0.125) - 1) ** 2])
+    with pytest.raises(ValueError, match="norm 'l1'"):
+        dist_module.gradient_penalty(grads, 'l1')
     mixed = dist_module.interpolate(torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([0.25, 1.0]))
     assert mixed[:, 0, 0, 0].tolist() == [0.25, 1.0]
 
@@ -269,35 +279,40 @@ def hand_loss(**kwargs):
     return loss, G, D
 
 
-def test_ae_step_by_hand(monkeypatch):
+@pytest.mark.parametrize('recon_mean', [True, False])
+def test_ae_step_by_hand(monkeypatch, recon_mean):
     stats = StatsRecorder(monkeypatch)
-    loss, G, D = hand_loss(dist_lambda_r=0.5)
+    loss, G, D = hand_loss(dist_lambda_r=0.5, dist_recon_mean=recon_mean)
     step(loss, 'AEmain', [loss.E, G])
     lambda_w = math.sqrt(1 / 2)                 # d_z = 1, Phi = identity on 2-D points
     latent_gap = 0.375 - lambda_w * 0.25        # M(G(E(x))) - M(G(z)) = 2.625 - 2.25; M(E(x)) - M(z) = 0.25
-    assert stats['Loss/dist/rec'] == approx([1 + 9, 2.25 + 4])
+    scale = 1 / 2 if recon_mean else 1          # L_R: mean over the 2 dimensions, or their sum
+    assert stats['Loss/dist/rec'] == approx([scale * (1 + 9), scale * (2.25 + 4)])
     assert stats['Loss/dist/latent_reg'] == approx([latent_gap ** 2])
     # d/d(G's output bias): the reconstruction term only (the bias cancels in M(G(E(x))) - M(G(z))).
-    assert G.out.bias.grad.tolist() == approx([2.5, 5.0])
-    # d/d(E's output bias): mean of 2 (rec - x) . [1, 2], plus lambda_r * 2 * gap * (1.5 - lambda_w).
-    assert float(loss.E.net.out.bias.grad) == approx(12.5 + 0.5 * 2 * latent_gap * (1.5 - lambda_w))
+    assert G.out.bias.grad.tolist() == approx([scale * 2.5, scale * 5.0])
+    # d/d(E's output bias): mean of 2 (rec - x) . [1, 2] (times scale), plus lambda_r * 2 * gap * (1.5 - lambda_w).
+    assert float(loss.E.net.out.bias.grad) == approx(scale * 12.5 + 0.5 * 2 * latent_gap * (1.5 - lambda_w))
     assert not grads_of(D)
 
 
-def test_d_step_by_hand(monkeypatch):
+@pytest.mark.parametrize('norm', ['l2', 'rms'])
+def test_d_step_by_hand(monkeypatch, norm):
     stats = StatsRecorder(monkeypatch)
-    loss, G, D = hand_loss(dist_recon_weight=0.25, dist_gp=2.0)
+    loss, G, D = hand_loss(dist_recon_weight=0.25, dist_gp=2.0, dist_gp_norm=norm)
     step(loss, 'Dboth', [D])
     real, fake, rec = [2.0, 1.0], [3.0, 6.0], [6.0, 4.5]
-    gp = (math.sqrt(2) - 1) ** 2                # grad_x D = [1, 1] everywhere on the segments
+    # grad_x D = v [1, 1] everywhere on the segments (v = 1, D's output weight): ||.||_2 = sqrt2 v, rms = v.
+    norm_per_v = math.sqrt(2) if norm == 'l2' else 1.0
+    gp = (norm_per_v - 1) ** 2
     assert stats['Loss/dist/recon_real'] == approx(softplus([-v for v in rec]))
     assert stats['Loss/dist/gp'] == approx([gp, gp])
     assert stats['Loss/D/loss'] == approx([a + b for a, b in zip(softplus(fake), softplus([-v for v in real]))])
     assert stats['Loss/scores/real'] == approx(real) and stats['Loss/signs/real'] == [1.0, 1.0]
-    # D's output layer: logit = v h + u (h = logit here); the penalty (v sqrt2 - 1)^2 depends on v only.
+    # D's output layer: logit = v h + u (h = logit here); the penalty (v n - 1)^2 depends on v only.
     bias_grad = np.mean([sigmoid(f) - sigmoid(-r) - 0.25 * sigmoid(-c) for f, r, c in zip(fake, real, rec)])
     weight_grad = np.mean([sigmoid(f) * f - sigmoid(-r) * r - 0.25 * sigmoid(-c) * c
-                           for f, r, c in zip(fake, real, rec)]) + 2.0 * 2 * (math.sqrt(2) - 1) * math.sqrt(2)
+                           for f, r, c in zip(fake, real, rec)]) + 2.0 * 2 * (norm_per_v - 1) * norm_per_v
     assert float(D.out.bias.grad) == approx(bias_grad)
     assert float(D.out.weight.grad) == approx(weight_grad)
     assert not grads_of(G) and not grads_of(loss.E)
@@ -337,24 +352,50 @@ def test_image_features_and_phases():
     assert loss.E(x).shape == (3, 4)
     names = [spec.name for spec in loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))]
     assert names == ['AEmain', 'Dmain', 'Dreg', 'Gmain', 'Greg']
+    loss.dist_d_steps = 5       # the authors' 2-D code: 5 D steps (main phase only; R1 keeps its interval)
+    phases = loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))
+    assert [(spec.name, spec.repeat, spec.interval) for spec in phases] == [
+        ('AEmain', 1, 1), ('Dmain', 5, 1), ('Dreg', 1, 16), ('Gmain', 1, 1), ('Greg', 1, 4)]
+    phases = loss.phases(default_phases(ADAM, ADAM, None, None), dnnlib.EasyDict(G=ADAM, D=ADAM))
+    assert [(spec.name, spec.repeat) for spec in phases] == [('AEmain', 1), ('Dboth', 5), ('Gboth', 1)]
     ae_phase = loss.phases(default_phases(ADAM, ADAM, None, None), dnnlib.EasyDict(G=ADAM, D=ADAM))[0]
     assert (ae_phase.modules, ae_phase.opt, ae_phase.opt_kwargs.betas) == (('E', 'G'), 'AE', [0.0, 0.99])
 
 
-def test_toy_defaults_and_bad_values():
+IMAGE_DEFAULTS = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0, dist_gp_norm='rms', dist_recon_mean=True,
+                      dist_prior='gaussian', dist_d_steps=1)
+
+
+def test_option_defaults_and_toy_defaults():
+    assert {opt.key: opt.default for opt in DistGANLoss.options} == IMAGE_DEFAULTS
     args = dnnlib.EasyDict()
-    kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
+    kwargs = dict(IMAGE_DEFAULTS)
     DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_gp'}))
-    assert kwargs == dict(dist_lambda_r=0.1, dist_recon_weight=1.0, dist_gp=1.0)
-    kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.3, dist_gp=1.0)
-    DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_recon_weight'}))
-    assert kwargs == dict(dist_lambda_r=0.1, dist_recon_weight=0.3, dist_gp=0.1)
-    kwargs = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
+    assert kwargs == dict(IMAGE_DEFAULTS, dist_lambda_r=0.1, dist_recon_weight=1.0, dist_prior='uniform',
+                          dist_d_steps=5)
+    kwargs = dict(IMAGE_DEFAULTS, dist_recon_weight=0.3, dist_d_steps=2)
+    DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_recon_weight', 'dist_d_steps'}))
+    assert kwargs == dict(IMAGE_DEFAULTS, dist_lambda_r=0.1, dist_recon_weight=0.3, dist_gp=0.1, dist_prior='uniform',
+                          dist_d_steps=2)
+    kwargs = dict(IMAGE_DEFAULTS)
     DistGANLoss.adjust_training_options(args, kwargs, cfg='dcgan', given=frozenset())
-    assert kwargs == dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0)
+    assert kwargs == IMAGE_DEFAULTS
+
+
+def test_priors_and_bad_values():
+    loss, _G, _D = hand_loss(dist_prior='uniform')
+    z = loss.sample_z(2000, 'cpu')
+    assert z.shape == (2000, 1) and float(z.min()) >= -1 and float(z.max()) <= 1 and float(z.std()) > 0.5
+    default = hand_loss()[0]
+    torch.manual_seed(3)
+    gaussian = default.sample_z(4, 'cpu')
+    torch.manual_seed(3)
+    assert torch.equal(gaussian, torch.randn([4, 1]))
     G, D = tiny_nets()
-    with pytest.raises(ValueError, match='dist_gp=-1'):
-        DistGANLoss('cpu', G=G, D=D, dist_gp=-1)
+    for bad, message in [(dict(dist_gp=-1), 'dist_gp=-1'), (dict(dist_gp_norm='l1'), "dist_gp_norm='l1'"),
+                         (dict(dist_prior='laplace'), "dist_prior='laplace'"), (dict(dist_d_steps=0), 'dist_d_steps=0')]:
+        with pytest.raises(ValueError, match=message):
+            DistGANLoss('cpu', G=G, D=D, **bad)
 
 #----------------------------------------------------------------------------
 # train.py runs.
@@ -364,7 +405,7 @@ def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
                     '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
     kwargs = options(run)['loss_kwargs']
     assert kwargs['class_name'] == 'stylegan_plus.losses.dist.DistGANLoss'
-    assert (kwargs['dist_lambda_r'], kwargs['dist_recon_weight'], kwargs['dist_gp']) == (1.0, 0.05, 1.0)
+    assert {key: kwargs[key] for key in IMAGE_DEFAULTS} == IMAGE_DEFAULTS
     assert {'Loss/dist/rec', 'Loss/dist/latent_reg', 'Loss/dist/gp', 'Loss/dist/recon_real', 'Loss/G/loss',
             'Timing/AEmain'} <= stat_names(run)
     data = check_snapshot(snapshot(run), ['E'])
@@ -385,5 +426,7 @@ def test_train_toy(datasets, tmp_path):
                     '--nimg=16', '--dist-gp=0.5')
     kwargs = options(run)['loss_kwargs']
     assert (kwargs['dist_lambda_r'], kwargs['dist_gp'], kwargs['dist_recon_weight']) == (0.1, 0.5, 1.0)
+    assert (kwargs['dist_prior'], kwargs['dist_d_steps'], kwargs['dist_gp_norm']) == ('uniform', 5, 'rms')
+    assert 'Timing/Dboth' in stat_names(run)
     data = check_snapshot(snapshot(run), ['E'])
     assert data['E'](torch.zeros(3, 2)).shape == (3, 2)

@@ -2,7 +2,8 @@
 
 Run names are `<method>-seed<seed>`. Both generators of a run's final snapshot are scored: `G`,
 the trained network (what the papers evaluate), and `G_ema`, its moving average (what
-generate.py and the metrics use). Each draws `samples` points from the prior (same latents),
+generate.py and the metrics use). Each draws `samples` points from the run's prior (same latents;
+uniform when a `*_prior` loss option says so, e.g. Dist-GAN's on --cfg=toy),
 scored with `toy_metrics.mode_coverage` (Dist-GAN rule) and `toy_metrics.high_quality` (3 std).
 """
 
@@ -27,8 +28,20 @@ def run_name(method, seed):
     return f'{method}-seed{seed}'
 
 
-def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count, prior='gaussian'):
-    """({net: metrics dict}, {net: generated points [samples, 2]}) of a run's final snapshot."""
+def run_prior(run_dir):
+    """The latent prior a run trained with: 'uniform' when a loss option of its says so, else 'gaussian'."""
+    kwargs = runs.read_options(run_dir).get('loss_kwargs', {})
+    parts = [kwargs.get('main', kwargs), *kwargs.get('addons', [])]
+    return 'uniform' if any(value == 'uniform' for part in parts for key, value in part.items()
+                            if key.endswith('_prior')) else 'gaussian'
+
+
+def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count, prior=None):
+    """({net: metrics dict}, {net: generated points [samples, 2]}) of a run's final snapshot.
+
+    prior: the latents' distribution; None = the one the run trained with (`run_prior`).
+    """
+    prior = prior or run_prior(run_dir)
     snapshot = runs.load_final_snapshot(run_dir)
     metrics, points = {}, {}
     for net in NETS:

@@ -1,11 +1,17 @@
 """LOGAN-B's reconstruction errors on 2-D points: the run's own ("ad hoc") encoder and fresh "post hoc" ones.
 
-A post hoc encoder (paper section 2.4.3) has the architecture of the run's encoder (a copy of D
-with a z_dim output, `stylegan_plus.networks.encoders.build_encoder`), starts from its own seed,
-and learns, with G frozen, to predict the latent that made a generated point: L1 between
-E'(G(z)) and z (per-sample sum, batch mean), z from the run's prior. Both kinds are then scored
-on held-out real points by the mean per-sample L1 sum of x - G(E(x)). This is evaluation code;
-it trains no GAN.
+A post hoc encoder (paper section 2.4.3, the authors' notebook) has the architecture of the run's
+encoder (a copy of D with a z_dim output, `stylegan_plus.networks.encoders.build_encoder`), starts
+from its own seed, and learns with G frozen to invert it on generated points: for x = G(z), z
+from the run's prior, it minimises
+
+    L1(G(E'(x)), x) + L1(E'(x), z)        (both summed over the batch, as the notebook's L1Loss(sum))
+
+The x-space term is what makes the fit work: with a 5-d z and 2-d points, many z give the same
+x, so regressing z alone cannot invert G (it aims at the average z of each point), whereas the
+x-space term asks for any z that G maps back onto x. Both kinds of encoder are then scored on
+held-out real points by the mean per-sample L1 sum of x - G(E(x)). This is evaluation code; it
+trains no GAN.
 """
 
 import numpy as np
@@ -14,6 +20,8 @@ import torch
 from stylegan_plus.networks.encoders import build_encoder
 
 from . import toy_metrics
+
+NOTEBOOK_BETAS = (0.9, 0.999)   # torch's Adam defaults, which the notebook uses
 
 
 def squash(z, prior):
@@ -29,35 +37,52 @@ def reconstruct(G, E, x, prior):
     return G(z, torch.zeros([len(x), G.c_dim])).reshape(len(x), -1).numpy()
 
 
-def train_post_hoc_encoder(G, D, prior, seed, iterations, batch=2048, lr=1e-3, betas=(0.5, 0.999)):
+def sample_latents(prior, n, z_dim, generator):
+    """n prior draws [n, z_dim] float32 from a torch.Generator: U[-1, 1] or N(0, I)."""
+    if prior == 'uniform':
+        return torch.rand([n, z_dim], generator=generator) * 2 - 1
+    return torch.randn([n, z_dim], generator=generator)
+
+
+def post_hoc_loss(G, encoder, z, c, prior, x_space=True):
+    """The fit's loss on one batch (scalar): sum |E'(G(z)) - z| (+ sum |G(E'(G(z))) - G(z)| with x_space).
+
+    G is frozen (no parameter gradients) but differentiated through for the x-space term.
+    """
+    with torch.no_grad():
+        x = G(z, c)
+    z_fit = squash(encoder(x), prior)
+    loss = (z_fit - z).abs().sum()
+    if x_space:
+        loss = loss + (G(z_fit, c) - x).abs().sum()
+    return loss
+
+
+def train_post_hoc_encoder(G, D, prior, seed, iterations, batch=2048, lr=1e-3, betas=NOTEBOOK_BETAS, x_space=True):
     """A fresh encoder shaped like the run's (from D), fitted to invert the frozen G; returns it in eval mode.
 
-    G, D: snapshot networks (CPU); prior: 'uniform' or 'gaussian'; seed: init and latent draws.
+    G, D: snapshot networks (CPU); prior: 'uniform' or 'gaussian'; seed: init and latent draws;
+    x_space: include the x-space term (the notebook's fit; False = z regression only).
     """
     encoder = build_encoder(D, G.z_dim, seed=seed).train().requires_grad_(True)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, betas=tuple(betas))
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, betas=tuple(float(b) for b in betas))
     gen = torch.Generator().manual_seed(int(seed))
     G = G.eval().requires_grad_(False)
     c = torch.zeros([batch, G.c_dim])
     for _ in range(int(iterations)):
-        if prior == 'uniform':
-            z = torch.rand([batch, G.z_dim], generator=gen) * 2 - 1
-        else:
-            z = torch.randn([batch, G.z_dim], generator=gen)
-        with torch.no_grad():
-            x = G(z, c)
-        loss = (squash(encoder(x), prior) - z).abs().sum(dim=1).mean()
+        loss = post_hoc_loss(G, encoder, sample_latents(prior, batch, G.z_dim, gen), c, prior, x_space=x_space)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     return encoder.eval().requires_grad_(False)
 
 
-def post_hoc_errors(G, D, x_test, prior, seeds, iterations, batch=2048, lr=1e-3, betas=(0.5, 0.999)):
+def post_hoc_errors(G, D, x_test, prior, seeds, iterations, batch=2048, lr=1e-3, betas=NOTEBOOK_BETAS, x_space=True):
     """(list of reconstruction errors, one per seed, and the first encoder's reconstructions [N, 2])."""
     errors, first = [], None
     for seed in seeds:
-        encoder = train_post_hoc_encoder(G, D, prior, seed, iterations, batch=batch, lr=lr, betas=betas)
+        encoder = train_post_hoc_encoder(G, D, prior, seed, iterations, batch=batch, lr=lr, betas=betas,
+                                         x_space=x_space)
         rec = reconstruct(G, encoder, x_test, prior)
         errors.append(toy_metrics.l1_reconstruction_error(x_test, rec))
         if first is None:

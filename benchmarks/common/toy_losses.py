@@ -59,8 +59,9 @@ def _without_phase(phases, name):
 
 
 class LoganBRing(ToyOptionOverrides, LOGANBLoss):
-    """LOGAN-B (`--loss=logan-b`, unchanged) with the paper's 2-D networks (z_dim 5, widths 10-10, D slope 0.1)."""
-    option_overrides = Q1_NETWORKS
+    """LOGAN-B (`--loss=logan-b`, unchanged) with the paper's 2-D networks (z_dim 5, widths 10-10, D slope 0.1)
+    and the notebook's Adam betas (0.9, 0.999)."""
+    option_overrides = dict(Q1_NETWORKS, **{'G_opt_kwargs.betas': [0.9, 0.999], 'D_opt_kwargs.betas': [0.9, 0.999]})
 
 
 class BiGANRing(LoganBRing):

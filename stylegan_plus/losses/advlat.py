@@ -7,8 +7,10 @@ combine with a main loss (`clr+advlat-qua`). Reading (shared/METHODS.md):
   `--advlat-eps` on the generator loss softplus(-D(G(z))) (G and D frozen; through mapping,
   synthesis, the augment pipe and D), and the main loss trains D on G(z_moved). G trains on fresh,
   unmoved z. Style mixing is off for the moved batch (during the steps and in that D step), so
-  the moved z is the only latent of those fakes. The step itself is the shared
-  `stylegan_plus.sampling.latent_steps.sign_descent`, also used by `generate.py --latent-steps`.
+  the moved z is the only latent of those fakes. The score raised is the main loss's `decision`
+  (D's logit, RFGAN's fused head, LOGAN-B's joint D(G(z), z)), the one its D step trains on.
+  The step itself is the shared `stylegan_plus.sampling.latent_steps.sign_descent`, also used
+  by `generate.py --latent-steps`.
 - div: in each G step (Gmain/Gboth), z1 = the step's z; z2 starts at z1 + N(0, std^2) and takes
   `--advlat-div-steps` sign-descent steps of size `--advlat-div-eps` on
   `d_I(G(z1), G(z2)) / (d_z(z1, z2) + 1)` (mean absolute distances over the whole batch, as in the
@@ -19,8 +21,11 @@ combine with a main loss (`clr+advlat-qua`). Reading (shared/METHODS.md):
   `--advlat-div-dpair=1` also trains D on G(z2) of a pair mined from the D step's z, as the
   authors' code does; the paper's algorithm does not (default off).
 
-Neither touches the mapping network's `w_avg` while mining (only the main loss's passes update
-it). Statistics: `Loss/advlat/qua_logits_start` (D logits of the fakes before the steps),
+Neither touches the mapping network's `w_avg` or G's BatchNorm running statistics while mining
+(`latent_steps.plugin_generator`; only the main loss's passes update them). The main loss's D-step
+pass on the moved z does update them: the moved z stay within `steps * eps` of prior draws.
+
+Statistics: `Loss/advlat/qua_logits_start` (D logits of the fakes before the steps),
 `Loss/advlat/div_ratio` (d_I / d_z of the mined pair), `Loss/advlat/div_ms` (the weighted
 mode-seeking term), `Loss/advlat/div_D_pair` (D's loss on G(z2), with dpair).
 """
@@ -82,15 +87,19 @@ class AdvLatQuaLoss(LossAddon):
         self._saved_mixing_prob = None
 
     def move_latents(self, gen_z, gen_c):
-        """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start."""
+        """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start.
+
+        The steps raise the main loss's own decision (`decision(img, c, z)`: LOGAN-B's joint
+        D(G(z), z), RFGAN's fused head, else D), the score its D step then trains on.
+        """
         seen_logits = []
 
-        def discriminator(img, c):
-            logits = self.main.run_D(img, c, sync=False)
+        def decision(img, c, z):
+            logits = self.main.decision(img, c, z=z, sync=False)
             seen_logits.append(logits.detach())
             return logits
-        moved = latent_steps.mine_latents(gen_z, gen_c, latent_steps.plugin_generator(self), discriminator,
-                                          eps=self.advlat_eps, steps=self.advlat_steps)
+        moved = latent_steps.mine_latents_by_decision(gen_z, gen_c, latent_steps.plugin_generator(self), decision,
+                                                      eps=self.advlat_eps, steps=self.advlat_steps)
         training_stats.report('Loss/advlat/qua_logits_start', seen_logits[0] if seen_logits else [])
         return moved
 
@@ -153,9 +162,7 @@ class AdvLatDivLoss(LossAddon):
         self.advlat_div_eps = float(advlat_div_eps)
         self.advlat_div_steps = int(advlat_div_steps)
         self.advlat_div_dpair = bool(advlat_div_dpair)
-        generator_nets = [self.G_mapping, self.G_synthesis] if self.has_mapping else [self.G]
-        self._batchnorms = [m for net in generator_nets for m in net.modules()
-                            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        self._batchnorms = latent_steps.batchnorm_layers(self.G, self.G_mapping, self.G_synthesis)
 
     def generate_pair(self, z1, z2, c, sync=False):
         """(G(z1), G(z2)) from one batch, without mixing, with constant noise. z1, z2: [N, z_dim]."""

@@ -217,6 +217,16 @@ class LossPlugin(Loss):
         """Augment (if a pipe is set) and discriminate: -> logits [N, 1] or (logits, features [N, F])."""
         return self.discriminate(self.augment(img), c, sync, return_features=return_features)
 
+    def decision(self, img, c, z=None, sync=False):
+        """The real/fake logit this method's D trains on: img [N, ...], c [N, c_dim], z [N, z_dim] -> [N, 1].
+
+        What latent mining (AdvLatGAN-qua) steers by. Default: `run_D` (augment pipe, then D; for
+        RFGAN that is already the fused head). A method whose D also judges the latent (LOGAN-B's
+        joint D(x, z)) overrides this and needs z, the latent paired with img.
+        """
+        del z
+        return self.run_D(img, c, sync)
+
     def augment(self, img):
         """`img` through the augment pipe (same shape and range), or unchanged without one."""
         return img if self.augment_pipe is None else self.augment_pipe(img)

@@ -9,16 +9,25 @@ that made a fake; G reconstructs reals from phi(x_real) through its mapping netw
 - G step (Gmain/Gboth): `L_G' = L_G + lambda_rec * dist(G(phi(x_real)), x_real)`. phi(x_real) comes
   from D (frozen in this phase, no gradient) on the image as D sees it (through the augment pipe,
   as in the D step); the target is the un-augmented real image. The reconstruction runs mapping
-  then synthesis without style mixing and without updating the mapping's `w_avg` (phi(x) is not a
-  draw from the prior, and truncation must keep averaging the prior only).
+  then synthesis without style mixing and without updating the mapping's `w_avg` or G's BatchNorm
+  running statistics (phi(x) is not a draw from the prior; truncation and eval-mode sampling
+  must keep describing the prior only).
 - dist: `mse` (default; mean of squares over all elements, the authors' release and the variant
   behind the paper's StyleGAN2 results) or `l1` (per-sample sum of absolute values, batch mean,
   the paper's Eq. 6/8).
 - phi: a StyleGAN2 discriminator whose epilogue fc width equals z_dim predicts z with the fc
-  output itself (no new parameters, as in the authors' release). Otherwise (other widths, DCGAN,
-  MLP) a linear head `clr_head` (torch.nn.Linear, features -> z_dim) is registered as an extra
-  network: trained with D by D's optimizer (it joins every phase that trains D), saved in
-  snapshots and resumed with them.
+  output itself (no new parameters, as in the authors' release, whose configs all have
+  z_dim = 512 = fc width). Otherwise (a wider StyleGAN2 fc, DCGAN, MLP) a linear head `clr_head`
+  (torch.nn.Linear, features -> z_dim) is registered as an extra network: trained with D by D's
+  optimizer (it joins every phase that trains D), saved in snapshots and resumed with them.
+- A D with fewer features F than z_dim is refused (before training, with the widths and the
+  options that fix it): a linear map from F features spans only F of the z_dim directions, so
+  the latent error cannot fall much below its starting value (on a 64-wide tiny StyleGAN2 with
+  z_dim 512 it stayed at 1.00 in Q6) and G would be asked to rebuild every real from a latent
+  that says little about it. Make min(cbase / 4, cmax) >= z_dim, or give G z_dim = w_dim = F
+  (the authors' layout; `benchmarks/imgcommon/matched_latent.py` does that for Q6). Runs made
+  before this check with such a D can no longer be resumed with `--loss=clr`; their snapshots
+  still load everywhere.
 
 Statistics: `Loss/clr/latent` (dist of the latent term, unweighted, per sample), `Loss/clr/latent_mse`
 (its mean squared error whatever `dist`), `Loss/clr/rec` (dist of the reconstruction, unweighted);
@@ -35,7 +44,7 @@ from torch_utils import training_stats
 from stylegan_plus.sampling import latent_steps
 
 from .base import LossOption
-from .registry import register_loss
+from .registry import LossSpecError, register_loss
 from .stylegan2 import StyleGAN2Loss, _report_scores
 
 DISTANCES = ('mse', 'l1')
@@ -86,17 +95,44 @@ def feature_width(D):
     return int(features.shape[1])
 
 
+def narrow_features_message(width, z_dim):
+    """Why CLR refuses a D with `width` < z_dim features, and what to change."""
+    return (f'CLR-GAN predicts z ({z_dim} values) from D\'s {width} penultimate features: a linear map from '
+            f'{width} features covers at most {width} of the {z_dim} latent directions, so the latent '
+            f'loss cannot be learned. Use a D with at least {z_dim} features (StyleGAN2: min(cbase / 4, cmax) '
+            f'>= {z_dim}, e.g. --cmax=512 --cbase=2048 or more) or a generator with z_dim = w_dim = {width} '
+            f'(the authors\' layout, e.g. benchmarks/imgcommon/matched_latent.py)')
+
+
+STYLEGAN2_DISCRIMINATORS = ('training.networks.Discriminator', 'stylegan_plus.networks.stylegan2.Discriminator')
+
+
+def stylegan2_width_from_kwargs(D_kwargs):
+    """The epilogue fc width a StyleGAN2 D built from `D_kwargs` will have, or None for other networks.
+
+    The fc has as many outputs as the 4x4 block has channels: min(channel_base // 4, channel_max)
+    (official defaults 32768 and 512).
+    """
+    if D_kwargs.get('class_name') not in STYLEGAN2_DISCRIMINATORS:
+        return None
+    return min(int(D_kwargs.get('channel_base', 32768)) // 4, int(D_kwargs.get('channel_max', 512)))
+
+
 def build_latent_head(D, z_dim):
     """The linear head features -> z for D, or None when D's features already are the prediction.
 
     None only for a StyleGAN2 discriminator whose fc width equals z_dim. The head is built on CPU
-    from its own seed (the caller's random stream is left untouched).
+    from its own seed (the caller's random stream is left untouched). Raises ValueError when D
+    has fewer features than z_dim (`narrow_features_message`).
     """
     if stylegan2_feature_width(D) == z_dim:
         return None
+    width = feature_width(D)
+    if width < z_dim:
+        raise ValueError(narrow_features_message(width, z_dim))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_HEAD_INIT_SEED)
-        return torch.nn.Linear(feature_width(D), z_dim)
+        return torch.nn.Linear(width, z_dim)
 
 
 @register_loss('clr')
@@ -131,6 +167,14 @@ class CLRLoss(StyleGAN2Loss):
         head = build_latent_head(self.D_unwrapped, self.z_dim)
         if head is not None:
             self.register_network(HEAD_NAME, head.to(self.device))
+
+    @classmethod
+    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        # Refuse a too narrow StyleGAN2 D before anything is built (other networks: in __init__).
+        width = stylegan2_width_from_kwargs(args.get('D_kwargs') or {})
+        z_dim = (args.get('G_kwargs') or {}).get('z_dim')
+        if width is not None and z_dim is not None and width < z_dim:
+            raise LossSpecError(narrow_features_message(width, z_dim))
 
     def phases(self, default_phases, opt_kwargs):
         """The baseline's phases; the latent head (if any) trains wherever D trains, with D's optimizer."""

@@ -69,6 +69,9 @@ class ComposedLoss(LossPlugin):
     def run_D(self, img, c, sync, return_features=False):
         return self.main.run_D(img, c, sync, return_features=return_features)
 
+    def decision(self, img, c, z=None, sync=False):
+        return self.main.decision(img, c, z=z, sync=sync)
+
     def state_dict(self):
         return {'main': self.main.state_dict(), 'addons': [addon.state_dict() for addon in self.addons]}
 

@@ -1,27 +1,51 @@
 """Dist-GAN (`--loss=dist`): an autoencoder (E, G) with distance constraints, reconstructions as reals.
 
-Reading (shared/METHODS.md, paper 003):
+Reading (shared/METHODS.md, paper 003, and the authors' code where the paper is silent or loose):
 
 - E: D's architecture, unconditional, output `z_dim` (`stylegan_plus.networks.encoders`), trained
   with G as an autoencoder. Extra network `E` (snapshots, resume).
-- Order per iteration: AE step (phase `AEmain`, E and G, its own Adam with G's settings), D step,
-  G step. Lazy regularisation phases (Greg: path length, Dreg: R1) stay as in the baseline.
+- Order per iteration: AE step (phase `AEmain`, E and G, its own Adam with G's settings), D step
+  (`--dist-d-steps` executions, each with fresh latents: the authors' 2-D code takes 5, the paper
+  and the image code 1; default 1, 5 with `--cfg=toy`), G step. Lazy regularisation phases
+  (Greg: path length, Dreg: R1) stay as in the baseline.
 - AE step: `L_R + lambda_r * L_W` with
-  `L_R = ||Phi(x) - Phi(G(E(x)))||^2` (per-sample sum of squares, batch mean) and
+  `L_R = ||Phi(x) - Phi(G(E(x)))||^2` and
   `L_W = (M(Phi(G(E(x)))) - M(Phi(G(z))) - lambda_w * (M(E(x)) - M(z)))^2`, M the mean over the
-  batch and all dimensions, `lambda_w = sqrt(d_z / d_Phi)`. Phi is D's penultimate feature
+  batch and all dimensions, `lambda_w = sqrt(d_z / d_Phi)`. `--dist-recon-mean` (default on, the
+  authors' `mean((Phi(x) - Phi(G(E(x))))^2)`): L_R is the mean over the feature dimensions,
+  which is what lambda_r = 1 was tuned with; off: the per-sample sum of squares the paper prints,
+  which outweighs L_W by the feature width (512 on StyleGAN2's fc features). Phi is D's penultimate feature
   vector (D frozen); x and G(E(x)) go through the augment pipe with the *same* random draws, so
   their features compare the same view. For 2-D point data Phi is the identity. lambda_r = 1
-  (`--dist-lambda-r`; 0.1 with `--cfg=toy`).
+  (`--dist-lambda-r`; 0.1 with `--cfg=toy`). G(E(x)) runs through `plugin_generator`: E(x) is no
+  prior draw, so it must not move BatchNorm running statistics or w_avg.
 - D step: the baseline terms `softplus(-D(x)) + softplus(D(G(z)))`, plus reconstructions counted
   as real, `w * softplus(-D(G(E(x))))` with w = `--dist-recon-weight` (default 0.05, the
-  authors' image code; the paper implies 1, and `--cfg=toy` uses 1), plus the WGAN-GP penalty
-  `lambda_p * (||grad_xhat D(xhat)||_2 - 1)^2` at `xhat = eps x + (1 - eps) G(z)`, eps ~ U[0, 1]
-  per sample, labels of the reals (`--dist-gp`, default 1; 0.1 with `--cfg=toy`). The paper
-  prints the norm squared inside the penalty; it cites WGAN-GP, whose penalty uses the norm, and
-  that is what is used here. R1 (`--gamma`) is kept as in the baseline; `--gamma=0` drops it.
+  authors' image code; the paper implies 1, and `--cfg=toy` uses 1), plus a gradient penalty
+  `lambda_p * (n(grad_xhat D(xhat)) - 1)^2` at `xhat = eps x + (1 - eps) G(z)`, eps ~ U[0, 1]
+  per sample, labels of the reals (`--dist-gp`, default 1; 0.1 with `--cfg=toy`). The norm n
+  (`--dist-gp-norm`): `rms` (default, the authors' code: sqrt(mean over dimensions of g^2),
+  i.e. it drives the L2 norm to sqrt(d)) or `l2` (WGAN-GP's ||g||_2, which the paper cites; the
+  paper prints the squared norm inside the penalty, a form neither code uses). R1 (`--gamma`) is
+  kept as in the baseline; `--gamma=0` drops it.
 - G step: the discriminator-score distance `|mean sigmoid(D(x)) - mean sigmoid(D(G(z)))|` replaces
   the non-saturating loss.
+- Prior (`--dist-prior`): `uniform` in [-1, 1] is the paper's (section 4.1) and the authors' code;
+  the default is `gaussian` on images because generate.py and the metrics draw N(0, I) until the
+  loop records the prior with the run, and `uniform` with `--cfg=toy` (the 2-D benchmarks read
+  it from training_options.json and draw their latents from it).
+
+Deviations from the authors' code kept, and why:
+- The D steps of one iteration share the iteration's real batch (the loop fetches one); the code
+  draws a real batch per D step.
+- The learning rate is constant: the 2-D code's decay (x0.9 every 10 000 optimizer steps) needs
+  a loop-level schedule.
+- The 2-D code counts reconstructions as fake with weight 0.5 and uses a sigmoid cross-entropy
+  for L_R; we follow the paper (reconstructions are real) and the image code (squared error).
+
+Resume: the state is the baseline's. Runs started before `--dist-prior`, `--dist-gp-norm`,
+`--dist-recon-mean` and `--dist-d-steps` existed used gaussian, l2, the per-sample sum and one
+D step; give those values to resume them unchanged.
 
 Statistics: `Loss/dist/rec` (L_R per sample), `Loss/dist/latent_reg` (L_W), `Loss/dist/recon_real`
 (the unweighted D term on reconstructions), `Loss/dist/gp` (penalty per sample, unweighted),
@@ -29,8 +53,10 @@ Statistics: `Loss/dist/rec` (L_R per sample), `Loss/dist/latent_reg` (L_W), `Los
 `Loss/signs/*` (ADA reads `Loss/signs/real`).
 """
 
+import dataclasses
 import math
 
+import click
 import torch
 import torch.nn.functional as F
 
@@ -48,20 +74,27 @@ from .registry import register_loss
 from .stylegan2 import StyleGAN2Loss, _report_scores
 
 ENCODER_SEED = 0    # the encoder's own init seed: building it leaves the run's random stream alone
+GP_NORMS = ('rms', 'l2')
+PRIORS = ('gaussian', 'uniform')
+# The paper's / authors' 2-D settings, the defaults with --cfg=toy. Recon weight 1 (Eq. 5): 0.05 left
+# 2-12 of 25 modes uncovered in Q2.
+TOY_DEFAULTS = dict(dist_lambda_r=0.1, dist_gp=0.1, dist_recon_weight=1.0, dist_prior='uniform', dist_d_steps=5)
 
 #----------------------------------------------------------------------------
 # Loss terms as functions of tensors (hand-checked in tests/test_loss_dist.py).
 
-def ae_terms(phi_real, phi_rec, phi_fake, z_enc, z):
+def ae_terms(phi_real, phi_rec, phi_fake, z_enc, z, recon_mean=True):
     """The AE step's two terms.
 
     phi_real, phi_rec: [N, ...] features of x and G(E(x)); phi_fake: [M, ...] features of G(z);
-    z_enc [N, d_z] = E(x), z [M, d_z] the prior draws. Returns (L_R [N] = per-sample sum of
-    squared feature differences, L_W scalar = (M(phi_rec) - M(phi_fake) - lambda_w (M(z_enc) -
-    M(z)))^2 with lambda_w = sqrt(d_z / d_phi)), float32.
+    z_enc [N, d_z] = E(x), z [M, d_z] the prior draws. Returns (L_R [N] = per-sample mean
+    (`recon_mean`, the authors' code) or sum (the paper's norm) of squared feature differences,
+    L_W scalar = (M(phi_rec) - M(phi_fake) - lambda_w (M(z_enc) - M(z)))^2 with
+    lambda_w = sqrt(d_z / d_phi)), float32.
     """
     phi_real, phi_rec, phi_fake = (t.to(torch.float32).flatten(1) for t in (phi_real, phi_rec, phi_fake))
-    rec = (phi_real - phi_rec).square().sum(dim=1)
+    squares = (phi_real - phi_rec).square()
+    rec = squares.mean(dim=1) if recon_mean else squares.sum(dim=1)
     lambda_w = math.sqrt(z.shape[1] / phi_rec.shape[1])
     data_gap = phi_rec.mean() - phi_fake.mean()
     latent_gap = z_enc.to(torch.float32).mean() - z.to(torch.float32).mean()
@@ -73,10 +106,17 @@ def score_distance(real_logits, fake_logits):
     return (torch.sigmoid(real_logits).mean() - torch.sigmoid(fake_logits).mean()).abs()
 
 
-def gradient_penalty(grads):
-    """(||g||_2 - 1)^2 per sample: grads [N, ...] -> [N] float32 (the WGAN-GP penalty)."""
-    norms = (grads.to(torch.float32).flatten(1).square().sum(dim=1) + 1e-12).sqrt()
-    return (norms - 1).square()
+def gradient_penalty(grads, norm='rms'):
+    """(n(g) - 1)^2 per sample: grads [N, ...] -> [N] float32.
+
+    norm 'rms': n(g) = sqrt(mean of g^2 over the sample's elements) (the authors' code); 'l2':
+    n(g) = ||g||_2 (WGAN-GP).
+    """
+    if norm not in GP_NORMS:
+        raise ValueError(f'unknown Dist-GAN gradient-penalty norm {norm!r}; expected one of {", ".join(GP_NORMS)}')
+    squares = grads.to(torch.float32).flatten(1).square()
+    moment = squares.mean(dim=1) if norm == 'rms' else squares.sum(dim=1)
+    return ((moment + 1e-12).sqrt() - 1).square()
 
 
 def interpolate(real, fake, eps):
@@ -114,6 +154,13 @@ def extra_opt_kwargs(opt_kwargs):
     return kwargs
 
 
+def sample_prior(prior, n, z_dim, device):
+    """n latents [n, z_dim] float32: 'gaussian' N(0, I) or 'uniform' U[-1, 1] (torch's global stream)."""
+    if prior == 'uniform':
+        return torch.rand([n, z_dim], device=device) * 2 - 1
+    return torch.randn([n, z_dim], device=device)
+
+
 def run_encoder(loss, img, sync):
     """E(img) through the plugin's (possibly DDP-wrapped) encoder `loss.E`: [N, z_dim] float32."""
     with misc.ddp_sync(loss.E, sync):
@@ -133,38 +180,65 @@ class DistGANLoss(StyleGAN2Loss):
                    help='Dist-GAN: weight lambda_r of the latent-data distance in the AE step (--cfg=toy: 0.1)'),
         LossOption('--dist-recon-weight', 0.05, type=float, metavar='FLOAT',
                    help='Dist-GAN: weight of reconstructions G(E(x)) counted as real in the D loss '
-                        '(authors\' image code: 0.05; the paper implies 1)'),
+                        '(authors\' image code: 0.05; the paper implies 1) (--cfg=toy: 1)'),
         LossOption('--dist-gp', 1.0, type=float, metavar='FLOAT',
                    help='Dist-GAN: gradient-penalty weight lambda_p at real/fake interpolates (--cfg=toy: 0.1)'),
+        LossOption('--dist-gp-norm', 'rms', choices=GP_NORMS,
+                   help='Dist-GAN: gradient norm the penalty drives to 1: rms = sqrt(mean g^2) (authors\' code), '
+                        'l2 = ||g||_2 (WGAN-GP)'),
+        LossOption('--dist-recon-mean', True, type=bool, metavar='BOOL',
+                   help='Dist-GAN: L_R as the mean over feature dimensions (authors\' code); off = per-sample '
+                        'sum (the paper\'s norm)'),
+        LossOption('--dist-prior', 'gaussian', choices=PRIORS,
+                   help='Dist-GAN latent prior; uniform = U[-1, 1] (the paper\'s) (--cfg=toy: uniform)'),
+        LossOption('--dist-d-steps', 1, type=click.IntRange(min=1), metavar='INT',
+                   help='Dist-GAN: D steps per iteration, each with fresh latents (authors\' 2-D code: 5) '
+                        '(--cfg=toy: 5)'),
     )
 
     def __init__(self, device,
                  dist_lambda_r=1.0,         # lambda_r: latent-data distance term of the AE step
                  dist_recon_weight=0.05,    # weight of D's "reconstruction is real" term
-                 dist_gp=1.0,               # lambda_p: WGAN-GP penalty weight
+                 dist_gp=1.0,               # lambda_p: gradient-penalty weight
+                 dist_gp_norm='rms',        # 'rms' (authors' code) or 'l2' (WGAN-GP)
+                 dist_recon_mean=True,      # L_R: mean (authors' code) or sum over feature dimensions
+                 dist_prior='gaussian',     # 'gaussian' or 'uniform' in [-1, 1]
+                 dist_d_steps=1,            # D steps per iteration
                  **kwargs):                 # networks and baseline options
         super().__init__(device, **kwargs)
         for name, value in [('dist_lambda_r', dist_lambda_r), ('dist_recon_weight', dist_recon_weight),
                             ('dist_gp', dist_gp)]:
             if not value >= 0:
                 raise ValueError(f'{name}={value!r} must be a number >= 0')
+        for name, value, choices in [('dist_gp_norm', dist_gp_norm, GP_NORMS), ('dist_prior', dist_prior, PRIORS)]:
+            if value not in choices:
+                raise ValueError(f'{name}={value!r} is not supported; expected one of {", ".join(choices)}')
+        if not isinstance(dist_d_steps, int) or isinstance(dist_d_steps, bool) or dist_d_steps < 1:
+            raise ValueError(f'dist_d_steps={dist_d_steps!r} is not supported; expected an integer >= 1')
         self.dist_lambda_r = float(dist_lambda_r)
         self.dist_recon_weight = float(dist_recon_weight)
         self.dist_gp = float(dist_gp)
+        self.dist_gp_norm = dist_gp_norm
+        self.dist_recon_mean = bool(dist_recon_mean)
+        self.dist_prior = dist_prior
+        self.dist_d_steps = dist_d_steps
         self.register_network('E', build_encoder(self.D_unwrapped, self.z_dim, seed=ENCODER_SEED).to(self.device))
 
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
-        # The paper's 2-D settings; recon weight 1 (Eq. 5): 0.05 left 2-12 of 25 modes uncovered in Q2.
         if cfg == 'toy':
-            for key, value in (('dist_lambda_r', 0.1), ('dist_gp', 0.1), ('dist_recon_weight', 1.0)):
+            for key, value in TOY_DEFAULTS.items():
                 if key not in given:
                     loss_kwargs[key] = value
 
+    def sample_z(self, n, device):
+        return sample_prior(self.dist_prior, n, self.z_dim, device)
+
     def phases(self, default_phases, opt_kwargs):
-        """AEmain (E and G, own optimizer with G's settings), then the D phases, then the G phases."""
+        """AEmain (E and G, own optimizer with G's settings), the D phases (main: `dist_d_steps` times), G's."""
         ae_phase = PhaseSpec('AEmain', modules=('E', 'G'), opt='AE', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
-        d_phases = [spec for spec in default_phases if 'D' in spec.modules]
+        d_phases = [dataclasses.replace(spec, repeat=self.dist_d_steps) if spec.name in ('Dmain', 'Dboth') else spec
+                    for spec in default_phases if 'D' in spec.modules]
         g_phases = [spec for spec in default_phases if 'D' not in spec.modules]
         return [ae_phase] + d_phases + g_phases
 
@@ -202,7 +276,7 @@ class DistGANLoss(StyleGAN2Loss):
             real_view, rec_view = augment_pair(self.augment_pipe, real_view, rec_view)
             gen_view = self.augment_pipe(gen_view)
         rec, latent_reg = ae_terms(self.features(real_view, real_c), self.features(rec_view, real_c),
-                                   self.features(gen_view, gen_c), z_enc, gen_z)
+                                   self.features(gen_view, gen_c), z_enc, gen_z, recon_mean=self.dist_recon_mean)
         training_stats.report('Loss/dist/rec', rec)
         training_stats.report('Loss/dist/latent_reg', latent_reg)
         (rec.mean() + self.dist_lambda_r * latent_reg).mul(gain).backward()
@@ -229,13 +303,14 @@ class DistGANLoss(StyleGAN2Loss):
         self.backward_D_real(real_img, real_c, sync=sync, gain=gain, loss_fake=loss_fake.detach(), with_r1=with_r1)
 
     def penalty_at_interpolates(self, real_img, real_c, gen_img):
-        """(||grad D(xhat)||_2 - 1)^2 per sample [N], xhat between reals and fakes (through the augment pipe)."""
+        """(n(grad D(xhat)) - 1)^2 per sample [N] (n by --dist-gp-norm), xhat between reals and fakes
+        (through the augment pipe)."""
         eps = torch.rand([real_img.shape[0]], device=real_img.device)
         mixed = interpolate(real_img.detach(), gen_img.detach(), eps).requires_grad_(True)
         logits = self.run_D(mixed, real_c, sync=False)
         with conv2d_gradfix.no_weight_gradients():
             grads = torch.autograd.grad(outputs=[logits.sum()], inputs=[mixed], create_graph=True)[0]
-        return gradient_penalty(grads)
+        return gradient_penalty(grads, self.dist_gp_norm)
 
     # --- G step -----------------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ Reading (shared/METHODS.md, paper 001):
   augment pipe, h_E the frozen encoder's penultimate features (the output of its last
   convolution stage, as in the paper), h_D D's penultimate features; `fc` is the extra network
   `rf_head`, trained with D by D's optimizer. D's own output layer is not used (kept in the graph
-  with weight 0). Gradients reach the input through E (G must fool the joint decision; R1 is
-  taken through it), never E's weights: E is in no phase after pre-training.
+  with weight 0); this fused logit is the method's `decision` (what latent mining raises;
+  `stylegan_plus.sampling.decisions.snapshot_decision` rebuilds it from a snapshot). Gradients
+  reach the input through E (G must fool the joint decision; R1 is taken through it), never E's
+  weights: E is in no phase after pre-training.
 - The GAN losses and regularisers are the baseline's (`run_D` is the only change).
 - `--g-steps=2` with `--cfg=dcgan` (the paper's DCGAN schedule), unless --g-steps is given.
 
@@ -39,6 +41,7 @@ from torch_utils import misc
 from torch_utils import training_stats
 
 from stylegan_plus.networks.encoders import build_autoencoder, build_fusion_head, feature_dim
+from stylegan_plus.sampling.decisions import fused_logits
 
 from .base import LossOption, unwrap_module
 from .dist import extra_opt_kwargs
@@ -211,12 +214,16 @@ class RFLoss(StyleGAN2Loss):
     # --- The joint discriminator ------------------------------------------------------------------
 
     def run_D(self, img, c, sync, return_features=False):
-        """Augment, then logit = rf_head([h_D(x'), h_E(x')], c): [N, 1] (or with D's features [N, F])."""
+        """Augment, then logit = rf_head([h_D(x'), h_E(x')], c): [N, 1] (or with D's features [N, F]).
+
+        This fused logit is also RFGAN's `decision` (what latent mining raises); the same function
+        (`stylegan_plus.sampling.decisions.fused_logits`) computes it from a snapshot's networks.
+        """
         img = self.augment(img)
-        logits, features = self.discriminate(img, c, sync, return_features=True)
-        _code, encoder_features = unwrap_module(self.rf_ae).encoder(img, return_features=True)
-        with misc.ddp_sync(self.rf_head, sync):
-            joint = self.rf_head(features, encoder_features, c) + logits * 0
+        encoder = unwrap_module(self.rf_ae).encoder
+        with misc.ddp_sync(self.D, sync), misc.ddp_sync(self.rf_head, sync):
+            joint, logits, features = fused_logits(self.D, encoder, self.rf_head, img, c)
+        joint = joint + logits * 0
         return (joint, features) if return_features else joint
 
 #----------------------------------------------------------------------------
