@@ -12,6 +12,8 @@ Examples:
     python generate.py --outdir=out --seeds=0-7 --network=network-snapshot-000100.pkl --latent-steps=20
 
 Additions to the official options: --device, --grid, --vector-out, --latent-steps, --latent-eps.
+`grid.png` shows images smaller than 64 px enlarged (nearest neighbour), so that each one is at
+least 64 px on screen; the per-seed PNGs keep the network's resolution.
 
 Generators without a mapping network (DCGAN, `--cfg=dcgan`; MLP, `--cfg=toy`) are rendered as
 `G(z, c)`, a batch of seeds at a time. They have no w space: --trunc must stay 1 (truncation pulls
@@ -32,9 +34,10 @@ from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import cli_types
 from stylegan_plus.tools import device as devices
 from stylegan_plus.tools import images
+from stylegan_plus.tools import memory_budget
 
 
-PLAIN_BATCH = 64  # seeds per forward pass for generators without a mapping network
+PLAIN_BATCH = 64  # most seeds per forward pass for generators without a mapping network (fewer if memory is short)
 
 
 def _forward(G, truncation_psi, noise_mode):
@@ -64,14 +67,17 @@ def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=prin
     move_latents: optional callable (z [n, z_dim] float32, label) -> z' [n, z_dim] applied before
     rendering (AdvLatGAN-z, see `latent_step_mover`).
     StyleGAN2 generators run one seed at a time (as the official tool does); generators without a
-    mapping network run `PLAIN_BATCH` seeds per call (eval mode: samples do not interact).
+    mapping network run up to `PLAIN_BATCH` seeds per call, fewer when the memory budget
+    (`memory_budget.generation_chunk`) says so (eval mode: samples do not interact).
     Returns (outputs, z [N, z_dim] float64, w [N, num_ws, w_dim] float32 or None when G has no
     mapping network). outputs: pixels [N, H, W, C] uint8 for image generators, float32 [N, D]
     for point generators. z of seed s is `np.random.RandomState(s).randn(1, z_dim)` (official
     draw), or what `move_latents` made of it.
     """
     run = _forward(G, truncation_psi, noise_mode)
-    batch = 1 if devices.has_mapping_synthesis(G) else PLAIN_BATCH
+    batch = 1
+    if not devices.has_mapping_synthesis(G):
+        batch = memory_budget.generation_chunk(G, limit=min(PLAIN_BATCH, len(seeds)))
     all_outputs, all_z, all_w = [], [], []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start:start + batch]
@@ -151,19 +157,23 @@ def _check_plain_generator(G, truncation_psi, projected_w):
 
 
 def _save_all(pixels, names, outdir, grid):
+    """One PNG per image [H, W, C] uint8, and with `grid` also grid.png (small images enlarged for display)."""
     channels = pixels.shape[-1]
     if channels not in (1, 3):
         raise click.ClickException(f'this generator makes images with {channels} channels; PNG output needs 1 (gray) '
                                    f'or 3 (RGB)')
+    images.make_outdir(outdir)
     for image, name in zip(pixels, names):
         images.save_png(image, os.path.join(outdir, name))
     if grid:
-        images.save_png(images.tile(pixels), os.path.join(outdir, 'grid.png'))
+        scale = images.display_scale(*pixels.shape[1:3])
+        images.save_png(images.enlarge(images.tile(pixels), scale), os.path.join(outdir, 'grid.png'))
 
 
 def _save_points(points, seeds, outdir, grid, title):
     """Point generators: points.npz (seeds [N] int64, points [N, D] float32) and, for D = 2, points.png."""
-    np.savez(os.path.join(outdir, 'points.npz'), seeds=np.asarray(seeds, dtype=np.int64), points=points)
+    images.make_outdir(outdir)
+    images.save_npz(os.path.join(outdir, 'points.npz'), seeds=np.asarray(seeds, dtype=np.int64), points=points)
     if grid:
         print('Note: --grid is for images; the scatter plot points.png already shows every seed')
     if points.shape[1] == 2:
@@ -177,26 +187,26 @@ def _save_points(points, seeds, outdir, grid, title):
 
 def _save_vectors(path, seeds, z, w, z_start=None):
     """--vector-out: seeds [N] int64, z [N, z_dim] and, when they exist, w and z_start."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    images.make_outdir(os.path.dirname(os.path.abspath(path)), param_hint='--vector-out')
     arrays = dict(seeds=np.asarray(seeds, dtype=np.int64), z=z)
     if w is not None:
         arrays['w'] = w
     if z_start is not None:
         arrays['z_start'] = z_start
-    np.savez(path, **arrays)
+    images.save_npz(path, **arrays)
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=images.seed_list_type(), help='List of random seeds, e.g. 0,1,5 or 0-9')
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi (StyleGAN2 generators only)', default=1,
-              show_default=True)
-@click.option('--class', 'class_idx', type=int, help='Class label (unconditional if not specified)')
-@click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const',
-              show_default=True)
-@click.option('--projected-w', help='Projection result file (.npz with key w)',
+@click.option('--network', 'network_pkl', help='Snapshot pickle to render (path or URL)', required=True)
+@click.option('--seeds', type=images.seed_list_type(), help='Seeds to render, one image each: 0,1,5 or 0-9')
+@click.option('--trunc', 'truncation_psi', type=images.FiniteFloat(),
+              help='Pull w toward its average by this factor (StyleGAN2 generators only)', default=1, show_default=True)
+@click.option('--class', 'class_idx', type=int, help='Class index for a conditional network')
+@click.option('--noise-mode', help='Per-pixel noise of the synthesis layers',
+              type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--projected-w', help='W vectors written by projector.py (.npz with key w)',
               type=click.Path(exists=True, dir_okay=False), metavar='FILE')
-@click.option('--outdir', help='Where to save the output images', type=str, required=True, metavar='DIR')
+@click.option('--outdir', help='Folder for the PNG files (created if missing)', type=str, required=True, metavar='DIR')
 @click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
 @click.option('--grid', help='Also save all images as one grid.png', type=bool, default=False, metavar='BOOL',
               show_default=True)
@@ -206,7 +216,10 @@ def _save_vectors(path, seeds, z, w, z_start=None):
 @cli_types.latent_step_options('rendering')
 def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device_name,
                     grid, vector_out, latent_steps, latent_eps):
-    """Generate images using pretrained network pickle."""
+    """Render PNG images from the generator (G_ema) of a snapshot pickle: one per seed, or per projected w."""
+    images.check_outdir(outdir)
+    if vector_out is not None:
+        images.check_output_file(vector_out, '--vector-out')
     if seeds is None and projected_w is None:
         raise click.UsageError('give --seeds (e.g. --seeds=0-3) or --projected-w (a projector .npz)')
     if vector_out is not None and projected_w is not None:
@@ -223,7 +236,6 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
     if latent_steps > 0:
         D = nets['D'].eval().requires_grad_(False).to(device)
         move_latents = latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode)
-    os.makedirs(outdir, exist_ok=True)
 
     if projected_w is not None:
         if seeds is not None:

@@ -56,7 +56,6 @@ def _load_targets(paths, G):
 
 def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video, w_plus, device):
     """Project one preprocessed target and write all outputs into `outdir`."""
-    os.makedirs(outdir, exist_ok=True)
     np.random.seed(seed)
     torch.manual_seed(seed)
     target = torch.tensor(target_uint8.transpose([2, 0, 1]), device=device)
@@ -65,10 +64,11 @@ def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video,
                                   verbose=True, progress=True)
     print(f'Elapsed: {time.time() - start_time:.1f} s')
 
+    images.make_outdir(outdir)
     images.save_png(target_uint8, os.path.join(outdir, 'target.png'))
     final_w = ws_steps[-1].unsqueeze(0)
     images.save_png(projection.render(G, final_w)[0], os.path.join(outdir, 'proj.png'))
-    np.savez(os.path.join(outdir, 'projected_w.npz'), w=final_w.cpu().numpy())
+    images.save_npz(os.path.join(outdir, 'projected_w.npz'), w=final_w.cpu().numpy())
     if save_video:
         path = os.path.join(outdir, 'proj.mp4')
         print(f'Saving optimization progress video "{path}"')
@@ -76,15 +76,16 @@ def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video,
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH')
-@click.option('--target', 'target_fnames', help='Target image file to project to (repeat for several)',
+@click.option('--network', 'network_pkl', help='Snapshot pickle whose G_ema is searched (path or URL)', required=True,
+              metavar='PATH')
+@click.option('--target', 'target_fnames', help='Photo to reproduce (repeat the option for several)',
               required=True, multiple=True, type=click.Path(exists=True, dir_okay=False), metavar='FILE')
-@click.option('--num-steps', help='Number of optimization steps', type=click.IntRange(min=1), default=1000,
+@click.option('--num-steps', help='Optimiser steps per photo', type=click.IntRange(min=1), default=1000,
               show_default=True)
-@click.option('--seed', help='Random seed', type=int, default=303, show_default=True)
-@click.option('--save-video', help='Save an mp4 video of optimization progress', type=bool, default=True,
+@click.option('--seed', help='Seed of numpy and torch before each photo', type=int, default=303, show_default=True)
+@click.option('--save-video', help='Also write proj.mp4: the photo beside each step\'s image', type=bool, default=True,
               show_default=True, metavar='BOOL')
-@click.option('--outdir', help='Where to save the output images', required=True, metavar='DIR')
+@click.option('--outdir', help='Folder for the results (created if missing)', required=True, metavar='DIR')
 @click.option('--w-plus', help='Optimise one w per layer (W+) instead of a single w', type=bool, default=False,
               show_default=True, metavar='BOOL')
 @click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
@@ -92,7 +93,10 @@ def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video,
               f'[default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
 def run_projection(network_pkl, target_fnames, num_steps, seed, save_video, outdir, w_plus, device_name,
                    detector_dir):
-    """Project given image(s) to the latent space of a pretrained network pickle."""
+    """Search the W space of a snapshot's generator for the w whose image looks most like each photo."""
+    target_dirs = _output_dirs(outdir, target_fnames)
+    for target_dir in [outdir] + target_dirs:
+        images.check_outdir(target_dir)
     device = devices.resolve_device(device_name)
     detectors.set_detector_dir(detector_dir)
     try:
@@ -110,7 +114,7 @@ def run_projection(network_pkl, target_fnames, num_steps, seed, save_video, outd
     devices.require_mapping_synthesis(G, 'projector.py')  # the projection optimises w, fed to G.synthesis
     G = devices.prepare_generator(G, device)
     targets = _load_targets(target_fnames, G)
-    for path, target_uint8, target_dir in zip(target_fnames, targets, _output_dirs(outdir, target_fnames)):
+    for path, target_uint8, target_dir in zip(target_fnames, targets, target_dirs):
         print(f'Projecting "{path}" -> "{target_dir}"')
         _project_one(G, vgg16, target_uint8, target_dir, num_steps=num_steps, seed=seed, save_video=save_video,
                      w_plus=w_plus, device=device)

@@ -7,7 +7,8 @@ Examples:
 Each output image takes the W vector of its row seed and replaces the layers listed in --styles
 by those of its column seed. Writes `{row}-{col}.png` for every pair, `{seed}-{seed}.png` for
 every seed alone, and `grid.png`. Additions to the official options: --device, and --class for
-conditional networks (the official script only handles unconditional ones).
+conditional networks (the official script only handles unconditional ones). Without --styles, the
+column seed gives ws 0-6 (the official default), limited to the ws the network has (0-5 at 16 px).
 """
 
 import os
@@ -19,6 +20,7 @@ import torch
 from stylegan_plus.tools import device as devices
 from stylegan_plus.tools import images
 
+DEFAULT_STYLES = 7  # without --styles: ws 0-6 (the official default), or fewer if the network has fewer
 
 @torch.no_grad()
 def style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi=1, noise_mode='const'):
@@ -61,27 +63,31 @@ def mixing_grid(mixed, row_seeds, col_seeds) -> np.ndarray:
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--rows', 'row_seeds', type=images.seed_list_type(), help='Random seeds to use for image rows',
+@click.option('--network', 'network_pkl', help='Snapshot pickle to render (path or URL)', required=True)
+@click.option('--rows', 'row_seeds', type=images.seed_list_type(), help='Seeds whose ws fill each row',
               required=True)
-@click.option('--cols', 'col_seeds', type=images.seed_list_type(), help='Random seeds to use for image columns',
+@click.option('--cols', 'col_seeds', type=images.seed_list_type(), help='Seeds whose styles are mixed into each column',
               required=True)
 @click.option('--styles', 'col_styles', type=images.NumRange(lo=0, what='style index'),
-              help='Style layer range taken from the column seeds', default='0-6', show_default=True)
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
-@click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const',
-              show_default=True)
-@click.option('--outdir', type=str, required=True, help='Where to save the output images', metavar='DIR')
+              help='ws indices taken from the column seed  [default: 0-6, limited to the network\'s ws]')
+@click.option('--trunc', 'truncation_psi', type=images.FiniteFloat(), help='Pull w toward its average by this factor',
+              default=1, show_default=True)
+@click.option('--noise-mode', help='Per-pixel noise of the synthesis layers',
+              type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--outdir', type=str, required=True, help='Folder for the PNG files (created if missing)', metavar='DIR')
 @click.option('--class', 'class_idx', type=int, help='Class label for a conditional network')
 @click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
 def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mode, outdir,
                        class_idx, device_name):
-    """Generate images using pretrained network pickle, mixing the styles of row and column seeds."""
+    """Render a grid that mixes the styles (per-layer ws) of row seeds and column seeds of a snapshot's G_ema."""
+    images.check_outdir(outdir)
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
     G = devices.load_network(network_pkl)
     devices.require_mapping_synthesis(G, 'style_mixing.py')  # mixing swaps per-layer ws
     G = devices.prepare_generator(G, device)
+    if col_styles is None:
+        col_styles = list(range(min(DEFAULT_STYLES, G.num_ws)))
     bad = [idx for idx in col_styles if idx >= G.num_ws]
     if bad:
         raise click.BadParameter(f'style index {bad[0]} is out of range: this network has {G.num_ws} ws, '
@@ -90,7 +96,7 @@ def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation
 
     mixed = style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi, noise_mode)
     print('Saving images...')
-    os.makedirs(outdir, exist_ok=True)
+    images.make_outdir(outdir)
     for (row_seed, col_seed), pixels in mixed.items():
         images.save_png(pixels, os.path.join(outdir, f'{row_seed}-{col_seed}.png'))
     print('Saving image grid...')

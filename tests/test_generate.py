@@ -56,10 +56,11 @@ def test_generate_seeds_grid_and_vectors(pickles, tmp_path):
     seed1 = PIL.Image.open(out / 'seed0001.png')
     assert (seed1.size, seed1.mode) == ((16, 16), 'RGB')
     np.testing.assert_array_equal(read_png(out / 'seed0001.png'), expected_pixels(pickles['uncond'], 1, psi=0.7))
-    grid = read_png(out / 'grid.png')  # 3 images -> 2x2 cells, last one black
-    assert grid.shape == (32, 32, 3)
-    np.testing.assert_array_equal(grid[16:, :16], read_png(out / 'seed0002.png'))
-    assert not grid[16:, 16:].any()
+    grid = read_png(out / 'grid.png')  # 3 images -> 2x2 cells of 64 px (16 px enlarged 4x), last one black
+    assert grid.shape == (128, 128, 3)
+    np.testing.assert_array_equal(grid[64:, :64:4][::4], read_png(out / 'seed0002.png'))
+    np.testing.assert_array_equal(grid[64:68, :4], np.broadcast_to(read_png(out / 'seed0002.png')[0, 0], (4, 4, 3)))
+    assert not grid[64:, 64:].any()
     with np.load(out / 'vectors.npz') as vectors:
         assert sorted(vectors.files) == ['seeds', 'w', 'z']
         assert vectors['seeds'].tolist() == [0, 1, 2]
@@ -175,7 +176,7 @@ def test_style_mixing_files_and_grid(pickles, tmp_path):
 
 def test_style_mixing_errors(pickles, tmp_path):
     result = invoke(style_mixing.generate_style_mix, f'--network={pickles["uncond"]}', '--rows=0', '--cols=1',
-                    f'--outdir={tmp_path}')  # default --styles=0-6, but this net has 6 ws
+                    '--styles=0-6', f'--outdir={tmp_path}')  # this net has 6 ws
     assert result.exit_code == 2 and 'style index 6 is out of range' in result.output and '0..5' in result.output
     result = invoke(style_mixing.generate_style_mix, f'--network={pickles["cond"]}', '--rows=0', '--cols=1',
                     '--styles=0-1', f'--outdir={tmp_path}')
@@ -187,3 +188,82 @@ def test_style_mixing_errors(pickles, tmp_path):
     result = invoke(style_mixing.generate_style_mix, f'--network={tmp_path / "none.pkl"}', '--rows=0', '--cols=1',
                     f'--outdir={tmp_path}')
     assert result.exit_code == 2 and 'none.pkl' in result.output
+
+
+def test_style_mixing_default_styles_fit_a_small_network(pickles, tmp_path):
+    """Without --styles: ws 0-6 limited to the network's 6 ws, so the column seed gives every layer."""
+    result = invoke(style_mixing.generate_style_mix, f'--network={pickles["uncond"]}', '--rows=0', '--cols=1',
+                    f'--outdir={tmp_path}')
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_png(tmp_path / '0-1.png'), read_png(tmp_path / '1-1.png'))
+    assert not np.array_equal(read_png(tmp_path / '0-1.png'), read_png(tmp_path / '0-0.png'))
+
+#----------------------------------------------------------------------------
+# Bad values: a usage error naming the value, no traceback, nothing written.
+
+def _tool_args(tool, pickles):
+    if tool is generate.generate_images:
+        return [f'--network={pickles["uncond"]}', '--seeds=0']
+    return [f'--network={pickles["uncond"]}', '--rows=0', '--cols=1', '--styles=0-1']
+
+
+def _assert_refused(result, *texts):
+    assert result.exit_code == 2, result.output
+    for text in texts:
+        assert text in result.output
+    assert 'Traceback' not in result.output
+    assert isinstance(result.exception, SystemExit)  # click's usage error, not an exception escaping the tool
+
+
+@pytest.mark.parametrize('tool', [generate.generate_images, style_mixing.generate_style_mix])
+@pytest.mark.parametrize('value', ['nan', 'inf', '-inf', '1e999'])
+def test_non_finite_truncation_is_refused(pickles, tmp_path, tool, value):
+    out = tmp_path / 'out'
+    result = invoke(tool, *_tool_args(tool, pickles), f'--trunc={value}', f'--outdir={out}')
+    _assert_refused(result, '--trunc', f"'{value}' is not a finite number")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('tool', [generate.generate_images, style_mixing.generate_style_mix])
+@pytest.mark.parametrize('where', ['file', 'under file'])
+def test_outdir_that_is_or_lies_under_a_file(pickles, tmp_path, tool, where):
+    blocker = tmp_path / 'taken.txt'
+    blocker.write_text('my notes')
+    outdir = blocker if where == 'file' else blocker / 'sub' / 'out'
+    result = invoke(tool, *_tool_args(tool, pickles), f'--outdir={outdir}')
+    expected = 'is a file' if where == 'file' else f"lies under '{blocker}', which is a file"
+    _assert_refused(result, '--outdir', f"'{outdir}' {expected}")
+    assert blocker.read_text() == 'my notes' and sorted(p.name for p in tmp_path.iterdir()) == ['taken.txt']
+
+
+def test_vector_out_that_is_a_folder(pickles, tmp_path):
+    result = invoke(generate.generate_images, *_tool_args(generate.generate_images, pickles),
+                    f'--outdir={tmp_path / "out"}', f'--vector-out={tmp_path}')
+    _assert_refused(result, '--vector-out', f"'{tmp_path}' is a folder")
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow
+def test_bad_outdir_in_a_real_process_has_no_traceback(pickles, tmp_path):
+    blocker = tmp_path / 'taken'
+    blocker.write_bytes(b'')
+    proc = subprocess.run([sys.executable, 'generate.py', f'--network={pickles["uncond"]}', '--seeds=0',
+                           f'--outdir={blocker}', '--trunc=0.5', '--device=cpu'], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and f"'{blocker}' is a file" in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_writes_are_atomic(tmp_path):
+    target = tmp_path / 'seed0000.png'
+    images.save_png(np.full([4, 4, 3], 7, dtype=np.uint8), target)
+    before = target.read_bytes()
+
+    def fail_halfway(f):
+        f.write(b'\x89PNG half')
+        raise OSError('disk full')
+    with pytest.raises(OSError, match='disk full'):
+        images.write_atomic(target, fail_halfway)
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ['seed0000.png']
+    images.save_npz(tmp_path / 'v', z=np.arange(3))     # the name is kept as given (no .npz appended)
+    with np.load(tmp_path / 'v') as npz:
+        assert npz['z'].tolist() == [0, 1, 2]

@@ -151,3 +151,18 @@ def test_schedule_matches_official_formulas():
     assert projection.w_noise_scale(0.0, 2.0) == pytest.approx(0.1)
     assert projection.w_noise_scale(0.375, 2.0) == pytest.approx(0.1 * 0.25)
     assert projection.w_noise_scale(0.8, 2.0) == 0
+
+
+@pytest.mark.parametrize('where', ['file', 'under file'])
+def test_outdir_that_is_or_lies_under_a_file(workspace, tmp_path, where):
+    import projector
+    from click.testing import CliRunner
+    blocker = tmp_path / 'taken.txt'
+    blocker.write_text('my notes')
+    outdir = blocker if where == 'file' else blocker / 'out'
+    result = CliRunner().invoke(projector.run_projection, [
+        f'--network={workspace["pkl"]}', f'--target={workspace["root"] / "astronaut.png"}', f'--outdir={outdir}',
+        '--device=cpu', '--num-steps=1'])
+    assert result.exit_code == 2, result.output
+    assert '--outdir' in result.output and f"'{outdir}'" in result.output and 'Traceback' not in result.output
+    assert blocker.read_text() == 'my notes' and sorted(p.name for p in tmp_path.iterdir()) == ['taken.txt']

@@ -1,13 +1,16 @@
-"""Pixels, image files and seed lists shared by `generate.py` and `style_mixing.py`.
+"""Pixels, image files, output folders and option types shared by the inference tools.
 
 Everything here is independent of the network code: conversion of generator output to uint8,
-writing PNGs (RGB or grayscale), tiling images into a grid, a scatter plot for generators of 2-D
-points (drawn with PIL alone), and the `num_range` option type used for `--seeds`, `--rows`,
-`--cols` and `--styles`.
+writing PNGs (RGB or grayscale) and .npz files atomically, tiling images into a grid and enlarging
+small images for display, a scatter plot for generators of 2-D points (drawn with PIL alone),
+checks of `--outdir` before any work starts, and the option types `num_range` (`--seeds`,
+`--rows`, `--cols`, `--styles`) and finite floats (`--trunc`).
 """
 
 import math
+import os
 import re
+import secrets
 
 import click
 import numpy as np
@@ -17,6 +20,7 @@ import PIL.ImageFont
 import torch
 
 SEED_MAX = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
+DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at least this many pixels in grids
 
 _RANGE_RE = re.compile(r'^(\d+)-(\d+)$')
 
@@ -41,9 +45,43 @@ def to_pil(pixels: np.ndarray) -> PIL.Image.Image:
     raise ValueError(f'cannot save an image with {channels} channels as PNG; expected 1 (L) or 3 (RGB)')
 
 
+def write_atomic(path, write_fn) -> None:
+    """Call `write_fn(file)` on a new temporary file beside `path` (a real, seekable binary file),
+    then rename it over `path`: readers never see a half-written file, and a failure leaves none."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f'.{name}.{secrets.token_hex(4)}.partial')
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666: the umask applies, as for any file
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write_fn(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def save_png(pixels: np.ndarray, path) -> None:
-    """Write one [H, W, C] uint8 image (C = 1 or 3) to `path`."""
-    to_pil(pixels).save(path)
+    """Write one [H, W, C] uint8 image (C = 1 or 3) to `path`, atomically (no half-written file)."""
+    image = to_pil(pixels)
+    write_atomic(path, lambda f: image.save(f, format='PNG'))
+
+
+def save_npz(path, **arrays) -> None:
+    """`np.savez(path, **arrays)`, atomically; `path` is used as given (no `.npz` is appended)."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def display_scale(height: int, width: int, min_tile: int = DISPLAY_MIN_TILE) -> int:
+    """Integer factor that enlarges an image of this size to at least `min_tile` pixels per side (1 if it is)."""
+    return max(1, math.ceil(min_tile / max(min(height, width), 1)))
+
+
+def enlarge(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """[H, W, ...] pixels repeated `factor` times along H and W (nearest neighbour); factor 1 returns them as is."""
+    if factor == 1:
+        return pixels
+    return pixels.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def tile(images, cols: int = None) -> np.ndarray:
@@ -158,6 +196,66 @@ class NumRange(click.ParamType):
         if self.lo is None:
             return f'{self.hi} or less'
         return f'{self.lo}..{self.hi}'
+
+
+class FiniteFloat(click.ParamType):
+    """Click type for a float that must be finite (`nan`, `inf` and `-inf` are refused)."""
+
+    name = 'float'
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f'{value!r} is not a number; a finite number such as 0.7 or 1 is accepted', param, ctx)
+        if not math.isfinite(number):
+            self.fail(f'{value!r} is not a finite number; a finite number such as 0.7 or 1 is accepted', param, ctx)
+        return number
+
+
+def _existing_ancestor(path: str) -> str:
+    """`path` itself or its nearest parent that exists."""
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def check_outdir(outdir: str, param_hint: str = '--outdir') -> None:
+    """Refuse an output folder that cannot be created or written, before any work starts (creates nothing).
+
+    Raises click.BadParameter naming the value: it is a file, lies under a file, or is not writable.
+    """
+    if not outdir:
+        raise click.BadParameter('an empty folder name is not accepted; give a folder such as out/',
+                                 param_hint=param_hint)
+    existing = _existing_ancestor(outdir)
+    if not os.path.isdir(existing):
+        where = 'is a file' if existing == os.path.abspath(outdir) else f'lies under {existing!r}, which is a file'
+        raise click.BadParameter(f'{outdir!r} {where}; a folder (existing or new) is accepted', param_hint=param_hint)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f'{outdir!r} cannot be written: no write permission in {existing!r}',
+                                 param_hint=param_hint)
+
+
+def make_outdir(outdir: str, param_hint: str = '--outdir') -> None:
+    """Create the output folder (and parents); an OS error becomes a click.BadParameter naming it."""
+    check_outdir(outdir, param_hint)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as err:
+        raise click.BadParameter(f'cannot create {outdir!r}: {err.strerror or err}', param_hint=param_hint) from None
+
+
+def check_output_file(path: str, param_hint: str) -> None:
+    """Refuse an output file path that is a folder or whose folder cannot be created (creates nothing)."""
+    if os.path.isdir(path):
+        raise click.BadParameter(f'{path!r} is a folder; a file name such as out/vectors.npz is accepted',
+                                 param_hint=param_hint)
+    check_outdir(os.path.dirname(os.path.abspath(path)), param_hint)
 
 
 def seed_list_type() -> NumRange:

@@ -12,6 +12,7 @@ and the target, jointly over w and every `noise_const` buffer, with
 """
 
 import copy
+import os
 import time
 
 import numpy as np
@@ -20,11 +21,11 @@ import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
-from stylegan_plus.tools import detectors
+from stylegan_plus.tools import detectors, memory_budget
 from stylegan_plus.tools.device import describe_generator, has_mapping_synthesis, prepare_generator
 
 W_STATS_SEED = 123        # RandomState seed of the z samples that define the mean w
-_W_STATS_CHUNK = 1000     # mapping-network batch when estimating w statistics
+_W_STATS_CHUNK = 1000     # most z per mapping-network call when estimating w statistics (fewer if memory is short)
 _LPIPS_MAX_SIZE = 256     # images larger than this are area-downsampled before the VGG16 detector
 
 # ---------------------------------------------------------------------------------------------------
@@ -74,11 +75,13 @@ def load_target(path, resolution, channels):
 def w_statistics(G, num_samples, device, seed=W_STATS_SEED):
     """Mean and spread of w over `num_samples` z drawn with RandomState(seed).
 
+    The mapping network runs on chunks sized by `memory_budget.generation_chunk`.
     Returns (w_avg float32 [1, 1, w_dim] numpy, w_std float = sqrt(E|w - w_avg|^2)).
     """
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim)
+    per_call = memory_budget.generation_chunk(G.mapping, device, limit=_W_STATS_CHUNK)
     ws = []
-    for chunk in np.array_split(z, max(1, -(-num_samples // _W_STATS_CHUNK))):
+    for chunk in np.array_split(z, max(1, -(-num_samples // per_call))):
         z_chunk = torch.from_numpy(chunk).to(device=device, dtype=torch.float32)
         c = torch.zeros([chunk.shape[0], G.c_dim], device=device)
         ws.append(G.mapping(z_chunk, c)[:, :1, :].cpu().numpy().astype(np.float32))
@@ -229,9 +232,17 @@ def write_video(path, target, frames, fps=10):
     """proj.mp4: target and each frame side by side (libx264, 16 Mbit/s, `fps` frames per second).
 
     target: uint8 [H, W, C]; frames: iterable of uint8 [H, W, C]; C = 1 is written as gray RGB.
+    The video is written under a temporary name and renamed when complete.
     """
     import imageio
     rgb = lambda x: np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x  # noqa: E731
-    with imageio.get_writer(path, mode='I', fps=fps, codec='libx264', bitrate='16M') as writer:
-        for frame in frames:
-            writer.append_data(np.concatenate([rgb(target), rgb(frame)], axis=1))
+    folder, name = os.path.split(os.path.abspath(path))
+    partial = os.path.join(folder, f'.{name}.partial.mp4')  # imageio picks the format from the extension
+    try:
+        with imageio.get_writer(partial, mode='I', fps=fps, codec='libx264', bitrate='16M') as writer:
+            for frame in frames:
+                writer.append_data(np.concatenate([rgb(target), rgb(frame)], axis=1))
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)

@@ -14,6 +14,9 @@ precision settings. Then:
   moments of the trained networks, G_ema, buffers, plus twice the probe's activation bytes scaled
   to `batch_gpu`; time from the probe (a rough figure, marked with `~`).
 
+The summary shows the memory the machine has free (host RAM for CPU runs, device memory for CUDA)
+beside the peak, and warns when the peak does not fit.
+
 Nothing is written to disk, and the caller's random streams are left untouched.
 """
 
@@ -29,6 +32,7 @@ import torch
 
 import dnnlib
 from stylegan_plus.losses.phases import build_optimizers, run_phase
+from stylegan_plus.tools import memory_budget
 
 from . import setup
 
@@ -49,6 +53,8 @@ class Estimate:
     sec_per_kimg: float
     measured: bool                  # True: from timed training steps; False: computed
     detail: str                     # how the numbers were obtained
+    free_bytes: float = None        # memory free on the device before the estimate (host RAM on CPU)
+    total_bytes: float = None       # the device's total memory
 
 
 def _count_params(module):
@@ -237,6 +243,7 @@ def estimate_training(args, budget_s=10.0):
     Returns an `Estimate`.
     """
     device = setup.resolve_device(args.get('device'), 0)
+    free_bytes, total_bytes = memory_budget.memory_status(device)
     cuda_devices = [device] if device.type == 'cuda' else []
     with torch.random.fork_rng(devices=cuda_devices), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(args.random_seed)
@@ -271,7 +278,7 @@ def estimate_training(args, budget_s=10.0):
     rounds = args.batch_size // (args.num_gpus * args.batch_gpu)
     return Estimate(device=str(device), precision=run.precision, batch_gpu=args.batch_gpu, params=run.params(),
                     peak_bytes=peak, sec_per_kimg=step * rounds * 1000 / args.batch_size,
-                    measured=points is not None, detail=detail)
+                    measured=points is not None, detail=detail, free_bytes=free_bytes, total_bytes=total_bytes)
 
 
 def _from_measurements(points, static_bytes, batch_gpu):
@@ -282,24 +289,33 @@ def _from_measurements(points, static_bytes, batch_gpu):
     return max(peak, static_bytes), step
 
 
-def _format_bytes(count):
-    if count >= 2**30:
-        return f'{count / 2**30:.2f} GiB'
-    return f'{count / 2**20:.1f} MiB'
+def _machine_memory(est):
+    """'; this machine: X free of Y RAM' (or '... device memory' on CUDA), empty when unknown."""
+    if est.free_bytes is None:
+        return ''
+    kind = 'RAM' if est.device.startswith('cpu') else 'device memory'
+    free, total = (memory_budget.format_bytes(count) for count in (est.free_bytes, est.total_bytes))
+    return f'; this machine: {free} free of {total} {kind}'
 
 
 def format_estimate(est):
-    """Summary lines for the dry run."""
+    """Summary lines for the dry run (a warning line last when the peak exceeds the free memory)."""
     sizes = ', '.join(f'{name} {count:,}' for name, count in est.params.items())
     approx = '' if est.measured else '~'
-    return [
+    peak = memory_budget.format_bytes(est.peak_bytes)
+    lines = [
         f'Network parameters: {sizes} (total {sum(est.params.values()):,})',
-        f'Peak memory:        {approx}{_format_bytes(est.peak_bytes)} per process on {est.device} '
-        f'({est.precision}, --batch-gpu={est.batch_gpu})',
+        f'Peak memory:        {approx}{peak} per process on {est.device} '
+        f'({est.precision}, --batch-gpu={est.batch_gpu}){_machine_memory(est)}',
         f'Training speed:     {approx}{est.sec_per_kimg:.3g} s/kimg (training steps only: data loading, ticks, '
         f'snapshots and metrics add to it)',
         f'Estimated by:       {est.detail}',
     ]
+    if est.free_bytes is not None and est.peak_bytes > est.free_bytes:
+        lines.append(f'Warning:            the estimated peak ({peak}) exceeds the '
+                     f'{memory_budget.format_bytes(est.free_bytes)} free on {est.device}; '
+                     f'lower --batch-gpu or the network size')
+    return lines
 
 
 def estimate_lines(args, budget_s=10.0):

@@ -2,8 +2,16 @@
 
 Images use the official grid: gw = clip(7680 // W, 7, 32) columns, gh = clip(4320 // H, 4, 32)
 rows; unlabeled data shows a random (seed 0) selection of training images, labeled data one class
-per row. 2-D point data has no images: its pictures are scatter plots of the real points and of
-the generator's points instead, under the same file names.
+per row. Images smaller than 64 px are enlarged (nearest neighbour) to at least 64 px per tile,
+and their grid is limited to its top-left 16 x 16 tiles (32 x 32 tiles of 32 px make a 1024-px
+picture of thumbnails nobody can read). The images shown are those of the official grid at the
+same places, and the latents of the whole official grid are still drawn, so the random stream
+after set-up is the official one. 2-D point data has no images: its pictures are scatter plots
+of the real points and of the generator's points instead, under the same file names.
+
+Fakes are rendered in chunks sized by `memory_budget.generation_chunk` (at most batch_gpu on
+CUDA, as the official loop): a single call for the whole grid needs about 30 GB for the cifar
+generator on CPU.
 """
 
 import inspect
@@ -13,14 +21,34 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
+from stylegan_plus.tools import images as image_files
+from stylegan_plus.tools import memory_budget
+
 POINT_PLOT_SIZE = 512       # pixels per side of a scatter plot
 POINT_PLOT_COUNT = 2000     # points drawn per scatter plot
-CPU_CHUNK_PIXELS = 2 ** 20  # output pixels per generator call when rendering grids on CPU
+SMALL_GRID_MAX = 16         # columns and rows at most when the images are enlarged for display
 
 
 def grid_shape(image_height, image_width):
-    """(gw, gh): columns and rows of the snapshot grid for images of this size."""
+    """(gw, gh): columns and rows of the official snapshot grid for images of this size."""
     return int(np.clip(7680 // image_width, 7, 32)), int(np.clip(4320 // image_height, 4, 32))
+
+
+def display_layout(image_height, image_width):
+    """(gw, gh, scale) of the grid as written: the official one, or for images under 64 px its
+    top-left block of at most 16 x 16 tiles, each enlarged `scale` times."""
+    gw, gh = grid_shape(image_height, image_width)
+    scale = image_files.display_scale(image_height, image_width)
+    if scale > 1:
+        gw, gh = min(gw, SMALL_GRID_MAX), min(gh, SMALL_GRID_MAX)
+    return gw, gh, scale
+
+
+def block_positions(full_size, block_size):
+    """Row-major positions, in a full (gw, gh) grid, of the tiles of its top-left (bw, bh) block."""
+    gw, _gh = full_size
+    bw, bh = block_size
+    return [row * gw + col for row in range(bh) for col in range(bw)]
 
 
 def select_grid_indices(dataset, gw, gh, random_seed=0):
@@ -63,8 +91,11 @@ def setup_image_grid(dataset, random_seed=0):
     return (gw, gh), np.stack(images), np.stack(labels)
 
 
-def save_image_grid(images, path, drange, grid_size):
-    """Write images [gw*gh, C, H, W] (values in `drange`) as one PNG; C is 1 (L) or 3 (RGB)."""
+def save_image_grid(images, path, drange, grid_size, scale=1):
+    """Write images [gw*gh, C, H, W] (values in `drange`) as one PNG, atomically; C is 1 (L) or 3 (RGB).
+
+    scale: integer enlargement of every tile (nearest neighbour), for display.
+    """
     lo, hi = drange
     pixels = np.asarray(images, dtype=np.float32)
     pixels = np.rint((pixels - lo) * (255 / (hi - lo))).clip(0, 255).astype(np.uint8)
@@ -74,12 +105,7 @@ def save_image_grid(images, path, drange, grid_size):
         raise ValueError(f'save_image_grid: {count} images do not fill a {gw}x{gh} grid')
     canvas = pixels.reshape(gh, gw, channels, height, width).transpose(0, 3, 1, 4, 2)
     canvas = canvas.reshape(gh * height, gw * width, channels)
-    if channels == 1:
-        PIL.Image.fromarray(canvas[:, :, 0], 'L').save(path)
-    elif channels == 3:
-        PIL.Image.fromarray(canvas, 'RGB').save(path)
-    else:
-        raise ValueError(f'save_image_grid: cannot write {channels}-channel images as PNG (need 1 or 3)')
+    image_files.save_png(image_files.enlarge(canvas, scale), path)
 
 
 def _accepts_keyword(fn, name):
@@ -90,13 +116,15 @@ def _accepts_keyword(fn, name):
     return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
 
 
+def forward_kwargs(G):
+    """Generators that take `noise_mode` (StyleGAN2) render with constant noise, as the official loop."""
+    return dict(noise_mode='const') if _accepts_keyword(G.forward, 'noise_mode') else {}
+
+
 @torch.no_grad()
 def generate(G, z_chunks, c_chunks):
-    """Concatenated generator output for chunks of latents/labels, on CPU as numpy.
-
-    Generators that take `noise_mode` (StyleGAN2) render with constant noise, as the official loop.
-    """
-    kwargs = dict(noise_mode='const') if _accepts_keyword(G.forward, 'noise_mode') else {}
+    """Concatenated generator output for chunks of latents/labels, on CPU as numpy (see `forward_kwargs`)."""
+    kwargs = forward_kwargs(G)
     return torch.cat([G(z=z, c=c, **kwargs).cpu() for z, c in zip(z_chunks, c_chunks)]).numpy()
 
 
@@ -120,54 +148,62 @@ def save_point_plot(points, path, extent=None):
     for x, y in points:
         px, py = centre + x * scale, centre - y * scale
         draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(30, 90, 200))
-    image.save(path)
+    image_files.save_png(np.asarray(image), path)
 
 
-def grid_chunk(batch_gpu, pixels_per_item, device):
-    """Items per generator call for snapshot pictures.
+def grid_chunk(G, device, batch_gpu, count):
+    """Items per generator call for snapshot pictures: what the memory budget allows
+    (`memory_budget.generation_chunk`), at most `count`, and on CUDA at most batch_gpu (official).
 
-    On CUDA: batch_gpu, as the official loop (memory is the limit). On CPU, torch's per-call
-    overhead dominates small batches of small images, so calls are batched up to about
-    `CPU_CHUNK_PIXELS` output pixels; every supported network treats samples independently in
-    eval mode, so the pictures do not depend on the chunk size.
+    Every supported network treats samples independently in eval mode, so the pictures do not
+    depend on the chunk size (beyond float rounding of batched convolutions, at most 1/255).
     """
-    if device.type == 'cuda':
-        return batch_gpu
-    return max(batch_gpu, min(1024, CPU_CHUNK_PIXELS // max(pixels_per_item, 1)))
+    limit = min(batch_gpu, count) if device.type == 'cuda' else count
+    return memory_budget.generation_chunk(G, device, limit=limit, **forward_kwargs(G))
 
 
 class SnapshotPictures:
     """The fixed inputs of all snapshot pictures of a run, and their rendering.
 
     Built once (after the networks and the loss, as in the official loop, because the fixed
-    latents are drawn then); `save_reals`, `save_fakes` write the PNGs on rank 0.
+    latents are drawn then); `save_reals`, `save_fakes` write the PNGs on rank 0. Image grids
+    keep the tiles of `display_layout`; the latents of the full official grid are drawn.
     """
 
     def __init__(self, dataset, hooks, device, batch_gpu, points):
         self.points = points
+        self.device = device
+        self.batch_gpu = batch_gpu
+        self.scale = 1
+        self.chunk = None       # items per generator call, found at the first save_fakes
         if points:
             self.grid_size = None
             real = dataset.points if hasattr(dataset, 'points') else np.stack([dataset[i][0] for i in range(len(dataset))])
             self.reals = real[:POINT_PLOT_COUNT]
             self.extent = 1.1 * float(np.abs(real).max())
-            count = POINT_PLOT_COUNT
-            labels = np.zeros([count, dataset.label_dim], dtype=np.float32)
+            labels = np.zeros([POINT_PLOT_COUNT, dataset.label_dim], dtype=np.float32)
+            self.z = hooks.sample_z(POINT_PLOT_COUNT, device)
         else:
-            self.grid_size, self.reals, labels = setup_image_grid(dataset)
-            count = labels.shape[0]
-        chunk = grid_chunk(batch_gpu, dataset.resolution ** 2, device)
-        self.z = hooks.sample_z(count, device).split(chunk)
-        self.c = torch.from_numpy(labels).to(device).split(chunk)
+            full_size, reals, labels = setup_image_grid(dataset)
+            _channels, height, width = dataset.image_shape
+            gw, gh, self.scale = display_layout(height, width)
+            self.grid_size = (gw, gh)
+            shown = block_positions(full_size, self.grid_size)
+            self.reals, labels = reals[shown], labels[shown]
+            self.z = hooks.sample_z(len(reals), device)[shown]
+        self.c = torch.from_numpy(labels).to(device)
 
     def save_reals(self, path):
         if self.points:
             save_point_plot(self.reals, path, self.extent)
         else:
-            save_image_grid(self.reals, path, drange=[0, 255], grid_size=self.grid_size)
+            save_image_grid(self.reals, path, drange=[0, 255], grid_size=self.grid_size, scale=self.scale)
 
     def save_fakes(self, G, path):
-        fakes = generate(G, self.z, self.c)
+        if self.chunk is None:
+            self.chunk = grid_chunk(G, self.device, self.batch_gpu, len(self.z))
+        fakes = generate(G, self.z.split(self.chunk), self.c.split(self.chunk))
         if self.points:
             save_point_plot(fakes, path, self.extent)
         else:
-            save_image_grid(fakes, path, drange=[-1, 1], grid_size=self.grid_size)
+            save_image_grid(fakes, path, drange=[-1, 1], grid_size=self.grid_size, scale=self.scale)
