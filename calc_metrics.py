@@ -31,6 +31,7 @@ import torch
 import dnnlib
 import legacy
 from metrics import metric_main, metric_utils
+from stylegan_plus.sampling import decisions
 from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import detectors
 from stylegan_plus.tools import device as devices
@@ -102,9 +103,14 @@ def _metric_kwargs(args, rank, device):
     if args.latent_steps > 0:
         # Prepare G before wrapping, so the fp32-on-CPU rebuild still applies to the real generator.
         D = copy.deepcopy(args.D).eval().requires_grad_(False).to(device)
+        D_kwargs = latent_mining.discriminator_kwargs(D, device)
+        # The method's own decision (LOGAN-B's joint D, RFGAN's fused head), not D's unused output layer.
+        nets = {key: copy.deepcopy(net).eval().requires_grad_(False).to(device)
+                for key, net in args.decision_nets.items()}
+        nets['D'] = D
         G = latent_mining.LatentStepGenerator(devices.prepare_generator(copy.deepcopy(args.G), device), D,
-                                              steps=args.latent_steps, eps=args.latent_eps,
-                                              D_kwargs=latent_mining.discriminator_kwargs(D, device))
+                                              steps=args.latent_steps, eps=args.latent_eps, D_kwargs=D_kwargs,
+                                              decision=decisions.snapshot_decision(nets, D_kwargs))
     return dict(G=G, G_kwargs=dnnlib.EasyDict(), dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
                 rank=rank, device=device, max_samples=args.max_samples)
 
@@ -204,7 +210,9 @@ def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_n
     snapshot = _load_snapshot(network_pkl, verbose)
     args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, num_gpus=num_gpus, verbose=verbose,
                            device=device, max_samples=max_samples, G=snapshot['G_ema'], run_dir=None,
-                           D=snapshot.get('D'), latent_steps=latent_steps, latent_eps=latent_eps)
+                           D=snapshot.get('D'), latent_steps=latent_steps, latent_eps=latent_eps,
+                           decision_nets={key: snapshot[key] for key in decisions.DECISION_KEYS
+                                          if snapshot.get(key) is not None})
     if latent_steps > 0 and args.D is None:
         raise click.BadParameter(f'{network_pkl!r} has no discriminator "D", which --latent-steps needs',
                                  param_hint='--network')

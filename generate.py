@@ -30,6 +30,7 @@ import click
 import numpy as np
 import torch
 
+from stylegan_plus.sampling import decisions
 from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import cli_types
 from stylegan_plus.tools import device as devices
@@ -98,26 +99,34 @@ def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=prin
     return np.concatenate(all_outputs), np.concatenate(all_z), (np.concatenate(all_w) if all_w else None)
 
 
-def latent_step_mover(G, D, steps, eps, truncation_psi=1, noise_mode='const', log=print):
+def latent_step_mover(G, D, steps, eps, truncation_psi=1, noise_mode='const', log=print, extra_nets=None):
     """AdvLatGAN-z: a callable (z [N, z_dim], label [N, c_dim]) -> z' after `steps` I-FGSM steps of size `eps`.
 
     The steps lower softplus(-D(G(z))) through the whole generator `G(z, c, truncation_psi=...,
     noise_mode=...)` (StyleGAN2: mapping then synthesis; DCGAN/MLP ignore both keywords), i.e. they
     raise D's logit; `stylegan_plus.sampling.latent_steps` has the step. G and D: networks on the
-    same device, eval mode. Logs D's mean logit before and after.
+    same device, eval mode. extra_nets: the snapshot's networks a method decides with beside D
+    (`decisions.DECISION_KEYS`: LOGAN-B's joint D, RFGAN's fused head), so the steps follow the
+    score the method trained rather than D's unused output layer. Logs the mean logit before and after.
     """
     device = next(D.parameters()).device
-    generator, discriminator = latent_mining.network_callables(
-        G, D, G_kwargs=dict(truncation_psi=truncation_psi, noise_mode=noise_mode),
-        D_kwargs=latent_mining.discriminator_kwargs(D, device))
+    D_kwargs = latent_mining.discriminator_kwargs(D, device)
+    generator, _ = latent_mining.network_callables(G, D, G_kwargs=dict(truncation_psi=truncation_psi,
+                                                                      noise_mode=noise_mode))
+    nets = dict(extra_nets or {}, D=D)
+    decision = decisions.snapshot_decision(nets, D_kwargs)
+    described = decisions.describe_decision(nets)
+    score_name = 'D logit' if described == 'D' else f'{described} logit'
+    if described != 'D':
+        log(f'  latent steps follow the method\'s decision: {described}')
 
     def move(z, label):
         label = label.expand(z.shape[0], -1)
-        moved = latent_mining.mine_latents(z, label, generator, discriminator, eps=eps, steps=steps)
+        moved = latent_mining.mine_latents_by_decision(z, label, generator, decision, eps=eps, steps=steps)
         with torch.no_grad():
-            before = discriminator(generator(z, label), label).mean().item()
-            after = discriminator(generator(moved, label), label).mean().item()
-        log(f'  {steps} latent steps of {eps:g}: D logit {before:.4f} -> {after:.4f}')
+            before = decision(generator(z, label), label, z).mean().item()
+            after = decision(generator(moved, label), label, moved).mean().item()
+        log(f'  {steps} latent steps of {eps:g}: {score_name} {before:.4f} -> {after:.4f}')
         return moved
     return move
 
@@ -229,13 +238,15 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
     keys = ('G_ema', 'D') if latent_steps > 0 else ('G_ema',)
-    nets = devices.load_networks(network_pkl, keys)
+    nets = devices.load_networks(network_pkl, keys,
+                                 optional_keys=decisions.DECISION_KEYS if latent_steps > 0 else ())
     _check_plain_generator(nets['G_ema'], truncation_psi, projected_w)
     G = devices.prepare_generator(nets['G_ema'], device)
     move_latents = None
     if latent_steps > 0:
         D = nets['D'].eval().requires_grad_(False).to(device)
-        move_latents = latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode)
+        extra = {key: nets[key].eval().requires_grad_(False).to(device) for key in decisions.DECISION_KEYS if key in nets}
+        move_latents = latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode, extra_nets=extra)
 
     if projected_w is not None:
         if seeds is not None:

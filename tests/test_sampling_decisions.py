@@ -84,3 +84,24 @@ def test_latent_step_generator_takes_a_decision():
     default = latent_steps.LatentStepGenerator(G, D, steps=1, eps=EPS)
     with torch.no_grad():
         torch.testing.assert_close(default.move_latents(Z0, empty_c(4)), Z0 + EPS * STEP_SIGN)
+
+
+def test_generate_latent_mover_follows_the_snapshot_decision():
+    """generate.py's -z steps on a LOGAN-B snapshot steer by the joint D(x, z): changing only the
+    joint head's z weight changes the mined latents; D's own (untrained) output layer does not."""
+    import generate  # pylint: disable=import-outside-toplevel
+    lines = []
+
+    def mined(embed, d_out_scale=1.0):
+        _loss, nets = loganb_nets(embed=embed)
+        with torch.no_grad():
+            for p in nets['D'].out.parameters() if hasattr(nets['D'], 'out') else ():
+                p.mul_(d_out_scale)
+        move = generate.latent_step_mover(nets['G'], nets['D'], steps=3, eps=0.1, log=lines.append,
+                                          extra_nets={'Dz': nets['Dz']})
+        return move(Z.clone(), empty_c(1))
+
+    base = mined(embed=1.0)
+    assert not torch.equal(base, mined(embed=-1.0))
+    torch.testing.assert_close(base, mined(embed=1.0, d_out_scale=-3.0))
+    assert any('logan-b joint D(x, z)' in line for line in lines)

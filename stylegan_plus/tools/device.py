@@ -90,9 +90,10 @@ def load_network(network_pkl: str, key: str = 'G_ema', param_hint: str = '--netw
     return load_networks(network_pkl, (key,), param_hint=param_hint)[key]
 
 
-def load_networks(network_pkl: str, keys=('G_ema',), param_hint: str = '--network'):
+def load_networks(network_pkl: str, keys=('G_ema',), param_hint: str = '--network', optional_keys=()):
     """Load several `keys` (e.g. 'G_ema', 'D') from one read of a network pickle: dict key -> module.
 
+    `optional_keys` are included when the pickle has them (e.g. a plugin's extra networks).
     Errors as in `load_network`.
     """
     if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
@@ -103,7 +104,9 @@ def load_networks(network_pkl: str, keys=('G_ema',), param_hint: str = '--networ
     except Exception as err:  # any reason a pickle cannot be read is a bad --network value
         raise click.BadParameter(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}',
                                  param_hint=param_hint) from err
-    return {key: data[key] for key in keys}
+    nets = {key: data[key] for key in keys}
+    nets.update({key: data[key] for key in optional_keys if data.get(key) is not None})
+    return nets
 
 
 def has_mapping_synthesis(G) -> bool:
