@@ -15,7 +15,7 @@ Timed: the whole forward G(z, c) (mapping + synthesis, noise_mode const) at batc
 plus ours at batch 16 for throughput: medians of the repeats after one warm-up call, the calls
 interleaved; CPU time of this process (robust on a shared machine) and wall time. Compared:
 the largest and mean absolute difference of the two outputs at the same z, c, in [-1, 1] units.
-Goal (BENCHMARKS.md P3): the official code runs fp16 about 40x slower than fp32 on CPU; ours
+Goal (docs/benchmarks.md P3): the official code runs fp16 about 40x slower than fp32 on CPU; ours
 >= 20x faster than forced fp16, outputs within fp16 tolerance (here: max |diff| <= 0.05, i.e.
 about 6 of 255 levels, and mean |diff| <= 0.005).
 This CPU may have native half-precision units (AVX512-FP16, AMX: see `versions` in results.json),

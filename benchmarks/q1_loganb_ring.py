@@ -2,7 +2,7 @@
 
     python benchmarks/q1_loganb_ring.py [--quick] [--out results/q1] [--seeds 0] [--parallel 1]
 
-Protocol (BENCHMARKS.md Q1, LOGAN-B paper section 4.1 and the authors' 2-D notebook): 8 Gaussians
+Protocol (docs/benchmarks.md Q1, LOGAN-B paper section 4.1 and the authors' 2-D notebook): 8 Gaussians
 on a ring of radius 2, std 0.1, 20 000 points a mode (160 000); z_dim 5 with the uniform prior in
 [-1, 1] and tanh on E; MLPs 2-10-10-5 (E), 5-10-10-2 (G), D with widths 10-10 and leaky-ReLU
 slope 0.1; batch 2048, Adam 1e-3 with betas (0.9, 0.999), 100 epochs (16 000 kimg, about 7 800

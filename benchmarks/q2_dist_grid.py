@@ -2,7 +2,7 @@
 
     python benchmarks/q2_dist_grid.py [--quick] [--out results/q2] [--seeds 0,1,2] [--parallel 1]
 
-Protocol (BENCHMARKS.md Q2, Dist-GAN paper section 4.1): 25 Gaussians at (2i, 2j), i, j in
+Protocol (docs/benchmarks.md Q2, Dist-GAN paper section 4.1): 25 Gaussians at (2i, 2j), i, j in
 -2..2, std 0.05, 2 000 points a mode (50 000); the authors' 2-D settings: MLPs 128-128-128 with
 ReLU, z_dim 2 with z ~ U[-1, 1] (so lambda_w = sqrt(d_z / d_x) = 1), lambda_r = lambda_p = 0.1,
 5 D steps per iteration, the gradient penalty on the RMS of the gradient and L_R as a mean over

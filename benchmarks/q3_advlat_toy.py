@@ -2,7 +2,7 @@
 
     python benchmarks/q3_advlat_toy.py [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
 
-Protocol (BENCHMARKS.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
+Protocol (docs/benchmarks.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
 a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
 MLP G and D with hidden widths 100-200-100 (z_dim 2, Gaussian prior, batch 128, Adam 1e-3/0.5,
 the `--cfg=toy` settings otherwise; the widths come from the loss class

@@ -3,7 +3,7 @@
     python benchmarks/q4_advlat_pairs.py --quick        # ~3 min on 2 cores: 512 pairs
     python benchmarks/q4_advlat_pairs.py                # full: 5 120 pairs, as the paper's 5k (~15 min)
 
-Protocol (BENCHMARKS.md Q4). train.py trains a DCGAN (`--cfg=dcgan --cbase=512`, baseline loss)
+Protocol (docs/benchmarks.md Q4). train.py trains a DCGAN (`--cfg=dcgan --cbase=512`, baseline loss)
 on the 1 797 digits at 16 px. On its G_ema, for batches of 64 latents z1 (fixed seeds), the
 partner z2 starts at z1 + N(0, 0.08^2) and takes 300 sign steps of 0.03:
 - Eq. 8 (the paper's mining, as `--loss=advlat-div` trains with it): descent on

@@ -2,7 +2,7 @@
 
     python benchmarks/q5_rf_ring.py [--quick] [--out results/q5] [--seeds 0,1,2] [--parallel 1]
 
-Protocol (BENCHMARKS.md Q5, RFGAN paper section 4.1): 8 Gaussians on a ring of radius 2, std 0.1
+Protocol (docs/benchmarks.md Q5, RFGAN paper section 4.1): 8 Gaussians on a ring of radius 2, std 0.1
 per coordinate (2 000 points a mode); `--cfg=toy` networks and settings (MLP 128-128-128, z_dim
 2, batch 128, Adam 1e-3/0.5); the baseline is `--loss=stylegan2` (non-saturating GAN, no R1 on
 toy), RFGAN is `--loss=rf` with its default autoencoder pre-training (`--rf-ae-kimg=200`, which

@@ -3,7 +3,7 @@
     python benchmarks/q6_clr_digits.py --quick          # ~5 min on 2 cores: 1 seed, short runs
     python benchmarks/q6_clr_digits.py                  # full protocol: 3 seeds (~45 min)
 
-Protocol (BENCHMARKS.md Q6). The digits of scikit-learn are split in two fixed halves: the GANs
+Protocol (docs/benchmarks.md Q6). The digits of scikit-learn are split in two fixed halves: the GANs
 train on half A (16 px), a small classifier trains on half B. For each network family
 (`--cfg=dcgan --cbase=512`, and a tiny StyleGAN2 `--cfg=cifar --cbase=1024 --cmax=64`), each
 seed and each loss (`stylegan2` = the baseline, `clr`), train.py runs with the same data, seed

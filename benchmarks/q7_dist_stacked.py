@@ -3,7 +3,7 @@
     python benchmarks/q7_dist_stacked.py --quick        # ~5 min on 2 cores: K/4 only, 1 seed
     python benchmarks/q7_dist_stacked.py                # full: K/4 and K/2, 3 seeds (~60 min)
 
-Protocol (BENCHMARKS.md Q7; the MNIST-1K protocol of Unrolled GAN / Dist-GAN with bundled
+Protocol (docs/benchmarks.md Q7; the MNIST-1K protocol of Unrolled GAN / Dist-GAN with bundled
 digits). 25 600 training images, each three digits of half A drawn independently as the R, G, B
 channels (16 px): 1 000 modes, 000 ... 999. train.py trains `--cfg=dcgan` networks at two widths,
 `--cbase=512` ("K/4") and `--cbase=1024` ("K/2") of the preset's `--cbase=2048` ("K"), with the

@@ -1,6 +1,6 @@
 """General helpers used across the code base: attribute dicts, logging, name lookup, files, downloads.
 
-The public names and signatures match the official `dnnlib.util` (see COMPAT.md section 2) because
+The public names and signatures match the official `dnnlib.util` (see docs/compat.md section 2) because
 pickles reference `dnnlib.util.EasyDict` and option dicts name their components by dotted
 `class_name` strings resolved here. The implementation is independent and needs no `distutils`.
 """

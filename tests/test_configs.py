@@ -1,4 +1,4 @@
-"""--cfg presets: the official table and auto rule (COMPAT.md 1.1), key order, dcgan and toy."""
+"""--cfg presets: the official table and auto rule (docs/compat.md 1.1), key order, dcgan and toy."""
 
 import json
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 README = REPO / "docker" / "README.md"
 
-# The official top-level scripts (COMPAT.md layout): one that is not written yet is skipped, any
+# The official top-level scripts (docs/compat.md layout): one that is not written yet is skipped, any
 # other missing script named by the README is an error.
 OFFICIAL_SCRIPTS = {"train.py", "generate.py", "projector.py", "calc_metrics.py", "dataset_tool.py",
                     "style_mixing.py", "legacy.py"}

@@ -17,7 +17,7 @@ import torch
 import dnnlib
 from torch_utils import persistence
 
-# Every global an official snapshot pickle may reference (COMPAT.md §3.1).
+# Every global an official snapshot pickle may reference (docs/compat.md §3.1).
 OFFICIAL_GLOBALS = {
     ('torch_utils.persistence', '_reconstruct_persistent_obj'),
     ('dnnlib.util', 'EasyDict'),

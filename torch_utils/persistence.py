@@ -9,7 +9,7 @@ behaves the same whatever happened to the code base since.
 
 The format (the entry point, the meta fields and their order, `_version`, the `_init_args` /
 `_init_kwargs` state entries) is the one of official StyleGAN2-ADA pickles: theirs load here and
-ours load there (COMPAT.md, 3.1).
+ours load there (docs/compat.md, 3.1).
 
 What a persistent class needs: to be a top-level name of its module (that is how the class is
 found again in the source), picklable constructor arguments, and state in `__dict__` or handled

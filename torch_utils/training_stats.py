@@ -26,7 +26,7 @@ import dnnlib
 from . import misc
 
 #----------------------------------------------------------------------------
-# Module state. These names are listed in the compatibility contract (COMPAT.md, 3.3).
+# Module state. These names are listed in the compatibility contract (docs/compat.md, 3.3).
 
 _num_moments = 3                    # count, sum, sum of squares
 _reduce_dtype = torch.float32       # reported elements are converted to this before summing

@@ -1,6 +1,6 @@
 """CLR-GAN (`--loss=clr`): consistent latent representation and real-image reconstruction.
 
-Reading (shared/METHODS.md): D's penultimate features, through a latent head phi, predict the z
+Reading (docs/methods.md): D's penultimate features, through a latent head phi, predict the z
 that made a fake; G reconstructs reals from phi(x_real) through its mapping network.
 
 - D step (Dmain/Dboth): `L_D' = L_D + lambda_latent * dist(phi(D_features(G(z))), z)`, on the

@@ -1,6 +1,6 @@
 """Dist-GAN (`--loss=dist`): an autoencoder (E, G) with distance constraints, reconstructions as reals.
 
-Reading (shared/METHODS.md, paper 003, and the authors' code where the paper is silent or loose):
+Reading (docs/methods.md, paper 003, and the authors' code where the paper is silent or loose):
 
 - E: D's architecture, unconditional, output `z_dim` (`stylegan_plus.networks.encoders`), trained
   with G as an autoencoder. Extra network `E` (snapshots, resume).

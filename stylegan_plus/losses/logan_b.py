@@ -1,6 +1,6 @@
 """LOGAN-B (`--loss=logan-b`): a BiGAN (encoder E, joint D(x, z)) plus a surrogate reconstruction step.
 
-Reading (shared/METHODS.md, paper 004 and the authors' notebooks; the paper is a short course
+Reading (docs/methods.md, paper 004 and the authors' notebooks; the paper is a short course
 report, so where it is silent the notebooks decide):
 
 - E: D's architecture, unconditional, output `z_dim` (`stylegan_plus.networks.encoders`); with the

@@ -1,6 +1,6 @@
 """RFGAN (`--loss=rf`): D decides on its own features plus a frozen autoencoder's representative features.
 
-Reading (shared/METHODS.md, paper 001):
+Reading (docs/methods.md, paper 001):
 
 - A denoising autoencoder `rf_ae` (`stylegan_plus.networks.encoders.RFAutoencoder`: encoder with
   D's architecture, decoder with G's, code of z_dim values) is trained on real data alone:

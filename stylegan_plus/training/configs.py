@@ -1,7 +1,7 @@
 """`--cfg` presets: network, optimizer, loss and schedule settings by name.
 
 The official presets (auto, stylegan2, paper256, paper512, paper1024, cifar) produce exactly the
-options of the official train.py (COMPAT.md section 1.1), in the same key order, so
+options of the official train.py (docs/compat.md section 1.1), in the same key order, so
 training_options.json matches. `dcgan` and `toy` add the low-resolution DCGAN and the 2-D MLP
 families. A preset is a function `(resolution, num_gpus) -> Preset` registered with
 `@register_config(name, description, ...)`.
