@@ -90,6 +90,10 @@ _OPTIONS = [
     click.option('--cmax', help='Override channel_max of G and D', type=int, metavar='INT'),
     click.option('--g-steps', help='G main steps per iteration  [default: 1, or set by the loss]', type=int,
                  metavar='INT'),
+    click.option('--precision', help='Compute precision of the training phases: fp32, or bf16 (autocast to bfloat16 '
+                 'on CPUs with AMX/AVX512-BF16 and on bf16-capable GPUs; weights and optimizer state stay float32; '
+                 'fp32 with a notice where bf16 is not native)  [default: fp32]',
+                 type=click.Choice(['fp32', 'bf16'])),
     click.option('--kimg-per-tick', help='Progress tick interval in kimg  [default: 4]', type=float, metavar='FLOAT'),
     click.option('--nimg', help='Training duration in images (overrides --kimg; for quick tests)', type=int,
                  metavar='INT', hidden=True),

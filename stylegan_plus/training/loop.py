@@ -198,7 +198,8 @@ class Trainer:
                     continue
                 rounds = list(zip(reals, real_cs, gen_z.split(cfg.batch_gpu), gen_c.split(cfg.batch_gpu)))
                 self.timer.start(spec.name)
-                run_phase(self.loss, spec, self.modules, self.optimizers[spec.opt], rounds, gain=spec.interval)
+                with misc.precision_context(cfg.precision, self.device):
+                    run_phase(self.loss, spec, self.modules, self.optimizers[spec.opt], rounds, gain=spec.interval)
                 self.timer.stop(spec.name)
 
         self._update_ema()

@@ -22,6 +22,7 @@ import dnnlib
 from stylegan_plus.losses.registry import LossSpecError, configure_loss
 from stylegan_plus.training import configs
 from stylegan_plus.training.augment import augpipe_specs
+from torch_utils import misc
 
 from . import metrics_hook, resume as resume_lib, snapshots
 
@@ -351,6 +352,10 @@ def _fork_options(args, values, entry, given):
         raise UserError(f'--loss: {err}') from None
     if args.get('g_steps', 1) == 1:
         args.pop('g_steps', None)
+    precision = values.get('precision')
+    if precision is not None:   # recorded only when given: the default options stay the official ones
+        _require(precision in misc.PRECISIONS, f'--precision={precision}: accepted are {", ".join(misc.PRECISIONS)}')
+        args.precision = precision
     if values.get('kimg_per_tick') is not None:
         _require(values['kimg_per_tick'] > 0, f'--kimg-per-tick={values["kimg_per_tick"]:g}: must be positive')
         args.kimg_per_tick = values['kimg_per_tick']

@@ -19,7 +19,7 @@ def training_loop(
     G_reg_interval=4, D_reg_interval=16, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
     total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50,
     resume_pkl=None, cudnn_benchmark=True, allow_tf32=False, abort_fn=None, progress_fn=None,
-    device=None, g_steps=1, resume_state=None, keep_states=2,
+    device=None, g_steps=1, resume_state=None, keep_states=2, precision='fp32',
 ):  # pylint: disable=dangerous-default-value,unused-argument
     """Train G and D; write snapshots, logs and statistics into `run_dir`.
 
@@ -40,6 +40,10 @@ def training_loop(
                            over batch_size // (batch_gpu * num_gpus) such rounds
       device               'cuda', 'cpu', or None for CUDA whenever it is available
       g_steps              how many times the G main phase runs per iteration (1 = official)
+      precision            'fp32' (official), or 'bf16': every phase's forward/backward runs under
+                           torch.autocast(bfloat16) on CPUs with AMX/AVX512-BF16 and on bf16-capable
+                           GPUs (parameters, gradients, optimizer state stay float32); elsewhere fp32
+                           with one printed notice (torch_utils.misc.precision_context)
 
     Schedule (1 kimg = 1000 real images shown to D):
       total_kimg           length of the run

@@ -116,6 +116,21 @@ def _interned(spec):
     return spec
 
 
+def _autocast_inputs(x, w, b):
+    """x, w, b in the autocast dtype when autocast is on for x's device, else unchanged.
+
+    Under autocast the convolution inside forward() would compute in bfloat16/float16 while the
+    saved x and w stayed float32, and backward's convolution_backward refuses mixed dtypes; casting
+    once here keeps forward, saved tensors and backward in one dtype. Autograd casts the returned
+    gradients back to the float32 parameters' dtype.
+    """
+    kind = x.device.type
+    if not torch.is_autocast_enabled(kind):
+        return x, w, b
+    dtype = torch.get_autocast_dtype(kind)
+    return tuple(None if t is None else t.to(dtype) for t in (x, w, b))
+
+
 class _ConvWithOptionalWeightGrad(torch.autograd.Function):
     """Forward: `spec.functional(x, w, b)`. Backward: the requested gradients, minus the weight
     gradient while `weight_gradients_disabled` is set (read when backward runs)."""
@@ -125,6 +140,7 @@ class _ConvWithOptionalWeightGrad(torch.autograd.Function):
         if tuple(w.shape) != spec.weight_shape:
             raise ValueError(f'weight shape {tuple(w.shape)} differs from the one this op was built for, '
                              f'{spec.weight_shape}')
+        x, w, b = _autocast_inputs(x, w, b)
         ctx.spec = spec
         ctx.bias_sizes = None if b is None else list(b.shape)
         ctx.save_for_backward(x, w)

@@ -205,20 +205,29 @@ def _validated_filter(f, x):
     return f
 
 
-def _stuff_zeros(x, ux, uy):
-    """[N, C, H, W] -> [N, C, H * uy, W * ux]: x on the grid of multiples of (uy, ux), zeros elsewhere."""
-    if ux == 1 and uy == 1:
-        return x
-    n, c, h, w = x.shape
-    grown = x.new_zeros([n, c, h * uy, w * ux])
-    grown[:, :, ::uy, ::ux] = x # Autograd records the copy, so gradients flow back to x.
-    return grown
+def _fir_pass(x, taps, up, down, pad):
+    """One depthwise FIR pass: upsample by `up` (uy, ux), pad by (px0, px1, py0, py1) (negative crops),
+    correlate every channel with the 2-D `taps` [kh, kw] and keep every `down` (dy, dx)-th sample.
 
-
-def _depthwise(x, f):
-    """'Valid' correlation of every channel of x with the 2-D kernel f [kh, kw]."""
+    Upsampling runs as a strided transposed convolution and downsampling as a strided convolution,
+    so no zero-stuffed image is built and no discarded output is computed (4x fewer multiply-adds
+    each way for factor 2); the sums are the same as stuff-pad-correlate-decimate.
+    """
+    (uy, ux), (dy, dx) = up, down
+    px0, px1, py0, py1 = pad
     channels = x.shape[1]
-    return conv2d_gradfix.conv2d(x, f[None, None].repeat([channels, 1, 1, 1]), groups=channels)
+    if ux == 1 and uy == 1:
+        x = torch.nn.functional.pad(x, [px0, px1, py0, py1])
+        return conv2d_gradfix.conv2d(x, taps[None, None].repeat([channels, 1, 1, 1]), stride=(dy, dx),
+                                     groups=channels)
+    # A stride-u transposed convolution is the correlation with the mirrored kernel of the
+    # zero-stuffed input padded by k - 1 on each side (without stuffing's u - 1 trailing zeros);
+    # the pad/crop below turns that margin into the requested one.
+    kh, kw = taps.shape
+    mirrored = taps.flip([0, 1])[None, None].repeat([channels, 1, 1, 1])
+    x = conv2d_gradfix.conv_transpose2d(x, mirrored, stride=(uy, ux), groups=channels)
+    x = torch.nn.functional.pad(x, [px0 - (kw - 1), px1 + ux - kw, py0 - (kh - 1), py1 + uy - kh])
+    return x[:, :, ::dy, ::dx]
 
 
 @misc.profiled_function
@@ -227,8 +236,7 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     f = _validated_filter(f, x)
     ux, uy = _parse_scaling(up)
     dx, dy = _parse_scaling(down)
-    x = _stuff_zeros(x, ux, uy)
-    x = torch.nn.functional.pad(x, list(_parse_padding(padding))) # Negative amounts crop.
+    px0, px1, py0, py1 = _parse_padding(padding)
 
     # conv2d correlates, so the taps are mirrored to convolve; the gain is applied in float32,
     # before the cast to x's dtype.
@@ -236,10 +244,9 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     if not flip_filter:
         taps = taps.flip(list(range(f.ndim)))
     if taps.ndim == 2:
-        x = _depthwise(x, taps)
-    else:
-        x = _depthwise(_depthwise(x, taps[None, :]), taps[:, None])
-    return x[:, :, ::dy, ::dx]
+        return _fir_pass(x, taps, (uy, ux), (dy, dx), (px0, px1, py0, py1))
+    x = _fir_pass(x, taps[None, :], (1, ux), (1, dx), (px0, px1, 0, 0))
+    return _fir_pass(x, taps[:, None], (uy, 1), (dy, 1), (0, 0, py0, py1))
 
 #----------------------------------------------------------------------------
 # CUDA implementation.
