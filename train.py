@@ -25,18 +25,17 @@ import sys
 import click
 from click.core import ParameterSource
 
-from stylegan_plus.losses import registry
-from stylegan_plus.losses.base import LossPlugin
+# Only torch-free modules here: --help and --loss=help must answer without importing torch.
+# The training modules are imported in the functions that run after parsing.
+from stylegan_plus.losses import catalogue
 from stylegan_plus.tools.cli_types import CommaSeparatedList
-from stylegan_plus.training import configs, distributed, estimate, launch, metrics_hook
-from stylegan_plus.training import options as options_lib
-from stylegan_plus.training import resume as resume_lib
-from stylegan_plus.training.augment import augpipe_specs
+from stylegan_plus.training import configs
+from stylegan_plus.training.choices import AUG_MODES, RESUME_SPECS, augpipe_specs
 
 
 def _print_losses(ctx, _param, value):
     if value == 'help':
-        click.echo(registry.format_loss_list())
+        click.echo(catalogue.load_catalogue().format_list())
         ctx.exit(0)
     return value
 
@@ -68,13 +67,13 @@ _OPTIONS = [
                  '--batch / (--gpus x --batch-gpu) rounds)  [default: the preset\'s, or --batch / --gpus]',
                  type=int, metavar='INT'),
     # Discriminator augmentation.
-    click.option('--aug', help='Augmentation mode  [default: ada]', type=click.Choice(list(options_lib.AUG_MODES))),
+    click.option('--aug', help='Augmentation mode  [default: ada]', type=click.Choice(list(AUG_MODES))),
     click.option('--p', help='Augmentation probability for --aug=fixed', type=float),
     click.option('--target', help='ADA target value for --aug=ada  [default: 0.6]', type=float),
     click.option('--augpipe', help='Augmentation pipeline  [default: bgc]', type=click.Choice(list(augpipe_specs))),
     # Transfer learning.
     click.option('--resume', help='Resume from network pickle, "latest" (newest snapshot in --outdir) or a preset '
-                 f'({", ".join(options_lib.RESUME_SPECS)})  [default: noresume]', metavar='PKL'),
+                 f'({", ".join(RESUME_SPECS)})  [default: noresume]', metavar='PKL'),
     click.option('--freezed', help='Freeze-D  [default: 0 layers]', type=int, metavar='INT'),
     # Performance options.
     click.option('--fp32', help='Disable mixed-precision training', type=bool, metavar='BOOL'),
@@ -101,7 +100,8 @@ _OPTIONS = [
 
 
 def _argv_class_path_losses(argv):
-    """Loss plugins named by dotted class path in `--loss` on the command line, so their options exist."""
+    """Loss plugins named by dotted class path in `--loss` on the command line, so their options exist
+    (only such a spec imports the registry, hence torch)."""
     spec = None
     for idx, arg in enumerate(argv):
         if arg.startswith('--loss='):
@@ -112,6 +112,8 @@ def _argv_class_path_losses(argv):
     for part in (spec or '').split('+'):
         if '.' not in part:
             continue
+        from stylegan_plus.losses import registry  # pylint: disable=import-outside-toplevel
+        from stylegan_plus.losses.base import LossPlugin  # pylint: disable=import-outside-toplevel
         try:
             cls = registry.get_loss(part.strip())
         except Exception: # pylint: disable=broad-except
@@ -123,7 +125,7 @@ def _argv_class_path_losses(argv):
 
 def _loss_options(argv):
     """(loss option keys, click option decorators) of every registered and every named plugin."""
-    found = [opt for _name, opt in registry.all_loss_options()]
+    found = [opt for _name, opt in catalogue.load_catalogue().options()]
     known = {opt.flag for opt in found}
     for cls in _argv_class_path_losses(argv):
         found += [opt for opt in cls.options if opt.flag not in known]
@@ -147,6 +149,9 @@ def build_command(argv=None):
 
 def run_training(ctx, values, loss_keys):
     """Validate the options, print them, then launch (or stop after printing for --dry-run)."""
+    # pylint: disable=import-outside-toplevel  # heavy (torch); not needed for --help
+    from stylegan_plus.training import distributed, estimate, launch, metrics_hook
+    from stylegan_plus.training import options as options_lib
     given = {name for name in values if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     dry_run = values.pop('dry_run')
     env = distributed.torchrun_env()
@@ -183,6 +188,7 @@ def run_training(ctx, values, loss_keys):
 def _remove_leftovers(outdir, resume):
     """Delete snapshot temporaries of killed runs (in the runs under `outdir` and beside a local
     `--resume` pickle) before anything else, so that even a start that fails cleans them up."""
+    from stylegan_plus.training import options as options_lib  # pylint: disable=import-outside-toplevel
     resume_pkl = resume if resume and os.path.isfile(resume) else None
     for path in options_lib.remove_stale_temps(outdir, resume_pkl):
         print(f'Removed {path}, left over by an interrupted run.')
@@ -190,6 +196,10 @@ def _remove_leftovers(outdir, resume):
 
 def _launch(ctx, args, values, desc, env):
     """Train; a run that fails before writing anything worth keeping takes its run folder with it."""
+    # pylint: disable=import-outside-toplevel
+    from stylegan_plus.training import launch
+    from stylegan_plus.training import options as options_lib
+    from stylegan_plus.training import resume as resume_lib
     rank = env[0] if env is not None else 0
     existing = options_lib.folder_entries(values['outdir'])
     try:
@@ -207,6 +217,7 @@ def _launch(ctx, args, values, desc, env):
 
 
 def _use_torchrun_world(values, env):
+    from stylegan_plus.training import options as options_lib  # pylint: disable=import-outside-toplevel
     world_size = env[1]
     if values['gpus'] not in (None, world_size):
         raise options_lib.UserError(f'--gpus={values["gpus"]} differs from torchrun\'s WORLD_SIZE={world_size}; '

@@ -3,20 +3,15 @@
 See docs/plugins.md for how the training loop drives these objects.
 """
 
-import dataclasses
-import re
-from typing import Any, Optional, Sequence
-
-import click
 import torch
 
 from torch_utils import misc
 
+from .declarations import LOSS_ROLES, LossOption  # noqa: F401  (torch-free; re-exported here)
+
 # Keys of the official snapshot dict (and network keywords of the loop): an extra network may
 # not take one of these names, because it is saved under its name beside them.
 RESERVED_NETWORK_NAMES = ('G', 'D', 'G_ema', 'G_mapping', 'G_synthesis', 'augment_pipe', 'training_set_kwargs')
-
-LOSS_ROLES = ('main', 'addon')
 
 
 class Loss:
@@ -31,39 +26,6 @@ class Loss:
         the loss before `.backward()`. Returns nothing.
         """
         raise NotImplementedError()
-
-
-@dataclasses.dataclass(frozen=True)
-class LossOption:
-    """A command-line option owned by a plugin, e.g. `LossOption('--clr-lambda-latent', 5.0)`.
-
-    The value reaches the plugin's `__init__` as the keyword `key` (the flag without the leading
-    dashes, dashes turned into underscores) and is recorded under `loss_kwargs` in
-    training_options.json.
-    """
-    flag: str                               # '--name-with-dashes'
-    default: Any                            # shown in --help
-    help: str = ''
-    type: Any = None                        # python type or click ParamType; None = type(default)
-    choices: Optional[Sequence[str]] = None # restrict to these strings (click.Choice)
-    metavar: Optional[str] = None
-
-    def __post_init__(self):
-        if not re.fullmatch(r'--[a-z0-9]+(-[a-z0-9]+)*', self.flag):
-            raise ValueError(f'loss option flag {self.flag!r} must look like --lower-case-words')
-
-    @property
-    def key(self):
-        return self.flag[2:].replace('-', '_')
-
-    def click_option(self):
-        """The `click.option` decorator declaring this option (with `show_default`)."""
-        if self.choices is not None:
-            param_type = click.Choice(list(self.choices))
-        else:
-            param_type = self.type if self.type is not None else type(self.default)
-        return click.option(self.flag, self.key, type=param_type, default=self.default, show_default=True,
-                            help=self.help, metavar=self.metavar)
 
 
 def unwrap_module(module):

@@ -6,29 +6,19 @@ A spec is one name or `main+addon[+addon...]`; at most one main loss, any number
 """
 
 import dataclasses
-import difflib
 import importlib
 import pkgutil
 import re
 
 import dnnlib
 
-from .base import LOSS_ROLES, LossPlugin
-
-DEFAULT_LOSS = 'stylegan2'
+from .base import LossPlugin
+from .declarations import DEFAULT_LOSS, LOSS_ROLES, format_loss_rows, unknown_name_message  # noqa: F401
 COMPOSED_CLASS_NAME = 'stylegan_plus.losses.compose.ComposedLoss'
 
 
 class LossSpecError(ValueError):
     """A `--loss` value or loss option that cannot be used; the message names it and the choices."""
-
-
-def unknown_name_message(kind, name, choices):
-    """"unknown <kind> 'x'; did you mean 'y'? Available: a, b" (the hint only for a close match)."""
-    message = f'unknown {kind} {name!r}'
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    message += f'; did you mean {close[0]!r}?' if close else '.'
-    return f'{message} Available: {", ".join(choices)}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,12 +100,7 @@ class LossRegistry:
 
     def format_list(self):
         """Text for `--loss=help`: one line per loss with its role and description."""
-        width = max((len(e.name) for e in self.entries()), default=0)
-        lines = ['Losses (--loss=NAME or MAIN+ADDON[+ADDON...]):']
-        for e in self.entries():
-            default = ', default' if e.name == DEFAULT_LOSS else ''
-            lines.append(f'  {e.name:<{width}}  [{e.role}{default}] {e.description}')
-        return '\n'.join(lines)
+        return format_loss_rows((e.name, e.role, e.description) for e in self.entries())
 
     def configure(self, spec, args, option_values=None, *, cfg=None, given=frozenset()):
         """See `configure_loss`."""
@@ -165,6 +150,9 @@ def _discover():
         return
     _discovered = True
     package = importlib.import_module(__package__)
+    # The baseline first: registration order is the order of --loss=help and --help.
+    for name in ('stylegan2', 'compose'):
+        importlib.import_module(f'{__package__}.{name}')
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith('_'):
             importlib.import_module(f'{__package__}.{info.name}')

@@ -28,7 +28,7 @@ from torch_utils.ops import upfirdn2d
 from torch_utils.ops import grid_sample_gradfix
 from torch_utils.ops import conv2d_gradfix
 
-__all__ = ['AugmentPipe', 'augpipe_specs']
+__all__ = ['AugmentPipe']  # --augpipe presets: stylegan_plus.training.choices
 
 #----------------------------------------------------------------------------
 # Wavelet filters.
@@ -72,30 +72,6 @@ def _octave_filter_bank(lowpass, num_bands=4):
         bands.append(taps)
     width = max(len(b) for b in bands)
     return np.stack([np.pad(b, (width - len(b)) // 2) for b in bands])
-
-#----------------------------------------------------------------------------
-# Presets of train.py --augpipe: each listed transform gets probability multiplier 1.
-
-def _preset(*names):
-    return {name: 1 for name in names}
-
-_BLIT = ('xflip', 'rotate90', 'xint')
-_GEOM = ('scale', 'rotate', 'aniso', 'xfrac')
-_COLOR = ('brightness', 'contrast', 'lumaflip', 'hue', 'saturation')
-
-augpipe_specs = {
-    'blit':   _preset(*_BLIT),
-    'geom':   _preset(*_GEOM),
-    'color':  _preset(*_COLOR),
-    'filter': _preset('imgfilter'),
-    'noise':  _preset('noise'),
-    'cutout': _preset('cutout'),
-    'bg':     _preset(*_BLIT, *_GEOM),
-    'bgc':    _preset(*_BLIT, *_GEOM, *_COLOR),
-    'bgcf':   _preset(*_BLIT, *_GEOM, *_COLOR, 'imgfilter'),
-    'bgcfn':  _preset(*_BLIT, *_GEOM, *_COLOR, 'imgfilter', 'noise'),
-    'bgcfnc': _preset(*_BLIT, *_GEOM, *_COLOR, 'imgfilter', 'noise', 'cutout'),
-}
 
 #----------------------------------------------------------------------------
 # Random parameters.

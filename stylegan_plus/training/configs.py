@@ -12,7 +12,7 @@ import functools
 from typing import Callable, Optional
 
 import dnnlib
-from stylegan_plus.losses.registry import unknown_name_message
+from stylegan_plus.losses.declarations import unknown_name_message
 
 BASELINE_LOSS = 'training.loss.StyleGAN2Loss'
 IMAGE_DATASET = 'training.dataset.ImageFolderDataset'

@@ -21,20 +21,10 @@ import torch
 import dnnlib
 from stylegan_plus.losses.registry import LossSpecError, configure_loss
 from stylegan_plus.training import configs
-from stylegan_plus.training.augment import augpipe_specs
+from stylegan_plus.training.choices import AUG_MODES, RESUME_SPECS, augpipe_specs  # noqa: F401
 from torch_utils import misc
 
 from . import metrics_hook, resume as resume_lib, snapshots
-
-_CDN = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets'
-RESUME_SPECS = {
-    'ffhq256': f'{_CDN}/ffhq-res256-mirror-paper256-noaug.pkl',
-    'ffhq512': f'{_CDN}/ffhq-res512-mirror-stylegan2-noaug.pkl',
-    'ffhq1024': f'{_CDN}/ffhq-res1024-mirror-stylegan2-noaug.pkl',
-    'celebahq256': f'{_CDN}/celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl',
-    'lsundog256': f'{_CDN}/lsundog-res256-paper256-kimg100000-noaug.pkl',
-}
-AUG_MODES = ('noaug', 'ada', 'fixed')
 
 
 class UserError(Exception):

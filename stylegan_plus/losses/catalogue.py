@@ -1,0 +1,208 @@
+"""A torch-free catalogue of the built-in loss plugins, for `train.py --help` and `--loss=help`.
+
+click must see every plugin option before it parses, but the plugin modules import torch. The
+catalogue records what the CLI needs from the registry (name, role, description and option
+declarations of each plugin) in a JSON file in the user cache folder. The file is named after
+a SHA-256 of every source file of the `stylegan_plus` package, read as bytes, so an edit to any
+plugin (or to anything a plugin could take a default from) selects a different file and the
+catalogue is rebuilt from the real registry: a stale catalogue can never be used. When the
+cache cannot be read or written, or a declaration does not survive JSON exactly, the real
+registry is used, as before the catalogue existed.
+
+Cache folder: $STYLEGAN_PLUS_CACHE_DIR, else $XDG_CACHE_HOME/stylegan-plus, else
+~/.cache/stylegan-plus.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+
+from .declarations import LossOption, format_loss_rows
+
+FORMAT_VERSION = 1
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../stylegan_plus
+_PLAIN_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
+
+
+class Catalogue:
+    """Loss rows (name, role, description) and their LossOptions, in registration order."""
+
+    def __init__(self, losses):
+        self.losses = losses    # list of (name, role, description, [LossOption])
+
+    def options(self):
+        """Every plugin's options: list of (loss name, LossOption), as `registry.all_loss_options()`."""
+        return [(name, opt) for name, _role, _desc, opts in self.losses for opt in opts]
+
+    def format_list(self):
+        """Text for `--loss=help`, identical to `registry.format_loss_list()`."""
+        return format_loss_rows((name, role, desc) for name, role, desc, _opts in self.losses)
+
+
+def source_digest():
+    """Hex SHA-256 over the relative paths and bytes of every .py file of the package (sorted)."""
+    digest = hashlib.sha256(f'v{FORMAT_VERSION} py{sys.version_info[0]}.{sys.version_info[1]}'.encode())
+    paths = []
+    for folder, subfolders, files in os.walk(_PACKAGE_ROOT):
+        subfolders[:] = [d for d in subfolders if d != '__pycache__']
+        paths += [os.path.join(folder, f) for f in files if f.endswith('.py')]
+    for path in sorted(paths):
+        digest.update(os.path.relpath(path, _PACKAGE_ROOT).encode() + b'\0')
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+        digest.update(b'\0')
+    return digest.hexdigest()
+
+
+def cache_dir():
+    """The folder holding catalogue files (see the module docstring)."""
+    explicit = os.environ.get('STYLEGAN_PLUS_CACHE_DIR')
+    if explicit:
+        return explicit
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(base, 'stylegan-plus')
+
+
+def cache_path(digest):
+    return os.path.join(cache_dir(), f'loss-catalogue-{digest[:32]}.json')
+
+
+def _survives_json(value):
+    """True when `value` comes back from JSON equal and of the same type (None, bool, int, float, str)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return True
+    return False
+
+
+_RANGE_FIELDS = ('min', 'max', 'min_open', 'max_open', 'clamp')
+
+
+def _type_record(param_type):
+    """JSON form of a LossOption type: None, a plain type's name, or a click Int/FloatRange as a
+    list [class name, {bounds}]; False for anything else (only the live registry has it)."""
+    if param_type is None:
+        return None
+    for name, plain in _PLAIN_TYPES.items():
+        if param_type is plain:
+            return name
+    import click  # pylint: disable=import-outside-toplevel
+    if type(param_type) in (click.IntRange, click.FloatRange):
+        bounds = {field: getattr(param_type, field) for field in _RANGE_FIELDS}
+        if all(_survives_json(v) for v in bounds.values()):
+            return [type(param_type).__name__, bounds]
+    return False
+
+
+def _type_from_record(rec):
+    if rec is None:
+        return None
+    if isinstance(rec, str):
+        return _PLAIN_TYPES[rec]
+    import click  # pylint: disable=import-outside-toplevel
+    kind, bounds = rec
+    return {'IntRange': click.IntRange, 'FloatRange': click.FloatRange}[kind](**bounds)
+
+
+def _option_record(opt):
+    """JSON dict for a LossOption, or None when it cannot be recorded exactly."""
+    type_name = _type_record(opt.type)
+    if type_name is False:
+        return None
+    choices = opt.choices
+    if choices is not None and not (isinstance(choices, (list, tuple)) and all(type(c) is str for c in choices)):
+        return None
+    if not all(_survives_json(v) for v in (opt.default, opt.help, opt.metavar)):
+        return None
+    return {'flag': opt.flag, 'default': opt.default, 'help': opt.help, 'type': type_name,
+            'choices': None if choices is None else [type(choices).__name__, list(choices)], 'metavar': opt.metavar}
+
+
+def _option_from_record(rec):
+    choices = None
+    if rec['choices'] is not None:
+        kind, items = rec['choices']
+        choices = tuple(items) if kind == 'tuple' else list(items)
+    return LossOption(rec['flag'], rec['default'], help=rec['help'], metavar=rec['metavar'], choices=choices,
+                      type=_type_from_record(rec['type']))
+
+
+def _records_from_registry():
+    """Catalogue records built from the real registry (imports every plugin, hence torch); None
+    when some declaration cannot be recorded exactly."""
+    from . import registry  # pylint: disable=import-outside-toplevel  # the slow path
+    records = []
+    for entry in registry.default_registry().entries():
+        options = [_option_record(opt) for opt in entry.cls.options]
+        if any(rec is None for rec in options):
+            return None
+        records.append({'name': entry.name, 'role': entry.role, 'description': entry.description,
+                        'options': options})
+    return records
+
+
+def _read(path, digest):
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+        if data.get('format') != FORMAT_VERSION or data.get('digest') != digest:
+            return None
+        return data['losses']
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+
+
+def _write_atomically(path, data):
+    """Write JSON to `path` via a temporary file and rename; silently skip when the folder is not writable."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.loss-catalogue-', suffix='.tmp', dir=os.path.dirname(path))
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _from_records(records):
+    return Catalogue([(r['name'], r['role'], r['description'], [_option_from_record(o) for o in r['options']])
+                      for r in records])
+
+
+def _from_live_registry():
+    from . import registry  # pylint: disable=import-outside-toplevel
+    return Catalogue([(e.name, e.role, e.description, list(e.cls.options))
+                      for e in registry.default_registry().entries()])
+
+
+def load_catalogue(use_cache=True):
+    """The Catalogue of the built-in plugins: from the cache when its digest matches the sources,
+    else from the real registry (then cached for the next call). use_cache=False, or a registry
+    already imported in this process, means the live registry is used."""
+    if not use_cache or f'{__package__}.registry' in sys.modules:
+        # Already imported (torch paid for): the live registry is authoritative, including
+        # plugins that code registered at run time, which no cache file could know.
+        return _from_live_registry()
+    try:
+        digest = source_digest()
+    except OSError:
+        return _from_live_registry()
+    path = cache_path(digest)
+    records = _read(path, digest)
+    if records is not None:
+        try:
+            return _from_records(records)
+        except (KeyError, TypeError, ValueError):
+            pass    # a damaged file: rebuild it below
+    records = _records_from_registry()
+    if records is None:
+        return _from_live_registry()
+    _write_atomically(path, {'format': FORMAT_VERSION, 'digest': digest, 'losses': records})
+    return _from_records(records)
