@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py --quick            # ~15 min on 2 cores: short timing windows
     python benchmarks/train_speed.py                    # full: longer windows (~25 min)
     python benchmarks/train_speed.py --device=cuda      # on a GPU (peak memory = torch's GPU peak)
+    python benchmarks/train_speed.py --quick --losses=rf,dist --families=dcgan   # a subset (baseline always runs)
 
 For `--cfg=dcgan` at 32 px (the preset's widths) and a small StyleGAN2 at 32 px
 (`--cfg=cifar --cbase=1024 --cmax=64`), each loss runs train.py on the same data (the digits at
@@ -123,11 +124,35 @@ def print_table(results):
                   f'{row["peak_mem_mb"]:>9.0f} {_ratio(row, base, "peak_mem_mb"):>6.2f}')
 
 
+def _subset(parser, flag, given, allowed):
+    """The names of a comma-separated --losses/--families value, in `allowed`'s order (None: all)."""
+    if given is None:
+        return list(allowed)
+    names = [name.strip() for name in given.split(',') if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        parser.error(f'{flag}={given!r}: unknown or empty; choose from {",".join(allowed)}')
+    return [name for name in allowed if name in names]
+
+
+def restrict_protocol(proto, parser, losses=None, families=None):
+    """A copy of `proto` limited to the given losses (the baseline is always kept) and families."""
+    proto = dict(proto)
+    kept = _subset(parser, '--losses', losses, proto['losses'])
+    proto['losses'] = tuple(loss for loss in proto['losses'] if loss == BASELINE or loss in kept)
+    proto['families'] = _subset(parser, '--families', families, proto['families'])
+    return proto
+
+
 def main(argv=None):
     parser = runinfo.base_parser(BENCH_ID, __doc__)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu', help='train.py --device (default: cpu)')
+    parser.add_argument('--losses', metavar='A,B', default=None,
+                        help='only these losses beside the baseline (comma-separated; default: all of the protocol)')
+    parser.add_argument('--families', metavar='A,B', default=None,
+                        help='only these network families (dcgan, stylegan2; default: all of the protocol)')
     args = parser.parse_args(argv)
-    proto = PROTOCOLS[runinfo.mode_of(args)]
+    proto = restrict_protocol(PROTOCOLS[runinfo.mode_of(args)], parser, args.losses, args.families)
     run = runinfo.BenchmarkRun(BENCH_ID, 'train.py sec/kimg and peak memory, baseline vs every loss plugin', args, [0])
     run.setting(resolution=RESOLUTION, device=args.device, families={f: FAMILIES[f] for f in proto['families']},
                 losses=proto['losses'], loss_flags=LOSS_FLAGS, tick_kimg=proto['tick'], timed_ticks=proto['ticks'],

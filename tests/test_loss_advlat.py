@@ -141,6 +141,7 @@ def hand_mode_seeking(z1, z2, weight=1.0):
 
 
 def div_kwargs(**kwargs):
+    kwargs.setdefault('advlat_div_frac', 1.0)   # the hand cases pair every latent
     return dict(class_name=DIV, advlat_div_eps=DIV_EPS, **kwargs)
 
 
@@ -229,6 +230,50 @@ def test_div_mining_without_batchnorm_runs_G_z1_once_with_the_same_result(monkey
     assert torch.equal(fast, joint) and not torch.equal(fast, start)
 
 
+def _mode_seeking_grads(loss, G, z, start):
+    G.requires_grad_(True)
+    for param in G.parameters():
+        param.grad = None
+    value = loss.addons[0].backward_mode_seeking(z, empty_c(z.shape[0]), sync=True, gain=1, start=start)
+    return value, {name: param.grad.clone() for name, param in G.named_parameters() if param.grad is not None}
+
+
+def test_div_shared_G_z1_pass_gives_the_joint_batch_loss_and_gradients(monkeypatch):
+    # The optimisation (G(z1) once with its graph, reused by mining and term) against the
+    # straightforward joint pair pass, on a tiny StyleGAN2 without BatchNorm.
+    loss, G, _D = stylegan2_composed(dict(class_name=DIV, advlat_div_std=0.5, advlat_div_eps=0.01,
+                                          advlat_div_frac=1.0))
+    div = loss.addons[0]
+    torch.manual_seed(5)
+    z = torch.randn([4, 8])
+    start = z + 0.5 * torch.randn_like(z)
+    assert div._separable_pair()
+    fast_value, fast_grads = _mode_seeking_grads(loss, G, z, start)
+    monkeypatch.setattr(type(div), '_separable_pair', lambda self: False)
+    joint_value, joint_grads = _mode_seeking_grads(loss, G, z, start)
+    torch.testing.assert_close(fast_value, joint_value, rtol=1e-5, atol=1e-6)
+    assert fast_grads.keys() == joint_grads.keys() and len(fast_grads) > 4
+    for name in joint_grads:
+        torch.testing.assert_close(fast_grads[name], joint_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(grad.abs().sum() > 0 for grad in fast_grads.values())
+
+
+def test_div_frac_pairs_the_first_latents_only():
+    # With frac = 1/2 the term equals the full computation on the first half of the batch.
+    z8 = torch.cat([Z0, Z0 * -2 + 0.5])
+    start8 = z8 + torch.cat([DELTA, -DELTA])
+    half = composed(div_kwargs(advlat_div_frac=0.5))
+    assert half.addons[0].num_pairs(8) == 4 and half.addons[0].num_pairs(1) == 1
+    half.main.G.requires_grad_(True)
+    value = half.addons[0].backward_mode_seeking(z8, empty_c(8), sync=True, gain=1, start=start8)
+    z2 = hand_pair_mining(Z0, Z0 + DELTA, steps=3)
+    expected, _ratio, grad_W = hand_mode_seeking(Z0, z2)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(half.main.G.weight.grad, grad_W)
+    with pytest.raises(ValueError, match='frac'):
+        composed(div_kwargs(advlat_div_frac=0.0))
+
+
 def test_div_mining_with_batchnorm_keeps_the_joint_batch():
     from stylegan_plus.networks import dcgan
     G = dcgan.Generator(z_dim=4, c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
@@ -245,7 +290,8 @@ def test_options_defaults_and_composition():
     options = [opt for name in ('advlat-qua', 'advlat-div') for opt in registry.get_loss(name).options]
     defaults = {opt.key: opt.default for opt in options}
     assert defaults == dict(advlat_eps=0.03, advlat_steps=1, advlat_div_lambda=1.0, advlat_div_std=0.08,
-                            advlat_div_eps=0.004, advlat_div_steps=3, advlat_div_dpair=False)
+                            advlat_div_eps=0.004, advlat_div_steps=3, advlat_div_dpair=False,
+                            advlat_div_frac=0.5)
     args = dnnlib.EasyDict(loss_kwargs=dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=0,
                                                        pl_weight=0, style_mixing_prob=0))
     registry.configure_loss('clr+advlat-qua', args, {'advlat_steps': 2}, given={'advlat_steps'})
@@ -292,7 +338,7 @@ def test_train_dcgan_advlat_qua_and_div_snapshot_and_resume(tmp_path):
     assert loss_kwargs['addons'] == [
         dict(class_name=QUA, advlat_eps=0.05, advlat_steps=1),
         dict(class_name=DIV, advlat_div_lambda=1.0, advlat_div_std=0.08, advlat_div_eps=0.004, advlat_div_steps=3,
-             advlat_div_dpair=True)]
+             advlat_div_dpair=True, advlat_div_frac=0.5)]
     assert set(snapshot) >= {'G', 'D', 'G_ema'} and 'clr_head' not in snapshot
     resumed = train_tiny(tmp_path / 'runs', data, *args, '--resume=latest', '--nimg=16')
     names, resumed_kwargs, _snapshot = run_outputs(resumed)
@@ -309,6 +355,7 @@ def test_train_stylegan2_advlat_div(tmp_path):
     assert snapshot['G_ema'].z_dim == 512
 
 
+@pytest.mark.slow
 def test_train_help_lists_every_option_with_its_default():
     proc = subprocess.run([sys.executable, 'train.py', '--help'], cwd=REPO, capture_output=True, text=True,
                           timeout=120)

@@ -15,9 +15,16 @@ combine with a main loss (`clr+advlat-qua`). Reading (shared/METHODS.md):
   `--advlat-div-steps` sign-descent steps of size `--advlat-div-eps` on
   `d_I(G(z1), G(z2)) / (d_z(z1, z2) + 1)` (mean absolute distances over the whole batch, as in the
   authors' code); then `lambda_ms / (d_I / d_z + 1e-5)` (MSGAN's mode-seeking term) is added to
-  G's loss. The pair is generated without style mixing, with constant synthesis noise (so d_I
-  measures what z changes) and as one batch (BatchNorm sees both halves alike); while mining,
-  a generator without BatchNorm runs G(z1) once and then only G(z2) per step (same values).
+  G's loss. z1 is the first `--advlat-div-frac` of the round's latents (default half; see
+  below). The pair is generated without style mixing, with constant synthesis noise (so d_I
+  measures what z changes) and as one batch (BatchNorm sees both halves alike); a generator
+  without BatchNorm instead runs G(z1) once, with its graph, for both the mining (detached)
+  and the term, and G(z2) alone (same values as the joint batch, about half the work).
+  Why half of the batch is faithful: d_I and d_z are batch means over i.i.d. prior draws, and
+  the term is one scalar whose gradient scale does not depend on the pair count, so a subset
+  estimates the same ratio (with more variance); the authors' code pairs B = 32 latents, and
+  with the presets' batch of 64 half the batch is those 32 pairs, at half the mining cost.
+  `--advlat-div-frac=1` pairs every latent.
   `--advlat-div-dpair=1` also trains D on G(z2) of a pair mined from the D step's z, as the
   authors' code does; the paper's algorithm does not (default off).
 
@@ -143,6 +150,9 @@ class AdvLatDivLoss(LossAddon):
                    help='AdvLatGAN-div: sign-descent steps of the pair mining'),
         LossOption('--advlat-div-dpair', False, type=bool, metavar='BOOL',
                    help='AdvLatGAN-div: also train D on G(z2) (authors\' code); off = the paper\'s algorithm'),
+        LossOption('--advlat-div-frac', 0.5, type=float, metavar='FLOAT',
+                   help='AdvLatGAN-div: fraction of the G step\'s latents paired for the mode-seeking term '
+                        '(0.5 = 32 pairs at batch 64, the authors\' pair count; 1 = all)'),
     )
 
     def __init__(self, device,
@@ -151,6 +161,7 @@ class AdvLatDivLoss(LossAddon):
                  advlat_div_eps=0.004,      # mining step size
                  advlat_div_steps=3,        # mining steps
                  advlat_div_dpair=False,    # D also trains on G(z2)
+                 advlat_div_frac=0.5,       # share of the G step's latents that get a partner
                  **networks):
         super().__init__(device, **networks)
         if not advlat_div_std >= 0 or not advlat_div_eps >= 0 or int(advlat_div_steps) != advlat_div_steps \
@@ -162,6 +173,9 @@ class AdvLatDivLoss(LossAddon):
         self.advlat_div_eps = float(advlat_div_eps)
         self.advlat_div_steps = int(advlat_div_steps)
         self.advlat_div_dpair = bool(advlat_div_dpair)
+        if not 0 < advlat_div_frac <= 1:
+            raise ValueError(f'advlat-div needs 0 < frac <= 1 (the share of latents paired), got {advlat_div_frac!r}')
+        self.advlat_div_frac = float(advlat_div_frac)
         self._batchnorms = latent_steps.batchnorm_layers(self.G, self.G_mapping, self.G_synthesis)
 
     def generate_pair(self, z1, z2, c, sync=False):
@@ -170,18 +184,19 @@ class AdvLatDivLoss(LossAddon):
         images = generator(torch.cat([z1, z2]), torch.cat([c, c]))
         return images[:z1.shape[0]], images[z1.shape[0]:]
 
-    def mine_pair(self, z1, c, start=None):
+    def mine_pair(self, z1, c, start=None, img1=None):
         """The hard partner z2 [N, z_dim] of z1 (detached), G frozen.
 
         start: z2's starting point (default z1 + N(0, std^2)); then sign descent on
-        `pair_mining_objective`, moving each element by exactly eps per step.
+        `pair_mining_objective`, moving each element by exactly eps per step. img1: G(z1) with
+        constant noise if the caller has it (only used when G has no batch-dependent layer).
         """
         z1 = z1.detach()
         if start is None:
             start = z1 + self.advlat_div_std * torch.randn_like(z1)
         if self.advlat_div_steps == 0:
             return start.detach()
-        if self._batch_dependent_generator():
+        if not self._separable_pair():
             def objective(z2):
                 img1, img2 = self.generate_pair(z1, z2, c)
                 return pair_mining_objective(img1.detach(), img2, z1, z2)
@@ -189,8 +204,10 @@ class AdvLatDivLoss(LossAddon):
             # G(z1) does not change during the steps and no layer mixes samples: generate it once
             # and only G(z2) per step (same values as the joint batch, about half the work).
             generator = latent_steps.plugin_generator(self, noise_mode='const')
-            with torch.no_grad():
-                img1 = generator(z1, c)
+            if img1 is None:
+                with torch.no_grad():
+                    img1 = generator(z1, c)
+            img1 = img1.detach()
 
             def objective(z2):
                 return pair_mining_objective(img1, generator(z2, c), z1, z2)
@@ -200,6 +217,17 @@ class AdvLatDivLoss(LossAddon):
         """True if G has layers whose output depends on the rest of the batch (BatchNorm in training)."""
         return any(m.training for m in self._batchnorms)
 
+    def _separable_pair(self):
+        """True if G(z1) and G(z2) may run as two passes: no batch-dependent layer, no DDP wrapper
+        (which expects one forward pass per synced backward)."""
+        wrapped = any(isinstance(net, torch.nn.parallel.DistributedDataParallel)
+                      for net in (self.G, self.G_mapping, self.G_synthesis))
+        return not wrapped and not self._batch_dependent_generator()
+
+    def num_pairs(self, batch):
+        """How many of a round's `batch` latents get a mined partner: round(frac * batch), at least 1."""
+        return min(batch, max(1, int(round(self.advlat_div_frac * batch))))
+
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase in G_MAIN_PHASES:
             self.backward_mode_seeking(gen_z, gen_c, sync=sync, gain=gain)
@@ -207,10 +235,25 @@ class AdvLatDivLoss(LossAddon):
             self.backward_D_pair(gen_z, gen_c, sync=sync, gain=gain)
 
     def backward_mode_seeking(self, gen_z, gen_c, sync, gain, start=None):
-        """Add lambda_ms / (d_I / d_z + 1e-5) on a mined pair to G's gradients; returns the term (detached)."""
-        z2 = self.mine_pair(gen_z, gen_c, start=start)
-        img1, img2 = self.generate_pair(gen_z.detach(), z2, gen_c, sync=sync)
-        loss, ratio = mode_seeking_loss(img1, img2, gen_z.detach(), z2, self.advlat_div_lambda)
+        """Add lambda_ms / (d_I / d_z + 1e-5) on mined pairs to G's gradients; returns the term (detached).
+
+        The pairs start from the first `num_pairs(N)` latents of gen_z [N, z_dim] (i.i.d. draws,
+        so any subset is a random one); start: z2's starting point for those, [n, z_dim].
+        """
+        n = self.num_pairs(gen_z.shape[0])
+        z1, c = gen_z[:n].detach(), gen_c[:n]
+        if start is not None:
+            start = start[:n]
+        if self._separable_pair():
+            # One pass of G(z1) with its graph serves both the mining (detached) and the term.
+            generator = latent_steps.plugin_generator(self, sync=sync, noise_mode='const')
+            img1 = generator(z1, c)
+            z2 = self.mine_pair(z1, c, start=start, img1=img1)
+            img2 = generator(z2, c)
+        else:
+            z2 = self.mine_pair(z1, c, start=start)
+            img1, img2 = self.generate_pair(z1, z2, c, sync=sync)
+        loss, ratio = mode_seeking_loss(img1, img2, z1, z2, self.advlat_div_lambda)
         training_stats.report('Loss/advlat/div_ratio', ratio)
         training_stats.report('Loss/advlat/div_ms', loss)
         loss.mul(gain).backward()
