@@ -28,14 +28,15 @@ import os
 
 import click
 import numpy as np
-import torch
-
-from stylegan_plus.sampling import decisions
-from stylegan_plus.sampling import latent_steps as latent_mining
 from stylegan_plus.tools import cli_types
-from stylegan_plus.tools import device as devices
 from stylegan_plus.tools import images
-from stylegan_plus.tools import memory_budget
+
+# Imported on first use, so that `--help` does not load torch.
+torch = cli_types.lazy_module('torch')
+decisions = cli_types.lazy_module('stylegan_plus.sampling.decisions')
+latent_mining = cli_types.lazy_module('stylegan_plus.sampling.latent_steps')
+devices = cli_types.lazy_module('stylegan_plus.tools.device')
+memory_budget = cli_types.lazy_module('stylegan_plus.tools.memory_budget')
 
 
 PLAIN_BATCH = 64  # most seeds per forward pass for generators without a mapping network (fewer if memory is short)
@@ -60,7 +61,7 @@ def _outputs_to_numpy(out):
     return images.to_uint8(out) if out.ndim == 4 else out.to(torch.float32).cpu().numpy()
 
 
-@torch.no_grad()
+@cli_types.no_grad
 def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=print, move_latents=None):
     """Render one image (or point) per seed.
 
@@ -131,7 +132,7 @@ def latent_step_mover(G, D, steps, eps, truncation_psi=1, noise_mode='const', lo
     return move
 
 
-@torch.no_grad()
+@cli_types.no_grad
 def render_ws(G, ws, noise_mode='const'):
     """Render given W vectors. ws: [N, num_ws, w_dim] float tensor on G's device -> [N, H, W, C] uint8."""
     return np.stack([images.to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0] for w in ws])
@@ -216,7 +217,7 @@ def _save_vectors(path, seeds, z, w, z_start=None):
 @click.option('--projected-w', help='W vectors written by projector.py (.npz with key w)',
               type=click.Path(exists=True, dir_okay=False), metavar='FILE')
 @click.option('--outdir', help='Folder for the PNG files (created if missing)', type=str, required=True, metavar='DIR')
-@click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
+@click.option('--device', 'device_name', help=cli_types.DEVICE_HELP, metavar='DEVICE')
 @click.option('--grid', help='Also save all images as one grid.png', type=bool, default=False, metavar='BOOL',
               show_default=True)
 @click.option('--vector-out', help='Save the seeds, z and w used to this .npz (keys seeds, z, w; w only for '

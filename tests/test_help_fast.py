@@ -37,7 +37,8 @@ def warm_cache(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('args', [['train.py', '--help'], ['train.py', '--loss=help'], ['dataset_tool.py', '--help']])
+@pytest.mark.parametrize('args', [['train.py', '--help'], ['train.py', '--loss=help'], ['dataset_tool.py', '--help'],
+                                  ['generate.py', '--help']])
 def test_help_does_not_import_torch(warm_cache, args):
     out, imported = _run(args, warm_cache)
     assert out.strip()

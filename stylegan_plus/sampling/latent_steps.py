@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from torch_utils import misc
 from torch_utils.ops import conv2d_gradfix
 
-DEFAULT_SAMPLING_STEPS = 20     # AdvLatGAN-z, as in the paper's STL-10 runs
-DEFAULT_SAMPLING_EPS = 0.05
+from stylegan_plus.sampling.defaults import DEFAULT_SAMPLING_EPS, DEFAULT_SAMPLING_STEPS  # noqa: E402
 
 
 def sign_descent(z, objective, step_size, steps):

@@ -17,7 +17,7 @@ import dnnlib
 from stylegan_plus.tools.legacy_tf import load_network_pkl
 from torch_utils import misc
 
-DEVICE_HELP = 'Device to run on: cuda, cuda:N or cpu  [default: cuda if available, else cpu]'
+from stylegan_plus.tools.cli_types import DEVICE_HELP  # noqa: E402,F401  (kept here: the tools import it from this module)
 
 
 def resolve_device(name: str = None) -> torch.device:

@@ -17,7 +17,6 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
-import torch
 
 SEED_MAX = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at least this many pixels in grids
@@ -25,12 +24,13 @@ DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at l
 _RANGE_RE = re.compile(r'^(\d+)-(\d+)$')
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
+def to_uint8(img: 'torch.Tensor') -> np.ndarray:
     """Generator output to displayable pixels.
 
     img: [N, C, H, W] float, nominally in [-1, 1] (values outside are clamped).
     Returns [N, H, W, C] uint8 numpy array, computed as clamp(x * 127.5 + 128, 0, 255).
     """
+    import torch  # pylint: disable=import-outside-toplevel  (this module stays torch-free for --help)
     pixels = img.permute(0, 2, 3, 1) * 127.5 + 128
     return pixels.clamp(0, 255).to(torch.uint8).cpu().numpy()
 
