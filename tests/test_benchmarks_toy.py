@@ -162,6 +162,7 @@ def _smoke(module, tmp_path):
     return out, module.main(['--smoke', '--out', out, '--parallel', '2'])
 
 
+@pytest.mark.slow
 def test_q1_smoke(tmp_path):
     out, data = _smoke(q1_loganb_ring, tmp_path)
     saved = _check_outputs(out, data, [f'{m}-seed0' for m in q1_loganb_ring.METHODS], ['per_run', 'paper'])
@@ -169,6 +170,7 @@ def test_q1_smoke(tmp_path):
     assert run['ad_hoc'] > 0 and len(run['post_hoc']['values']) == 1
 
 
+@pytest.mark.slow
 def test_q2_smoke(tmp_path):
     out, data = _smoke(q2_dist_grid, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'dist-seed0'], ['per_run', 'summary', 'paper'])
@@ -179,6 +181,7 @@ def test_q2_smoke(tmp_path):
     assert coverage.run_prior(run_dirs['gan-seed0']) == 'gaussian'
 
 
+@pytest.mark.slow
 def test_q3_smoke(tmp_path):
     out, data = _smoke(q3_advlat_toy, tmp_path)
     saved = _check_outputs(out, data, ['ring-base-seed0', 'ring-qua-seed0'], ['per_run', 'summary', 'paper'])
@@ -186,6 +189,7 @@ def test_q3_smoke(tmp_path):
     assert 'advlat-qua' in saved['runs'][1]['command'] or 'advlat-qua' in saved['runs'][0]['command']
 
 
+@pytest.mark.slow
 def test_q5_smoke_and_reuse(tmp_path, capsys):
     out, data = _smoke(q5_rf_ring, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'rf-seed0'], ['per_run', 'summary', 'paper'])

@@ -29,8 +29,9 @@ USER_SCRIPT = textwrap.dedent("""
     print('RESULT', plugin.twice(21))
 """)
 
-pytestmark = pytest.mark.skipif('FileBaton' not in vars(torch.utils.cpp_extension),
-                                reason='this torch holds an OS lock; a leftover lock file cannot block it')
+pytestmark = [pytest.mark.slow,  # starts a Python subprocess that builds an extension
+              pytest.mark.skipif('FileBaton' not in vars(torch.utils.cpp_extension),
+                                 reason='this torch holds an OS lock; a leftover lock file cannot block it')]
 
 
 def _run(tmp_path, ext_dir):

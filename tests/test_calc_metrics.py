@@ -49,6 +49,7 @@ def run_cli(workspace, *args, cache='cache'):
                           env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_calc_metrics_writes_official_jsonl(workspace):
     proc = run_cli(workspace, f'--metrics={",".join(RESULT_KEYS)}', f'--data={workspace["data"]}',
                    f'--detector-dir={workspace["det_dir"]}', '--max-samples=10', '--device=cpu')
@@ -67,6 +68,7 @@ def test_calc_metrics_writes_official_jsonl(workspace):
     assert json.dumps(fid_line['results']) in proc.stdout  # the line is also printed
 
 
+@pytest.mark.slow
 def test_missing_detector_fails_before_loading_the_network(workspace):
     empty = workspace['root'] / 'no-detectors'
     proc = run_cli(workspace, '--metrics=kid50k_full', f'--data={workspace["data"]}', f'--detector-dir={empty}',
@@ -78,6 +80,7 @@ def test_missing_detector_fails_before_loading_the_network(workspace):
     assert 'Traceback' not in proc.stderr and 'Loading network' not in proc.stdout
 
 
+@pytest.mark.slow
 def test_two_processes_gather_the_same_real_statistics(workspace, monkeypatch):
     """--gpus=2 on CPU runs two gloo processes; their all-gathered real features equal a single process's."""
     proc = run_cli(workspace, '--metrics=fid50k_full', f'--data={workspace["data"]}', '--gpus=2',
@@ -130,6 +133,7 @@ def test_metric_listing():
     assert 'pr50k3_full' in result.output and 'Inception Score' in result.output
 
 
+@pytest.mark.slow
 def test_latent_steps_sampling_changes_the_metric_and_is_recorded(workspace, tmp_path):
     """AdvLatGAN -z: the fakes come from moved z, so FID differs from plain sampling; the line says so."""
     common = ['--metrics=fid50k_full', f'--data={workspace["data"]}', f'--detector-dir={workspace["det_dir"]}',
@@ -149,6 +153,7 @@ def test_latent_steps_sampling_changes_the_metric_and_is_recorded(workspace, tmp
     assert moved['results']['fid50k_full'] != plain['results']['fid50k_full']
 
 
+@pytest.mark.slow
 def test_latent_steps_refuses_path_length_metrics(workspace):
     proc = run_cli(workspace, '--metrics=ppl2_wend', '--latent-steps=3', '--device=cpu')
     assert proc.returncode == 2

@@ -119,6 +119,7 @@ def test_no_filter_means_box_resampling():
     np.testing.assert_allclose(y.numpy(), want, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('up,down,k', [(2, 1, 3), (1, 2, 3), (1, 1, 3), (2, 1, 1)])
 def test_gradcheck(up, down, k):
     x = torch.randn([1, 2, 5, 5], dtype=torch.float64, requires_grad=True)

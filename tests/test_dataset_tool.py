@@ -88,6 +88,7 @@ def assert_nothing_left(parent, expected):
 SRC_NAMES = ['b.png', 'a.jpg.png', 'nested/c.png']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dest_name', ['out', 'out.zip'])
 def test_folder_conversion_layout(tmp_path, dest_name):
     images = make_folder(tmp_path / 'src', SRC_NAMES)
@@ -117,6 +118,7 @@ def test_archive_names():
     assert archive_name(123456) == '00123/img00123456.png'
 
 
+@pytest.mark.slow
 def test_labels_from_source_json_and_max_images(tmp_path):
     make_folder(tmp_path / 'src', SRC_NAMES, channels=1)
     labels = {'b.png': 2, 'a.jpg.png': 0, 'nested/c.png': 1}
@@ -136,6 +138,7 @@ def test_labels_from_source_json_and_max_images(tmp_path):
     assert json.loads(read_member(tmp_path / 'two', 'dataset.json')) == {'labels': expected[:2]}
 
 
+@pytest.mark.slow
 def test_mixed_label_kinds_are_refused(tmp_path):
     make_folder(tmp_path / 'src', ['a.png', 'b.png'])
     (tmp_path / 'src' / 'dataset.json').write_text(json.dumps({'labels': [['a.png', 1], ['b.png', [0.5, 1.0]]]}))
@@ -144,6 +147,7 @@ def test_mixed_label_kinds_are_refused(tmp_path):
     assert_nothing_left(tmp_path, ['src'])
 
 
+@pytest.mark.slow
 def test_resize_and_center_crop(tmp_path):
     wide = rand_image(7, size=(24, 16))
     save(tmp_path / 'src' / 'w.png', wide)
@@ -159,6 +163,7 @@ def test_resize_and_center_crop(tmp_path):
     np.testing.assert_array_equal(read_png(tmp_path / 'small.zip', archive_name(0))[1], expected)
 
 
+@pytest.mark.slow
 def test_center_crop_wide_letterboxes(tmp_path):
     save(tmp_path / 'src' / 'w.png', np.full((16, 32, 3), 200, np.uint8))
     save(tmp_path / 'src' / 'tiny.png', np.full((4, 4, 3), 200, np.uint8))
@@ -187,6 +192,7 @@ def make_cifar(path, per_batch=2):
     return np.concatenate(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
+@pytest.mark.slow
 def test_cifar10_tarball(tmp_path):
     images, labels = make_cifar(tmp_path / 'cifar-10-python.tar.gz')
     dest = tmp_path / 'cifar.zip'
@@ -213,6 +219,7 @@ def write_idx(path, magic, array):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.mark.slow
 def test_mnist_idx(tmp_path):
     images = np.random.RandomState(1).randint(1, 256, (3, 28, 28)).astype(np.uint8)
     write_idx(tmp_path / 'train-images-idx3-ubyte.gz', 0x803, images)
@@ -228,6 +235,7 @@ def test_mnist_idx(tmp_path):
     assert pixels[:2].sum() == 0 and pixels[:, 30:].sum() == 0
 
 
+@pytest.mark.slow
 def test_corrupt_image_aborts_and_skip_bad_reports(tmp_path):
     make_folder(tmp_path / 'src', ['a.png', 'c.png'])
     (tmp_path / 'src' / 'b.png').write_bytes(b'not a png at all')
@@ -242,6 +250,7 @@ def test_corrupt_image_aborts_and_skip_bad_reports(tmp_path):
     assert listing(tmp_path / 'out.zip') == [archive_name(0), archive_name(1), 'dataset.json']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', ['mixed', 'npot', 'nonsquare'])
 def test_bad_sets_leave_no_destination(tmp_path, case):
     save(tmp_path / 'src' / 'a.png', rand_image(0, size=(16, 16)))
@@ -259,6 +268,7 @@ def test_bad_sets_leave_no_destination(tmp_path, case):
     assert_nothing_left(tmp_path, ['src'])
 
 
+@pytest.mark.slow
 def test_non_empty_dest_is_refused(tmp_path):
     make_folder(tmp_path / 'src', ['a.png'])
     (tmp_path / 'out').mkdir()
@@ -271,6 +281,7 @@ def test_non_empty_dest_is_refused(tmp_path):
     assert listing(tmp_path / 'empty') == [archive_name(0), 'dataset.json']
 
 
+@pytest.mark.slow
 def test_subfolders_as_labels(tmp_path):
     make_folder(tmp_path / 'src', ['dog/1.png', 'cat/x/2.png', 'cat/3.png', 'emu/4.png'])
     dest = tmp_path / 'out.zip'
@@ -287,6 +298,7 @@ def test_subfolders_as_labels(tmp_path):
     assert 'loose.png' in fails('--source', tmp_path / 'src', '--dest', tmp_path / 'o2', '--subfolders-as-labels')
 
 
+@pytest.mark.slow
 def test_rgba_and_palette_are_converted(tmp_path):
     rgba = rand_image(0, channels=4)
     save(tmp_path / 'src' / 'a.png', rgba)
@@ -301,6 +313,7 @@ def test_rgba_and_palette_are_converted(tmp_path):
     np.testing.assert_array_equal(pixels, rgba[:, :, :3])
 
 
+@pytest.mark.slow
 def test_option_errors_are_usage_errors(tmp_path):
     make_folder(tmp_path / 'src', ['a.png'])
     dest = tmp_path / 'out'
@@ -314,6 +327,7 @@ def test_option_errors_are_usage_errors(tmp_path):
     assert_nothing_left(tmp_path, ['src'])
 
 
+@pytest.mark.slow
 def test_lsun_without_packages(tmp_path):
     stubs = tmp_path / 'stubs'
     stubs.mkdir()
@@ -353,6 +367,7 @@ def cvtColor(img, code): return np.ascontiguousarray(img[:, :, ::-1])
 '''
 
 
+@pytest.mark.slow
 def test_lsun_reader_with_stand_in_packages(tmp_path):
     stubs = tmp_path / 'stubs'
     stubs.mkdir()
@@ -380,6 +395,7 @@ def no_traceback(err):
     return ' '.join(err.split())    # click wraps long lines
 
 
+@pytest.mark.slow
 def test_existing_zip_is_kept_unless_overwrite(tmp_path):
     make_folder(tmp_path / 'src', ['a.png', 'b.png'])
     dest = tmp_path / 'out.zip'
@@ -407,6 +423,7 @@ def test_zip_created_during_the_conversion_is_not_replaced(tmp_path):
     assert_nothing_left(tmp_path, ['src', 'out.zip'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['x.tar', 'x.tar.gz', 'images.png', 'cifar10.v2'])
 def test_unsupported_extensions_are_refused(tmp_path, name):
     make_folder(tmp_path / 'src', ['a.png'])
@@ -417,6 +434,7 @@ def test_unsupported_extensions_are_refused(tmp_path, name):
     assert_nothing_left(tmp_path, ['src'])
 
 
+@pytest.mark.slow
 def test_trailing_slash_and_existing_folders_keep_their_names(tmp_path):
     make_folder(tmp_path / 'src', ['a.png'])
     ok('--source', tmp_path / 'src', '--dest', f'{tmp_path / "x.tar"}{os.sep}')
@@ -427,6 +445,7 @@ def test_trailing_slash_and_existing_folders_keep_their_names(tmp_path):
     assert_nothing_left(tmp_path, ['src', 'x.tar', 'set.v2', 'ffhq-1.0'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dest_name', ['out.zip', 'out'])
 def test_destination_under_a_file_names_that_file(tmp_path, dest_name):
     make_folder(tmp_path / 'src', ['a.png'])
@@ -438,6 +457,7 @@ def test_destination_under_a_file_names_that_file(tmp_path, dest_name):
     assert_nothing_left(tmp_path, ['src', 'notes.txt'])
 
 
+@pytest.mark.slow
 def test_resolution_is_width_and_height(tmp_path):
     make_folder(tmp_path / 'src', ['a.png', 'b.png'], size=(16, 12))
     ok('--source', tmp_path / 'src', '--dest', tmp_path / 'r.zip', '--transform', 'center-crop',

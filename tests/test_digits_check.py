@@ -66,6 +66,7 @@ def test_split_is_fixed_and_disjoint():
     assert np.array_equal(dc.split_indices(1797)[1], heldout)
 
 
+@pytest.mark.slow
 def test_real_digits_pass_and_non_digits_do_not(checker):
     reals = dc.check_reals(checker)
     assert reals.count == 449 and reals.share >= 0.85 and reals.accuracy >= 0.93
@@ -84,6 +85,7 @@ def test_real_digits_pass_and_non_digits_do_not(checker):
     assert dc.check(checker, ((a + b) / 2).astype(np.uint8)[differ]).share < 0.35
 
 
+@pytest.mark.slow
 def test_probabilities_and_input_checks(checker):
     probs = dc.probabilities(checker, checker.heldout[:5, :, :, None])
     assert probs.shape == (5, 11) and np.allclose(probs.sum(1), 1)
@@ -102,6 +104,7 @@ def test_sample_digits_is_seeded_uint8():
         dc.sample_digits(dcgan.Generator(z_dim=16, c_dim=0, img_resolution=RES, img_channels=3), 2)
 
 
+@pytest.mark.slow
 def test_conditional_generators_get_labels_and_are_scored_on_them(checker, tmp_path):
     G = dcgan.Generator(z_dim=16, c_dim=10, img_resolution=RES, img_channels=1).eval()
     pixels, labels = dc.sample_digits(G, 300, seed=1, return_labels=True)
@@ -118,6 +121,7 @@ def test_conditional_generators_get_labels_and_are_scored_on_them(checker, tmp_p
         assert result.exit_code == 0 and f'drawn as the class asked for {asked}' in result.output, result.output
 
 
+@pytest.mark.slow
 def test_cli_scores_a_perfect_and_an_untrained_generator(checker, tmp_path):
     perfect = write_pickle(tmp_path / 'perfect.pkl', ReplayGenerator(checker.heldout))
     result = CliRunner().invoke(dc.main, [f'--network={perfect}', '--samples=449'])

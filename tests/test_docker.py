@@ -225,6 +225,7 @@ def _hadolint():
     return str(beside_python) if beside_python.is_file() else None
 
 
+@pytest.mark.slow
 def test_hadolint_passes():
     binary = _hadolint()
     if binary is None:
@@ -329,6 +330,7 @@ def test_readme_has_the_build_and_run_lines():
     assert any(s == "calc_metrics.py" and "--detector-dir" in opts for s, opts in _CALLS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,options", _CALLS, ids=[f"{s}:{'/'.join(o)}" for s, o in _CALLS])
 def test_readme_command_uses_real_options(script, options):
     if not (REPO / script).is_file():

@@ -104,6 +104,7 @@ def _network_cases():
     ]
 
 
+@pytest.mark.slow
 def test_every_network_kind_round_trips_with_identical_outputs(tmp_path):
     for idx, (name, net, run) in enumerate(_network_cases()):
         export.save_safe(net, tmp_path / f'net{idx}')

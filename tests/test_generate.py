@@ -46,6 +46,7 @@ def expected_pixels(pkl, seed, class_idx=None, psi=1.0):
 #----------------------------------------------------------------------------
 # generate.py
 
+@pytest.mark.slow
 def test_generate_seeds_grid_and_vectors(pickles, tmp_path):
     out = tmp_path / 'out'
     stdout = run_script('generate.py', f'--network={pickles["uncond"]}', '--seeds=0-2', '--trunc=0.7',
@@ -151,6 +152,7 @@ def test_generate_corrupt_pickle(tmp_path):
 #----------------------------------------------------------------------------
 # style_mixing.py
 
+@pytest.mark.slow
 def test_style_mixing_files_and_grid(pickles, tmp_path):
     run_script('style_mixing.py', f'--network={pickles["uncond"]}', '--rows=0,1', '--cols=2,3,4', '--styles=0-2',
                '--trunc=0.8', f'--outdir={tmp_path}')

@@ -94,6 +94,7 @@ def read_png(path):
 # generate.py
 
 
+@pytest.mark.slow
 def test_dcgan_images_grid_and_vectors(pickles, tmp_path):
     out = tmp_path / 'out'
     proc = run_tool('generate.py', f'--network={pickles["dcgan"]}', '--seeds=0-4', '--class=2', f'--outdir={out}',
@@ -150,6 +151,7 @@ def test_dcgan_latent_steps(pickles, tmp_path):
     assert np.abs(got.astype(int) - drawn.astype(int)).max() > 1
 
 
+@pytest.mark.slow
 def test_mlp_points_scatter_plot(pickles, tmp_path):
     out = tmp_path / 'out'
     proc = run_tool('generate.py', f'--network={pickles["mlp"]}', '--seeds=0-199', f'--outdir={out}', '--grid=1',
@@ -222,6 +224,7 @@ def test_projector_refuses_plain_generators(pickles, tmp_path, offline_detectors
         projection.project(G, torch.zeros([3, 16, 16]), num_steps=1, device='cpu')
 
 
+@pytest.mark.slow
 def test_calc_metrics_image_metrics_run_on_dcgan(pickles, tmp_path):
     data = write_image_folder(tmp_path / 'data', 12, resolution=16)
     det_dir = save_tiny_detectors(tmp_path / 'detectors')

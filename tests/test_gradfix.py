@@ -111,6 +111,7 @@ def test_r1_style_double_backward(gradfix_on):
     (conv2d_gradfix.conv2d, dict(stride=2, padding=1, groups=2)),
     (conv2d_gradfix.conv_transpose2d, dict(stride=[2, 1], padding=1, groups=2)),
 ])
+@pytest.mark.slow
 def test_gradgradcheck_wrt_input_without_weight_grads(gradfix_on, op, kwargs):
     gen = torch.Generator().manual_seed(5)
     x = torch.randn([1, 2, 4, 4], dtype=torch.float64, generator=gen, requires_grad=True)

@@ -117,6 +117,7 @@ def test_latent_step_generator_wraps_G():
         torch.testing.assert_close(latent_steps.LatentStepGenerator(G, D, steps=0)(Z0, empty_c(4)), G(Z0))
 
 
+@pytest.mark.slow
 def test_latent_step_generator_as_metrics_use_it():
     """calc_metrics wiring: deep-copied, prepared like G_ema, called G(z=..., c=..., **G_kwargs) under no_grad."""
     data = make_snapshot()
@@ -139,6 +140,7 @@ def test_discriminator_kwargs_run_fp16_blocks_in_fp32_on_cpu():
     assert latent_steps.discriminator_kwargs(D, torch.device('cuda', 0)) == {}
 
 
+@pytest.mark.slow
 def test_stylegan2_step_raises_D_score():
     """Through mapping, synthesis and a minibatch-stddev D: every element moves by eps, scores rise."""
     torch.manual_seed(0)
@@ -174,6 +176,7 @@ def d_scores(pkl, z):
         return data['D'](img, c)[:, 0].numpy()
 
 
+@pytest.mark.slow
 def test_generate_latent_steps_change_images_and_raise_D_scores(tmp_path):
     pkl = write_pickle(make_snapshot(), tmp_path / 'snap.pkl')
     rc, out = run_generate(f'--network={pkl}', '--seeds=0-5', f'--outdir={tmp_path / "plain"}')
@@ -193,6 +196,7 @@ def test_generate_latent_steps_change_images_and_raise_D_scores(tmp_path):
     assert d_scores(pkl, z).mean() > d_scores(pkl, z_start).mean()
 
 
+@pytest.mark.slow
 def test_generate_latent_steps_off_by_default_and_seeds_only(tmp_path):
     pkl = write_pickle(make_snapshot(), tmp_path / 'snap.pkl')
     rc, out = run_generate(f'--network={pkl}', '--seeds=4', f'--outdir={tmp_path}',

@@ -299,6 +299,7 @@ def test_force_fp16_rebuilds_with_same_weights(tmp_path):
     assert again['G'].init_kwargs == fp16['G'].init_kwargs
 
 
+@pytest.mark.slow
 def test_cli_round_trip_and_safe_export(tmp_path, monkeypatch, tf_module):
     write_tf_pickle(tmp_path / 'tf.pkl', monkeypatch)
     cmd = [sys.executable, 'legacy.py', f'--source={tmp_path / "tf.pkl"}', f'--dest={tmp_path / "out.pkl"}',

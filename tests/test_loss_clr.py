@@ -375,6 +375,7 @@ def test_train_stylegan2_clr_with_advlat_qua(tmp_path):
     assert 'clr_head' not in snapshot and snapshot['G'].z_dim == snapshot['G'].w_dim == 16
 
 
+@pytest.mark.slow
 def test_train_refuses_a_D_too_narrow_for_z(tmp_path):
     data = tiny_image_folder(tmp_path / 'data')
     proc = subprocess.run([sys.executable, 'train.py', f'--outdir={tmp_path / "runs"}', f'--data={data}',
@@ -385,6 +386,7 @@ def test_train_refuses_a_D_too_narrow_for_z(tmp_path):
     assert not (tmp_path / 'runs').exists()
 
 
+@pytest.mark.slow
 def test_train_refuses_two_main_losses_before_building(tmp_path):
     data = tiny_image_folder(tmp_path / 'data')
     proc = subprocess.run([sys.executable, 'train.py', f'--outdir={tmp_path / "runs"}', f'--data={data}',

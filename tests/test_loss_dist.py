@@ -400,6 +400,7 @@ def test_priors_and_bad_values():
 #----------------------------------------------------------------------------
 # train.py runs.
 
+@pytest.mark.slow
 def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["images"]}', '--loss=dist', *SMALL_CONV, '--batch=4',
                     '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
@@ -413,6 +414,7 @@ def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     check_generate(snapshot(run), tmp_path / 'images')
 
 
+@pytest.mark.slow
 def test_train_dcgan_resume_is_exact(datasets, tmp_path):
     args = [f'--data={datasets["images"]}', '--cfg=dcgan', '--loss=dist', *SMALL_CONV, '--batch=4', '--aug=ada',
             '--augpipe=color', '--kimg-per-tick=0.008', '--dist-recon-weight=0.5']
@@ -421,6 +423,7 @@ def test_train_dcgan_resume_is_exact(datasets, tmp_path):
     check_snapshot(snapshot(full), ['E'])
 
 
+@pytest.mark.slow
 def test_train_toy(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["points"]}', '--cfg=toy', '--loss=dist', '--batch=8',
                     '--nimg=16', '--dist-gp=0.5')

@@ -298,6 +298,7 @@ def test_qua_on_loganb_mines_against_the_joint_head():
 #----------------------------------------------------------------------------
 # train.py runs.
 
+@pytest.mark.slow
 def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["images"]}', '--loss=logan-b', *SMALL_CONV, '--batch=4',
                     '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
@@ -312,6 +313,7 @@ def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     check_generate(snapshot(run), tmp_path / 'images')
 
 
+@pytest.mark.slow
 def test_train_dcgan_resume_is_exact(datasets, tmp_path):
     args = [f'--data={datasets["images"]}', '--cfg=dcgan', '--loss=logan-b', *SMALL_CONV, '--batch=4', '--aug=ada',
             '--augpipe=color', '--kimg-per-tick=0.008', '--loganb-e-loss=cooperative']
@@ -320,6 +322,7 @@ def test_train_dcgan_resume_is_exact(datasets, tmp_path):
     check_snapshot(snapshot(full), ['E', 'Dz'])
 
 
+@pytest.mark.slow
 def test_train_toy(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["points"]}', '--cfg=toy', '--loss=logan-b', '--batch=8',
                     '--nimg=16')

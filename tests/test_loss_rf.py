@@ -159,6 +159,7 @@ def test_encoder_mirrors_d_without_labels_mbstd_or_frozen_layers():
 #----------------------------------------------------------------------------
 # train.py runs.
 
+@pytest.mark.slow
 def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["images"]}', '--loss=rf', '--rf-ae-kimg=0', *SMALL_CONV,
                     '--batch=4', '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
@@ -170,6 +171,7 @@ def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     check_generate(snapshot(run), tmp_path / 'images')
 
 
+@pytest.mark.slow
 def test_train_dcgan_pretraining_and_resume_is_exact(datasets, tmp_path):
     args = [f'--data={datasets["images"]}', '--cfg=dcgan', '--loss=rf', '--rf-ae-kimg=0.004', *SMALL_CONV,
             '--batch=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=0.008']
@@ -183,6 +185,7 @@ def test_train_dcgan_pretraining_and_resume_is_exact(datasets, tmp_path):
     check_snapshot(snapshot(full), ['rf_ae', 'rf_head'])
 
 
+@pytest.mark.slow
 def test_train_toy_and_reuse_the_autoencoder(datasets, tmp_path):
     args = [f'--data={datasets["points"]}', '--cfg=toy', '--loss=rf', '--batch=8', '--nimg=16']
     first = train_run(tmp_path / 'runs', *args, '--rf-ae-kimg=0.008')

@@ -270,6 +270,7 @@ def test_official_positional_signature():
     assert (loss.style_mixing_prob, loss.r1_gamma, loss.pl_batch_shrink, loss.pl_decay, loss.pl_weight) == (0.9, 10, 2, 0.01, 2)
 
 
+@pytest.mark.slow
 def test_real_stylegan2_networks_through_all_phases():
     torch.manual_seed(0)
     G = networks.Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=3,

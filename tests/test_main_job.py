@@ -6,6 +6,8 @@ import re
 import shlex
 import subprocess
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = REPO / 'scripts' / 'main_job.sh'
 README = REPO / 'README.md'
@@ -30,6 +32,7 @@ def script_defaults():
     return dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"', SCRIPT.read_text(), flags=re.MULTILINE))
 
 
+@pytest.mark.slow
 def test_script_parses_and_states_its_measured_time():
     subprocess.run(['bash', '-n', str(SCRIPT)], check=True)
     header = SCRIPT.read_text().split('set -euo pipefail', 1)[0]

@@ -45,6 +45,7 @@ def parse_fid(output):
     return float(re.search(r'FID: ([0-9.eE+-]+)', output).group(1))
 
 
+@pytest.mark.slow
 def test_two_folders_as_a_module_subprocess(folders):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, '-m', 'metrics.fid_folders', folders['a'], folders['b'], '--batch=4',

@@ -159,6 +159,7 @@ def test_registered_metric_and_unknown_name(setup, monkeypatch):
         metric_main.calc_metric('fid9', G=None)
 
 
+@pytest.mark.slow
 def test_ppl_zero_for_constant_generator_and_positive_for_real_one(setup):
     G = make_snapshot(resolution=16)['G_ema']
     for metric in ['ppl2_wend', 'ppl_zfull']:

@@ -66,6 +66,7 @@ def test_generator_nhwc_matches_nchw(nchw_only, fused):
     torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_discriminator_layout_per_phase():
     D = _d().train()
     seen = _record_layouts(D, ['b16.conv0', 'b8.conv1'])

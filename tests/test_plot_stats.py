@@ -134,6 +134,7 @@ def test_cli_user_errors_are_clean(tmp_path, monkeypatch):
     assert isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.slow
 def test_no_module_imports_matplotlib_before_plotting():
     code = ('import sys; import stylegan_plus.tools.plot_stats, stylegan_plus.tools.charts, '
             'stylegan_plus.tools.digits_check, stylegan_plus.training.loop, stylegan_plus.training.progress; '

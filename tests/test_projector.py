@@ -59,6 +59,7 @@ def expected_target(path, crop_box):
         return np.asarray(img.convert('RGB').crop(crop_box).resize((16, 16), PIL.Image.LANCZOS))
 
 
+@pytest.mark.slow
 def test_projector_two_photos_writes_every_output(workspace):
     out = workspace['root'] / 'out'
     stdout = run_projector(workspace, f'--target={workspace["root"] / "astronaut.png"}',
@@ -93,6 +94,7 @@ def test_projector_two_photos_writes_every_output(workspace):
     assert stdout.count('steps/s') == 2
 
 
+@pytest.mark.slow
 def test_video_notice_without_imageio(workspace, tmp_path):
     blocker = tmp_path / 'blocker' / 'imageio_ffmpeg'
     blocker.mkdir(parents=True)
@@ -104,6 +106,7 @@ def test_video_notice_without_imageio(workspace, tmp_path):
     assert sorted(os.listdir(out)) == ['proj.png', 'projected_w.npz', 'target.png']
 
 
+@pytest.mark.slow
 def test_projector_missing_detector_names_the_file(workspace, tmp_path):
     env = dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / 'cache'), **{detectors.OFFLINE_ENV: '1'})
     proc = subprocess.run([sys.executable, 'projector.py', f'--network={workspace["pkl"]}', f'--outdir={tmp_path}',
@@ -112,6 +115,7 @@ def test_projector_missing_detector_names_the_file(workspace, tmp_path):
     assert proc.returncode == 1 and str(tmp_path / 'none' / 'vgg16.pt') in proc.stderr
 
 
+@pytest.mark.slow
 def test_w_plus_gives_one_w_per_layer(workspace):
     G = make_snapshot(resolution=16)['G_ema']
     target = torch.from_numpy(projection.prepare_target(PIL.Image.fromarray(skimage_data.chelsea()), 16, 3))

@@ -169,6 +169,7 @@ def _dead_pid():
     return proc.pid
 
 
+@pytest.mark.slow
 def test_stale_temporaries(tmp_path):
     host = socket.gethostname()
     names = {
@@ -189,6 +190,7 @@ def test_stale_temporaries(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(names[k] for k in ('alive', 'remote_new', 'unrelated_old'))
 
 
+@pytest.mark.slow
 def test_stale_temporaries_are_looked_for_in_run_folders_and_beside_the_resumed_pickle(tmp_path):
     stale = f'network-snapshot-000004.pkl.tmp-{_dead_pid()}-0a1b2c3d-{socket.gethostname()}'
     for folder in ('runs/00002-x', 'runs/notarun', 'elsewhere'):

@@ -102,6 +102,7 @@ def _one_iteration(outdir, data, cfg, batch_gpu):
     return load_pickle(os.path.join(run_dir, 'network-snapshot-000000.pkl')), run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind,cfg', [('images', 'auto'), ('points', 'toy')])
 def test_accumulated_rounds_equal_the_full_batch_step(datasets, tmp_path, monkeypatch, kind, cfg):
     initial = []

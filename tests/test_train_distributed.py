@@ -12,6 +12,8 @@ import pytest
 from tests.test_train_utils import (REPO, load_pickle, make_point_dataset, max_weight_difference, only_run_dir,
                                     run_train)
 
+pytestmark = pytest.mark.slow  # every test starts torch.distributed processes
+
 COMMON = ['--cfg=toy', '--batch=16', '--nimg=128', '--metrics=none', '--device=cpu', '--workers=1', '--snap=100']
 
 

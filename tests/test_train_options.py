@@ -77,6 +77,7 @@ def test_cifar_json_matches_the_measured_official_file(rand16, tmp_path):
     ('paper512', 1, 8, 0.0025, 0.5, 20, None, 8, 64, 8),
     ('paper1024', 1, 4, 0.002, 2, 10, None, 8, 32, 4),
 ])
+@pytest.mark.slow
 def test_official_presets(rand16, tmp_path, cfg, fmaps, mbstd, lr, gamma, ema, ramp, mapping, mb, batch_gpu):
     opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', f'--cfg={cfg}')
     assert list(opts) == MEASURED_TOP_KEYS
@@ -118,6 +119,7 @@ def test_optional_keys_and_description_order(rand16, tmp_path):
     assert len(opts['augment_kwargs']) == 1 + 15
 
 
+@pytest.mark.slow
 def test_fork_options_dcgan_and_toy(rand16, tmp_path):
     opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--cbase=256', '--cmax=64',
                       '--device=cpu', '--kimg-per-tick=0.5', '--nimg=200', '--metrics=none', '--g-steps=3')
@@ -142,6 +144,7 @@ def registered_test_plugin():
         registry._registry._entries.pop('testx', None)  # pylint: disable=protected-access
 
 
+@pytest.mark.slow
 def test_loss_plugins_and_their_options(rand16, tmp_path, registered_test_plugin):
     result = invoke('--loss=help')
     assert result.exit_code == 0 and 'stylegan2' in result.output and registered_test_plugin in result.output
@@ -211,6 +214,7 @@ def test_default_workers_follow_the_usable_cpus(monkeypatch, cpus, expected):
     assert options_lib.default_workers() == expected
 
 
+@pytest.mark.slow
 def test_default_workers_are_recorded(rand16, tmp_path):
     opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--metrics=none')
     assert opts['data_loader_kwargs']['num_workers'] == options_lib.default_workers()

@@ -23,6 +23,7 @@ def data(tmp_path_factory):
     return make_image_dataset(tmp_path_factory.mktemp('prec') / 'rand16', count=16)
 
 
+@pytest.mark.slow
 def test_dry_run_records_precision_only_when_given(data, tmp_path):
     plain, _ = dry_run(f'--outdir={tmp_path}', f'--data={data}', *TINY)
     assert 'precision' not in plain     # official keys unchanged by default

@@ -16,6 +16,8 @@ import train
 from stylegan_plus.training import snapshots
 from tests.test_train_utils import load_pickle, make_image_dataset, max_weight_difference, only_run_dir, run_train
 
+pytestmark = pytest.mark.slow  # every test runs train.py as a subprocess
+
 PLUGIN = 'tests.plugins_for_tests.ExtraNetLoss'
 COMMON = ['--cfg=dcgan', '--cbase=128', '--batch=8', '--aug=ada', '--metrics=none', '--device=cpu', '--workers=1',
           '--kimg-per-tick=0.008', '--snap=100', f'--loss={PLUGIN}', '--testx-prior=uniform']

@@ -54,6 +54,7 @@ def check_run_dir(run_dir, image_snapshots):
     return data, options, raw, ticks, log
 
 
+@pytest.mark.slow
 def test_tiny_dcgan_run_with_ada(rand16, tmp_path):
     result = run_train(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--cbase=128', '--batch=8',
                        '--nimg=48', '--kimg-per-tick=0.016', '--snap=2', '--aug=ada', '--metrics=none',
@@ -77,6 +78,7 @@ def test_tiny_dcgan_run_with_ada(rand16, tmp_path):
     assert 'fp16' not in log     # no fp16 layers to switch off
 
 
+@pytest.mark.slow
 def test_tiny_stylegan2_run_and_generate(rand16, tmp_path):
     result = run_train(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=auto', '--cbase=256', '--cmax=32',
                        '--batch=8', '--nimg=32', '--aug=ada', '--metrics=none', '--device=cpu', '--workers=1')

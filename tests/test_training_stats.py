@@ -275,6 +275,7 @@ _WORKER = textwrap.dedent('''\
 ''')
 
 
+@pytest.mark.slow
 def test_two_process_gloo_reduction(tmp_path):
     script = tmp_path / 'worker.py'
     script.write_text(_WORKER)

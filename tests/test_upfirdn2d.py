@@ -62,6 +62,7 @@ def expand_padding(padding):
     return tuple(padding)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('up,down', list(itertools.product([1, 2, 4], [1, 2, 4])))
 def test_ref_matches_model_all_combinations(image, up, down):
     for padding, flip, f in itertools.product(PADDINGS, [False, True], [FILTER_2D, FILTER_1D]):
@@ -231,6 +232,7 @@ def test_wrappers_preserve_constant_images():
     (FILTER_1D, dict(up=1, down=2, padding=[2, -1, 3, 1], flip_filter=True, gain=2)),
     (FILTER_2D, dict(up=[1, 2], down=[2, 1], padding=1, gain=0.5)),
 ])
+@pytest.mark.slow
 def test_ref_gradcheck_and_gradgradcheck(f, kwargs):
     x = torch.randn([1, 2, 5, 6], dtype=torch.float64, requires_grad=True)
     fn = lambda t: run_ref(t, f, **kwargs)
@@ -257,6 +259,7 @@ class _ReferencePlugin:
     (FILTER_1D, dict(up=[2, 1], down=[1, 2], padding=[1, 2, 3, -1], flip_filter=True, gain=2.0)),
     (FILTER_2D, dict(up=1, down=[3, 2], padding=[0, 2, 1, 1], gain=0.5)),
 ])
+@pytest.mark.slow
 def test_cuda_function_adjoint_on_cpu(monkeypatch, f, kwargs):
     plugin = _ReferencePlugin()
     monkeypatch.setattr(upfirdn2d, '_plugin', plugin)
