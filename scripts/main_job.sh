@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: the first thing to run on a fresh machine (CPU only, no GPU needed).
-# Measured: 5 min 04 s wall and 100 CPU-s (user+sys) for the whole script, packages already
-# installed, on a 2-core machine shared with other jobs (load 8-12: the job got 32 % of a core).
-# It runs on one core at a time, so an idle 2-core machine needs about its CPU time: ~2 minutes.
+# Measured: 85 s wall and 89 CPU-s (user+sys) for the whole script on an idle 2-core machine with
+# the packages already installed (the install itself: ~20 s from a warm pip cache); 5 min 04 s on
+# the same machine shared with other jobs (load 8-12).
 #
 #   bash scripts/main_job.sh [OUTDIR]      (default OUTDIR: runs/main-job)
 #   Environment: KIMG (training length, default 40), LOSS (default clr; any --loss spec, e.g.
