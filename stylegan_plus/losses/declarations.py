@@ -56,8 +56,12 @@ def unknown_name_message(kind, name, choices):
 
 
 def format_loss_rows(rows):
-    """Text for `--loss=help` from (name, role, description) rows in registration order."""
-    rows = list(rows)
+    """Text for `--loss=help` from (name, role, description) rows.
+
+    Listed default first, then main losses, then add-ons, each alphabetically: the same text
+    whatever order the plugin modules happened to be imported (registered) in.
+    """
+    rows = sorted(rows, key=lambda row: (row[0] != DEFAULT_LOSS, row[1] != 'main', row[0]))
     width = max((len(name) for name, _role, _desc in rows), default=0)
     lines = ['Losses (--loss=NAME or MAIN+ADDON[+ADDON...]):']
     for name, role, description in rows:
