@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 import os
-import uuid
 
 import numpy as np
 import torch
@@ -163,9 +162,7 @@ def _stats_cache_file(opts, dataset, detector_url, detector_kwargs, stats_kwargs
 
 def _save_atomic(stats, path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp_path = f'{path}.{uuid.uuid4().hex}.tmp'
-    stats.save(tmp_path)
-    os.replace(tmp_path, path)  # readers never see a half-written file
+    stats.save(path)  # FeatureStats.save writes a temporary file and renames it: never half-written
 
 
 def _rank_loader(dataset, num_items, opts, batch_size, data_loader_kwargs):

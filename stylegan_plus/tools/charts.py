@@ -8,10 +8,10 @@ interrupted plot never leaves a truncated PNG where a good one was.
 """
 
 import math
-import os
-import tempfile
 
 import numpy as np
+
+from stylegan_plus.tools import images
 
 # Colours by role, so a statistic keeps its colour across panels and figures (matplotlib's tab10).
 PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
@@ -38,17 +38,8 @@ def pyplot():
 def save_figure(fig, path, dpi=110):
     """Write `fig` as a PNG to `path` atomically and close it; returns path."""
     plt = pyplot()
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=name + '.', suffix='.tmp', dir=folder)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            fig.savefig(f, format='png', dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        images.write_atomic(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
     finally:
         plt.close(fig)
     return path
