@@ -33,10 +33,10 @@ import legacy
 from metrics import metric_main, metric_utils
 from stylegan_plus.sampling import decisions
 from stylegan_plus.sampling import latent_steps as latent_mining
-from stylegan_plus.tools import detectors
-from stylegan_plus.tools import device as devices
-from stylegan_plus.tools import cli_types
-from stylegan_plus.tools.cli_types import CommaSeparatedList
+from metrics import detectors
+from stylegan_plus.cli import device as devices
+from stylegan_plus.cli import cli_types
+from stylegan_plus.cli.cli_types import CommaSeparatedList
 from torch_utils import misc
 
 

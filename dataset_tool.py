@@ -18,9 +18,9 @@ Examples:
 
 import click
 
-from stylegan_plus.tools.dataset_convert import convert
-from stylegan_plus.tools.dataset_errors import DatasetToolError, OptionError
-from stylegan_plus.tools.dataset_transforms import merge_resolution, parse_resolution
+from stylegan_plus.data.dataset_convert import convert
+from stylegan_plus.data.dataset_errors import DatasetToolError, OptionError
+from stylegan_plus.data.dataset_transforms import merge_resolution, parse_resolution
 
 
 def _resolution(_ctx, _param, value):

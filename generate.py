@@ -28,15 +28,15 @@ import os
 
 import click
 import numpy as np
-from stylegan_plus.tools import cli_types
-from stylegan_plus.tools import images
+from stylegan_plus.cli import cli_types
+from stylegan_plus.io import images
 
 # Imported on first use, so that `--help` does not load torch.
 torch = cli_types.lazy_module('torch')
 decisions = cli_types.lazy_module('stylegan_plus.sampling.decisions')
 latent_mining = cli_types.lazy_module('stylegan_plus.sampling.latent_steps')
-devices = cli_types.lazy_module('stylegan_plus.tools.device')
-memory_budget = cli_types.lazy_module('stylegan_plus.tools.memory_budget')
+devices = cli_types.lazy_module('stylegan_plus.cli.device')
+memory_budget = cli_types.lazy_module('stylegan_plus.sampling.memory_budget')
 
 
 PLAIN_BATCH = 64  # most seeds per forward pass for generators without a mapping network (fewer if memory is short)

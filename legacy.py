@@ -15,7 +15,7 @@ import click
 
 import dnnlib
 from stylegan_plus.training.snapshots import atomic_write
-from stylegan_plus.tools.legacy_tf import (  # noqa: F401 (re-exported official names)
+from stylegan_plus.io.legacy_tf import (  # noqa: F401 (re-exported official names)
     _LegacyUnpickler,
     _TFNetworkStub,
     convert_tf_discriminator,

@@ -22,9 +22,10 @@ import click
 import numpy as np
 import torch
 
-from stylegan_plus.tools import detectors, projection
-from stylegan_plus.tools import device as devices
-from stylegan_plus.tools import images
+from metrics import detectors
+from stylegan_plus.cli import projection
+from stylegan_plus.cli import device as devices
+from stylegan_plus.io import images
 
 
 def _output_dirs(outdir, targets):

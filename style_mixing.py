@@ -17,8 +17,8 @@ import click
 import numpy as np
 import torch
 
-from stylegan_plus.tools import device as devices
-from stylegan_plus.tools import images
+from stylegan_plus.cli import device as devices
+from stylegan_plus.io import images
 
 DEFAULT_STYLES = 7  # without --styles: ws 0-6 (the official default), or fewer if the network has fewer
 

@@ -28,7 +28,7 @@ from click.core import ParameterSource
 # Only torch-free modules here: --help and --loss=help must answer without importing torch.
 # The training modules are imported in the functions that run after parsing.
 from stylegan_plus.losses import catalogue
-from stylegan_plus.tools.cli_types import CommaSeparatedList
+from stylegan_plus.cli.cli_types import CommaSeparatedList
 from stylegan_plus.training import configs
 from stylegan_plus.training.choices import AUG_MODES, RESUME_SPECS, augpipe_specs
 

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import figures, plots, reconstruction, report, runner, runs  # noqa: E402
 from benchmarks.common import toy_losses, toy_metrics  # noqa: E402
-from stylegan_plus.training import toy_data  # noqa: E402
+from stylegan_plus.data import toy_data  # noqa: E402
 
 BENCH_ID = 'q1'
 TITLE = 'LOGAN-B vs GAN vs BiGAN on the 8-Gaussian ring: reconstruction errors'

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import coverage, figures, report, runner, toy_losses, toy_metrics  # noqa: E402
-from stylegan_plus.training import toy_data  # noqa: E402
+from stylegan_plus.data import toy_data  # noqa: E402
 
 BENCH_ID = 'q2'
 TITLE = 'Dist-GAN vs GAN on the 25-Gaussian grid (std 0.05)'

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import figures, plots, report, runner, runs, toy_losses, toy_metrics  # noqa: E402
 from stylegan_plus.sampling import latent_steps  # noqa: E402
-from stylegan_plus.training import toy_data  # noqa: E402
+from stylegan_plus.data import toy_data  # noqa: E402
 
 BENCH_ID = 'q3'
 TITLE = 'AdvLatGAN -z and -qua on the ring (std 0.001) and the grid (std 0.0025)'

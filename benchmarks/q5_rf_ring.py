@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import coverage, figures, report, runner, toy_metrics  # noqa: E402
-from stylegan_plus.training import toy_data  # noqa: E402
+from stylegan_plus.data import toy_data  # noqa: E402
 
 BENCH_ID = 'q5'
 TITLE = 'RFGAN vs GAN on the 8-Gaussian ring (std 0.1)'

@@ -95,7 +95,7 @@ def reconstruction_l1(nets, reals, batch=32):
 
 def evaluate_run(run_dir, loss, ctx, proto):
     """FD-digits (and rec L1 for clr) at every snapshot of a run; latent MSE per tick from stats.jsonl."""
-    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     out = dict(kimg=[], fd=[], rec_l1=[])
     for kimg, path in trainer.snapshots(run_dir):
         keys = ('G_ema', 'G', 'D', 'clr_head') if loss == 'clr' else ('G_ema',)

@@ -59,7 +59,7 @@ def write_snapshot(run, net_kwargs, data):
 
 def choose_detectors(run):
     """'official' when both official detectors are found offline, else 'tiny' (test stand-ins saved under out)."""
-    from stylegan_plus.tools import detectors  # pylint: disable=import-outside-toplevel
+    from metrics import detectors  # pylint: disable=import-outside-toplevel
     os.environ[detectors.OFFLINE_ENV] = '1'     # never download inside a benchmark
     try:
         for url in (detectors.INCEPTION_URL, detectors.VGG16_URL):
@@ -76,7 +76,7 @@ def choose_detectors(run):
 def time_generate(pkl, count):
     """images/s of generate.render_seeds on CPU (seeds 0..count-1, class 0)."""
     import generate  # pylint: disable=import-outside-toplevel
-    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     G = devices.prepare_generator(devices.load_network(pkl), torch.device('cpu'), log=lambda *a: None)
     label = devices.class_label(G, 0, torch.device('cpu'))
     generate.render_seeds(G, [0], label, log=lambda *a: None)     # warm-up
@@ -97,8 +97,9 @@ def time_generate_cli(run, pkl, count):
 
 def time_projector(pkl, steps):
     """steps/s of projection.project (its own measurement of the optimisation loop) on a digit target."""
-    from stylegan_plus.tools import detectors, projection  # pylint: disable=import-outside-toplevel
-    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    from metrics import detectors
+    from stylegan_plus.cli import projection  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     G = devices.load_network(pkl)
     pixels, _labels = digits.load(G.img_resolution)
     target = torch.from_numpy(np.repeat(pixels[0][None], G.img_channels, axis=0))
@@ -116,8 +117,8 @@ def time_projector(pkl, steps):
 def time_features(pkl, data, dataset_items, generator_items):
     """images/s of calc_metrics' feature extraction: (real images, generated images), Inception features."""
     from metrics import metric_utils  # pylint: disable=import-outside-toplevel
-    from stylegan_plus.tools import detectors  # pylint: disable=import-outside-toplevel
-    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    from metrics import detectors  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     G = devices.load_network(pkl)
     dataset_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=True,
                           resolution=G.img_resolution)

@@ -7,7 +7,7 @@ per metric family holds its formula; `metric_utils` extracts detector features o
 generated images; `fid_folders` is a standalone FID tool (`python -m metrics.fid_folders A B`).
 
 Detector files (`inception-2015-12-05.pt`, `vgg16.pt`, NVIDIA's TorchScript networks) are
-looked up in this order (see `stylegan_plus.tools.detectors`):
+looked up in this order (see `metrics.detectors`):
   1. `--detector-dir` of the tools, or the environment variable STYLEGAN_PLUS_DETECTOR_DIR
      (a local folder, or a file:// or http(s):// base URL);
   2. the dnnlib download cache (`$DNNLIB_CACHE_DIR` or ~/.cache/dnnlib, sub-folder `downloads`);

@@ -16,9 +16,9 @@ import numpy as np
 import PIL.Image
 import torch
 
-from stylegan_plus.tools import detectors
-from stylegan_plus.tools import device as devices
-from stylegan_plus.training.datasets.image_folder import file_ext, image_extensions
+from metrics import detectors
+from stylegan_plus.cli import device as devices
+from stylegan_plus.data.datasets.image_folder import file_ext, image_extensions
 
 from .feature_stats import FeatureStats
 from .frechet_inception_distance import DETECTOR_KWARGS, DETECTOR_URL, fid_from_stats

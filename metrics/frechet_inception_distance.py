@@ -8,7 +8,7 @@ Fréchet (2-Wasserstein) distance between them:
 import numpy as np
 import scipy.linalg
 
-from stylegan_plus.tools.detectors import INCEPTION_URL
+from metrics.detectors import INCEPTION_URL
 
 from . import metric_utils
 

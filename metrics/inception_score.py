@@ -7,7 +7,7 @@ each part is computed on its own, and their mean and standard deviation are repo
 
 import numpy as np
 
-from stylegan_plus.tools.detectors import INCEPTION_URL
+from metrics.detectors import INCEPTION_URL
 
 from . import metric_utils
 

@@ -6,7 +6,7 @@ under the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over rando
 
 import numpy as np
 
-from stylegan_plus.tools.detectors import INCEPTION_URL
+from metrics.detectors import INCEPTION_URL
 
 from . import metric_utils
 

@@ -18,7 +18,7 @@ import time
 import torch
 
 import dnnlib
-from stylegan_plus.tools import detectors as _detectors
+from metrics import detectors as _detectors
 
 from . import (frechet_inception_distance, inception_score, kernel_inception_distance, metric_utils,
                perceptual_path_length, precision_recall)
@@ -80,7 +80,7 @@ def check_metric_requirements(metrics, verbose=False):
 
     Each detector is resolved (downloaded into the cache unless offline), not loaded.
     Returns {detector file name: local path}. Raises ValueError for an unknown name and
-    stylegan_plus.tools.detectors.DetectorNotFoundError naming a missing file and where it belongs.
+    metrics.detectors.DetectorNotFoundError naming a missing file and where it belongs.
     """
     urls = dict.fromkeys(url for metric in metrics for url in metric_detectors(metric))  # once each, in order
     return {_detectors.detector_file_name(url): _detectors.resolve_detector(url, verbose=verbose) for url in urls}

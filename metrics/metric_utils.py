@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 import dnnlib
-from stylegan_plus.tools import detectors
-from stylegan_plus.tools import memory_budget
-from stylegan_plus.tools.device import prepare_generator
+from metrics import detectors
+from stylegan_plus.sampling import memory_budget
+from stylegan_plus.cli.device import prepare_generator
 from torch_utils import misc
 
 # FeatureStats and ProgressMonitor live in their own modules; this one keeps their official import path.
@@ -78,7 +78,7 @@ def get_feature_detector_name(url):
 
 
 def get_feature_detector(url, device=torch.device('cpu'), num_gpus=1, rank=0, verbose=False):
-    """TorchScript detector named by `url` (see stylegan_plus.tools.detectors for the lookup).
+    """TorchScript detector named by `url` (see metrics.detectors for the lookup).
 
     With several processes, rank 0 resolves (and possibly downloads) the file first, so that the
     others find it in the cache instead of downloading it again.

@@ -10,8 +10,8 @@ import click
 import numpy as np
 import torch
 
-from stylegan_plus.tools.detectors import VGG16_URL
-from stylegan_plus.tools.device import describe_generator, has_mapping_synthesis
+from metrics.detectors import VGG16_URL
+from stylegan_plus.cli.device import describe_generator, has_mapping_synthesis
 
 from . import metric_utils
 from .feature_stats import all_gather_interleaved

@@ -8,7 +8,7 @@ VGG16 fc features are used; the work is split by rows across processes.
 
 import torch
 
-from stylegan_plus.tools.detectors import VGG16_URL
+from metrics.detectors import VGG16_URL
 
 from . import metric_utils
 from .feature_stats import all_gather_interleaved

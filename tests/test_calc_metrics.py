@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import calc_metrics
 from metrics import metric_utils
-from stylegan_plus.tools import detectors
+from metrics import detectors
 from tests.test_legacy import REPO, make_snapshot, write_pickle
 from tests.test_metrics_detectors import save_tiny_detectors
 from tests.test_metrics_pipeline import write_image_folder

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import dnnlib
-from stylegan_plus.training import toy_data
+from stylegan_plus.data import toy_data
 from training.dataset import Dataset, DatasetError, ImageFolderDataset, PointCloudDataset
 
 RES = 8

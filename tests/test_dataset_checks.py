@@ -19,7 +19,7 @@ import PIL.Image
 import pytest
 import torch
 
-from stylegan_plus.training.datasets import image_check
+from stylegan_plus.data.datasets import image_check
 from tests.test_train_utils import REPO, load_pickle, make_image_dataset, only_run_dir, run_train
 from training.dataset import DatasetError, ImageFolderDataset
 

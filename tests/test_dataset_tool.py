@@ -15,7 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from stylegan_plus.tools.dataset_convert import archive_name
+from stylegan_plus.data.dataset_convert import archive_name
 from training.dataset import ImageFolderDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -410,7 +410,7 @@ def test_existing_zip_is_kept_unless_overwrite(tmp_path):
 
 
 def test_zip_created_during_the_conversion_is_not_replaced(tmp_path):
-    from stylegan_plus.tools import dataset_writer # pylint: disable=import-outside-toplevel
+    from stylegan_plus.data import dataset_writer # pylint: disable=import-outside-toplevel
     make_folder(tmp_path / 'src', ['a.png'])
     dest = tmp_path / 'out.zip'
     writer = dataset_writer.DatasetWriter(str(dest))
@@ -478,7 +478,7 @@ def test_resolution_is_width_and_height(tmp_path):
 
 def test_parse_resolution():
     # pylint: disable-next=import-outside-toplevel
-    from stylegan_plus.tools.dataset_transforms import OptionError, merge_resolution, parse_resolution
+    from stylegan_plus.data.dataset_transforms import OptionError, merge_resolution, parse_resolution
     assert parse_resolution('512x384') == (512, 384) and parse_resolution(' 64 X 64 ') == (64, 64)
     assert parse_resolution('32') == (32, 32) and parse_resolution('16,8') == (16, 8)
     for bad in ('0x4', '4x', 'x4', '4x4x4', '-4', ''):

@@ -1,5 +1,5 @@
 """The digits check: a classifier of scikit-learn's digits that recognises real digits, refuses
-non-digits, and scores generators through `python -m stylegan_plus.tools.digits_check`."""
+non-digits, and scores generators through `python -m metrics.digits_check`."""
 
 import pickle
 
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 pytest.importorskip('sklearn')
 
 from stylegan_plus.networks import dcgan  # noqa: E402  pylint: disable=wrong-import-position
-from stylegan_plus.tools import digits_check as dc  # noqa: E402  pylint: disable=wrong-import-position
+from metrics import digits_check as dc  # noqa: E402  pylint: disable=wrong-import-position
 
 RES = 16
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import generate
 import style_mixing
-from stylegan_plus.tools import device as devices
-from stylegan_plus.tools import images
+from stylegan_plus.cli import device as devices
+from stylegan_plus.io import images
 from tests.test_legacy import REPO, load_pickle, make_snapshot, render, write_pickle
 
 

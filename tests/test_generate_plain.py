@@ -21,7 +21,9 @@ import projector
 import style_mixing
 from metrics import perceptual_path_length
 from stylegan_plus.networks import dcgan, mlp
-from stylegan_plus.tools import detectors, images, projection
+from metrics import detectors
+from stylegan_plus.cli import projection
+from stylegan_plus.io import images
 from tests.test_legacy import REPO, load_pickle, write_pickle
 from tests.test_metrics_detectors import save_tiny_detectors
 from tests.test_metrics_pipeline import write_image_folder

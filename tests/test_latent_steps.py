@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from stylegan_plus.sampling import latent_steps
-from stylegan_plus.tools import device as devices
+from stylegan_plus.cli import device as devices
 from tests.test_legacy import REPO, load_pickle, make_snapshot, write_pickle
 from training import networks
 

@@ -33,7 +33,7 @@ from stylegan_plus.losses.dist import DistGANLoss
 from stylegan_plus.losses.phases import default_phases
 from stylegan_plus.networks import mlp
 from stylegan_plus.training.augment import AugmentPipe
-from stylegan_plus.training.toy_data import save_toy_points
+from stylegan_plus.data.toy_data import save_toy_points
 from torch_utils import training_stats
 
 REAL = torch.tensor([[1.0, 1.0], [0.0, 1.0]])

@@ -1,4 +1,4 @@
-"""Generation in chunks sized by a memory budget (`stylegan_plus.tools.memory_budget`), and the
+"""Generation in chunks sized by a memory budget (`stylegan_plus.sampling.memory_budget`), and the
 snapshot grids that use it: enlarged, capped for small images, same images as the official grid."""
 
 import numpy as np
@@ -6,9 +6,9 @@ import PIL.Image
 import pytest
 import torch
 
-from stylegan_plus.tools import memory_budget
+from stylegan_plus.sampling import memory_budget
 from stylegan_plus.training import grids
-from stylegan_plus.training.dataset import ImageFolderDataset
+from stylegan_plus.data.dataset import ImageFolderDataset
 from tests.test_legacy import make_snapshot
 from tests.test_train_utils import make_image_dataset
 from training import networks

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import metric_main
-from stylegan_plus.tools import detectors
+from metrics import detectors
 
 INCEPTION_FILE = 'inception-2015-12-05.pt'
 VGG16_FILE = 'vgg16.pt'

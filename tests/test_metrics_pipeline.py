@@ -12,7 +12,7 @@ import torch
 
 from metrics import metric_main, metric_utils
 from metrics.perceptual_path_length import compute_ppl
-from stylegan_plus.tools import detectors
+from metrics import detectors
 from tests.test_legacy import make_snapshot
 from tests.test_metrics_detectors import INCEPTION_FILE, VGG16_FILE, use_tiny_detectors
 from tests.test_metrics_formulas import brute_force_pr, closed_form_fid, unbiased_mmd2_cubic

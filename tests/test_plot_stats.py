@@ -14,7 +14,7 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from stylegan_plus.tools import charts, plot_stats
+from stylegan_plus.io import charts, plot_stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD_AND_NEW = ((250, 0, 250), (0, 200, 200))     # colours of the older and the newest snapshot grid
@@ -136,7 +136,7 @@ def test_cli_user_errors_are_clean(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_no_module_imports_matplotlib_before_plotting():
-    code = ('import sys; import stylegan_plus.tools.plot_stats, stylegan_plus.tools.charts, '
-            'stylegan_plus.tools.digits_check, stylegan_plus.training.loop, stylegan_plus.training.progress; '
+    code = ('import sys; import stylegan_plus.io.plot_stats, stylegan_plus.io.charts, '
+            'metrics.digits_check, stylegan_plus.training.loop, stylegan_plus.training.progress; '
             'assert "matplotlib" not in sys.modules, "imported matplotlib"')
     subprocess.run([sys.executable, '-c', code], cwd=REPO, check=True, timeout=120)

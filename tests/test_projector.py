@@ -12,7 +12,8 @@ import pytest
 import torch
 from skimage import data as skimage_data  # real photos bundled with scikit-image
 
-from stylegan_plus.tools import detectors, projection
+from metrics import detectors
+from stylegan_plus.cli import projection
 from tests.test_legacy import REPO, load_pickle, make_snapshot, write_pickle
 from tests.test_metrics_detectors import TinyVGG16, save_tiny_detectors
 

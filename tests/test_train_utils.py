@@ -16,10 +16,10 @@ import PIL.Image
 import pytest
 import torch
 
-from stylegan_plus.tools import make_digits
+from stylegan_plus.data import make_digits
 import dnnlib
 from stylegan_plus.training import data as data_lib, grids, progress, resume as resume_lib, snapshots
-from stylegan_plus.training.dataset import ImageFolderDataset
+from stylegan_plus.data.dataset import ImageFolderDataset
 from torch_utils import misc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def only_run_dir(outdir):
 
 
 def load_pickle(path):
-    from stylegan_plus.tools.legacy_tf import load_network_pkl # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io.legacy_tf import load_network_pkl # pylint: disable=import-outside-toplevel
     with open(path, 'rb') as f:
         return load_network_pkl(f)
 

@@ -2,12 +2,12 @@
 
 Figures are small (a few hundred pixels per panel) so that the ones the README shows can be
 committed. matplotlib comes with the `bench` extra (`pip install -e ".[bench]"`); it is loaded
-on the first figure, through `stylegan_plus.tools.charts`, which also writes the PNG atomically.
+on the first figure, through `stylegan_plus.io.charts`, which also writes the PNG atomically.
 """
 
 import numpy as np
 
-from stylegan_plus.tools import charts
+from stylegan_plus.io import charts
 
 PALETTE = charts.PALETTE
 REAL_COLOR = '#bebebe'

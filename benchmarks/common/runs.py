@@ -6,7 +6,7 @@ import os
 import pickle
 
 import dnnlib
-from stylegan_plus.tools import plot_stats
+from stylegan_plus.io import plot_stats
 
 
 def final_snapshot_path(run_dir):

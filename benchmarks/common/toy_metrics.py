@@ -13,7 +13,7 @@ import os
 import numpy as np
 import torch
 
-from stylegan_plus.training import toy_data
+from stylegan_plus.data import toy_data
 
 PRIORS = ('gaussian', 'uniform')
 

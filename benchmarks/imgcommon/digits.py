@@ -1,7 +1,7 @@
 """Data sets from scikit-learn's bundled handwritten digits (1 797 images of 8x8; no download).
 
 The pixels come from the project's own `make_digits` tool (same scaling and bicubic upsampling
-as `python -m stylegan_plus.tools.make_digits`), and the data sets are written with its writer,
+as `python -m stylegan_plus.data.make_digits`), and the data sets are written with its writer,
 so train.py reads exactly what a user would build.
 
 - `halves`: a fixed random split into half A (what the GANs learn) and half B (what the
@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from stylegan_plus.tools import make_digits
+from stylegan_plus.data import make_digits
 
 SPLIT_SEED = 0
 

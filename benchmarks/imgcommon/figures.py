@@ -1,6 +1,6 @@
 """PNG figures of the image benchmarks: sample grids (Pillow) and line and bar charts (matplotlib).
 
-Charts go through `stylegan_plus.tools.charts` (Agg backend, loaded on the first chart, atomic
+Charts go through `stylegan_plus.io.charts` (Agg backend, loaded on the first chart, atomic
 writes); matplotlib comes with the `bench` extra (`pip install -e ".[bench]"`).
 """
 
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import PIL.Image
 
-from stylegan_plus.tools import charts
+from stylegan_plus.io import charts
 
 _DPI = 100      # sizes below are in pixels at this resolution
 

@@ -16,7 +16,7 @@ import sys
 import time
 
 
-from stylegan_plus.tools.plot_stats import loss_series, read_stats
+from stylegan_plus.io.plot_stats import loss_series, read_stats
 
 from . import REPO_ROOT
 
@@ -146,7 +146,7 @@ def snapshots(run_dir):
 
 def load_snapshot(path, keys=('G_ema',)):
     """Modules from a snapshot pickle through the tools' loader: dict key -> module (CPU, eval)."""
-    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     return devices.load_networks(path, tuple(keys))
 
 

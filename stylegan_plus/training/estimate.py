@@ -32,7 +32,7 @@ import torch
 
 import dnnlib
 from stylegan_plus.losses.phases import build_optimizers, run_phase
-from stylegan_plus.tools import memory_budget
+from stylegan_plus.sampling import memory_budget
 
 from . import setup
 

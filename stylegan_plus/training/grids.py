@@ -21,8 +21,8 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
-from stylegan_plus.tools import images as image_files
-from stylegan_plus.tools import memory_budget
+from stylegan_plus.io import images as image_files
+from stylegan_plus.sampling import memory_budget
 
 POINT_PLOT_SIZE = 512       # pixels per side of a scatter plot
 POINT_PLOT_COUNT = 2000     # points drawn per scatter plot

@@ -22,7 +22,7 @@ import dnnlib
 
 from . import distributed, setup
 from . import training_loop as training_loop_lib
-from .datasets import DatasetError
+from stylegan_plus.data.datasets import DatasetError
 from .options import create_run_dir, summary_lines
 from .snapshots import atomic_write
 

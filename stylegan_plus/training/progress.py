@@ -22,7 +22,7 @@ import psutil
 import torch
 
 import dnnlib
-from stylegan_plus.tools.plot_stats import plugin_terms
+from stylegan_plus.io.plot_stats import plugin_terms
 from torch_utils import training_stats
 
 

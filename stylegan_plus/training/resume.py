@@ -32,7 +32,7 @@ import zipfile
 import torch
 
 import dnnlib
-from stylegan_plus.tools.legacy_tf import load_network_pkl
+from stylegan_plus.io.legacy_tf import load_network_pkl
 from torch_utils import misc
 
 from .snapshots import SNAPSHOT_PREFIX, STATE_PREFIX, parse_snapshot_name, state_name_for

@@ -1,7 +1,7 @@
 """Plot a training run's statistics (`stats.jsonl`) with matplotlib, and summarise the plugin's terms.
 
-    python -m stylegan_plus.tools.plot_stats runs/00000-digits16-dcgan      # losses.png, progress.png
-    python -m stylegan_plus.tools.plot_stats <run> --summary                # + first vs last tick of each term
+    python -m stylegan_plus.io.plot_stats runs/00000-digits16-dcgan      # losses.png, progress.png
+    python -m stylegan_plus.io.plot_stats <run> --summary                # + first vs last tick of each term
 
 Each line of stats.jsonl is one tick: `{"<stat>": {"num", "mean", "std"}, ..., "timestamp"}` (NaN
 written as a bare token). Against `Progress/kimg`:
@@ -115,7 +115,7 @@ def _panel_colors(names):
 
 def draw_panels(axes, kimg, series, colors):
     """Draw each series {name: [T]} into its own axes (same order)."""
-    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io import charts  # pylint: disable=import-outside-toplevel
     for ax, (name, values) in zip(axes, series.items()):
         charts.raw_and_smoothed(ax, kimg, values, colors[name])
         title, ylabel = _panel_labels(name)
@@ -137,7 +137,7 @@ def plot_losses(stats_path, out_path, names=None):
     names: stats to plot (default: `default_panels`). ValueError for an empty file, an unknown
     name or nothing to plot; charts.PlotUnavailable without matplotlib.
     """
-    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io import charts  # pylint: disable=import-outside-toplevel
     records = read_stats(stats_path)
     if not records:
         raise ValueError(f'{stats_path} holds no ticks yet')
@@ -167,7 +167,7 @@ def newest_grid(run_dir):
 def plot_progress(run_dir, out_path):
     """Write `progress.png`: the newest snapshot grid beside the loss panels (no augment/speed panels)."""
     import PIL.Image  # pylint: disable=import-outside-toplevel
-    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io import charts  # pylint: disable=import-outside-toplevel
     records = read_stats(os.path.join(run_dir, 'stats.jsonl'))
     if not records:
         raise ValueError(f'{run_dir}/stats.jsonl holds no ticks yet')
@@ -228,7 +228,7 @@ def describe_change(change):
 @click.option('--summary', is_flag=True, help="Print each plugin term's first and last tick mean")
 def main(run_dir, out, stats, progress, summary):
     """Plot the statistics of a training run (stats.jsonl) to PNGs."""
-    from stylegan_plus.tools import charts  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io import charts  # pylint: disable=import-outside-toplevel
     stats_path = os.path.join(run_dir, 'stats.jsonl')
     if not os.path.isfile(stats_path):
         raise click.BadParameter(f'{run_dir} has no stats.jsonl (is it a train.py run folder?)', param_hint='RUN_DIR')

@@ -1,6 +1,6 @@
 """Build a small image data set from the handwritten digits that scikit-learn ships (no download).
 
-    python -m stylegan_plus.tools.make_digits --dest=datasets/digits32 --resolution=32
+    python -m stylegan_plus.data.make_digits --dest=datasets/digits32 --resolution=32
 
 `sklearn.datasets.load_digits` holds 1 797 grayscale digits of 8x8 pixels with 17 intensity levels
 (0 = background, 16 = ink). Each is scaled to 0..255, upsampled to the requested resolution and
@@ -15,9 +15,9 @@ import click
 import numpy as np
 import PIL.Image
 
-from stylegan_plus.tools.dataset_convert import archive_name, encode_png
-from stylegan_plus.tools.dataset_errors import DatasetToolError
-from stylegan_plus.tools.dataset_writer import DatasetWriter
+from stylegan_plus.data.dataset_convert import archive_name, encode_png
+from stylegan_plus.data.dataset_errors import DatasetToolError
+from stylegan_plus.data.dataset_writer import DatasetWriter
 
 RESOLUTIONS = (8, 16, 32, 64)
 _MAX_INTENSITY = 16

@@ -21,8 +21,9 @@ import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
-from stylegan_plus.tools import detectors, memory_budget
-from stylegan_plus.tools.device import describe_generator, has_mapping_synthesis, prepare_generator
+from metrics import detectors
+from stylegan_plus.sampling import memory_budget
+from stylegan_plus.cli.device import describe_generator, has_mapping_synthesis, prepare_generator
 
 W_STATS_SEED = 123        # RandomState seed of the z samples that define the mean w
 _W_STATS_CHUNK = 1000     # most z per mapping-network call when estimating w statistics (fewer if memory is short)
@@ -153,7 +154,7 @@ def project(G, target, *, num_steps=1000, w_avg_samples=10000, initial_learning_
 
     G:      generator (not modified; a copy is optimised). target: [C, H, W] tensor, values in
             [0, 255] (uint8 range), C = G.img_channels, H = W = G.img_resolution.
-    vgg16:  the LPIPS detector (default: loaded via stylegan_plus.tools.detectors).
+    vgg16:  the LPIPS detector (default: loaded via metrics.detectors).
     w_plus: optimise one w per layer instead of one broadcast w.
     verbose prints one line per step (dist = LPIPS distance); progress shows a tqdm bar; both end
     with the throughput in steps/s. Returns float32 [num_steps, num_ws, w_dim]: w after each step.

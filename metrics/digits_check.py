@@ -1,6 +1,6 @@
 """Are a generator's digits recognisable? A classifier trained on scikit-learn's digits judges.
 
-    python -m stylegan_plus.tools.digits_check --network=<run>/network-snapshot-000100.pkl
+    python -m metrics.digits_check --network=<run>/network-snapshot-000100.pkl
 
 prints the share of 256 generated samples that the classifier assigns to one digit with
 probability >= 0.9, and the same share for real digits it never saw, as the reference (here for
@@ -28,7 +28,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from stylegan_plus.tools import make_digits
+from stylegan_plus.data import make_digits
 
 THRESHOLD = 0.9         # the confidence a sample must reach to count as recognised
 HELDOUT_SHARE = 0.25    # digits kept away from the classifier, for the reals' figure
@@ -223,7 +223,7 @@ def save_verdict_grid(pixels, probs, path, threshold=THRESHOLD, cols=8, scale=4)
               metavar='PNG')
 def main(network_pkl, samples, seed, threshold, require, grid_path):
     """Classify generated digits with a classifier trained on scikit-learn's digits; print the shares."""
-    from stylegan_plus.tools import device as devices  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     G = devices.prepare_generator(devices.load_network(network_pkl), torch.device('cpu'), log=click.echo)
     resolution = int(G.img_resolution)
     if resolution not in make_digits.RESOLUTIONS or int(G.img_channels) != 1:

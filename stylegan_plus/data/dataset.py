@@ -1,6 +1,6 @@
 """Dataset classes in one place; `training.dataset` re-exports this module.
 
-The implementations live in `stylegan_plus.training.datasets` (one module per kind).
+The implementations live in `stylegan_plus.data.datasets` (one module per kind).
 """
 
 from .datasets import Dataset, DatasetError, ImageFolderDataset, PointCloudDataset

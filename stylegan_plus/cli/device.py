@@ -14,10 +14,10 @@ import click
 import torch
 
 import dnnlib
-from stylegan_plus.tools.legacy_tf import load_network_pkl
+from stylegan_plus.io.legacy_tf import load_network_pkl
 from torch_utils import misc
 
-from stylegan_plus.tools.cli_types import DEVICE_HELP  # noqa: E402,F401  (kept here: the tools import it from this module)
+from stylegan_plus.cli.cli_types import DEVICE_HELP  # noqa: E402,F401  (kept here: the tools import it from this module)
 
 
 def resolve_device(name: str = None) -> torch.device:
