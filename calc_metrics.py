@@ -29,14 +29,15 @@ import numpy as np
 import torch
 
 import dnnlib
-import legacy
-from metrics import metric_main, metric_utils
+from metrics import detectors, metric_main, metric_utils, perceptual_path_length
+from stylegan_plus import devices as core_devices
+from stylegan_plus.cli import cli_types
+from stylegan_plus.cli import device as devices
+from stylegan_plus.cli.cli_types import CommaSeparatedList
+from stylegan_plus.io import network_files
+from stylegan_plus.networks.inference import prepare_generator
 from stylegan_plus.sampling import decisions
 from stylegan_plus.sampling import latent_steps as latent_mining
-from metrics import detectors
-from stylegan_plus.cli import device as devices
-from stylegan_plus.cli import cli_types
-from stylegan_plus.cli.cli_types import CommaSeparatedList
 from torch_utils import misc
 
 
@@ -46,14 +47,10 @@ def _metric_listing():
 
 def _load_snapshot(network_pkl, verbose):
     """The snapshot dict of `network_pkl` (path or URL); unreadable input is a --network usage error."""
-    if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
-        raise click.BadParameter(f'network pickle {network_pkl!r} does not exist', param_hint='--network')
     try:
-        with dnnlib.util.open_url(network_pkl, verbose=verbose) as f:
-            return legacy.load_network_pkl(f)
-    except Exception as err:  # any reason a pickle cannot be read is a bad --network value
-        raise click.BadParameter(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}',
-                                 param_hint='--network') from err
+        return network_files.load_snapshot(network_pkl, verbose=verbose)
+    except network_files.NetworkFileError as err:
+        raise click.BadParameter(str(err), param_hint='--network') from err
 
 
 def _dataset_kwargs(snapshot, G, data, mirror):
@@ -89,8 +86,13 @@ def _devices(device_name, num_gpus):
     return device
 
 
-def _rank_device(base, rank):
-    return torch.device('cuda', (base.index or 0) + rank) if base.type == 'cuda' else base
+def _check_path_length(metrics, G):
+    """Path-length metrics need a mapping/synthesis split: refuse them up front, before any process starts."""
+    if any(metric.startswith('ppl') for metric in metrics):
+        try:
+            perceptual_path_length.check_generator(G)
+        except perceptual_path_length.PathLengthUnsupportedError as err:
+            raise click.UsageError(str(err)) from None
 
 
 def _metric_kwargs(args, rank, device):
@@ -108,7 +110,7 @@ def _metric_kwargs(args, rank, device):
         nets = {key: copy.deepcopy(net).eval().requires_grad_(False).to(device)
                 for key, net in args.decision_nets.items()}
         nets['D'] = D
-        G = latent_mining.LatentStepGenerator(devices.prepare_generator(copy.deepcopy(args.G), device), D,
+        G = latent_mining.LatentStepGenerator(prepare_generator(copy.deepcopy(args.G), device), D,
                                               steps=args.latent_steps, eps=args.latent_eps, D_kwargs=D_kwargs,
                                               decision=decisions.snapshot_decision(nets, D_kwargs))
     return dict(G=G, G_kwargs=dnnlib.EasyDict(), dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
@@ -117,7 +119,7 @@ def _metric_kwargs(args, rank, device):
 
 def _run_process(rank, args, temp_dir):
     """Body of one process: join the process group, compute every metric, report on rank 0."""
-    device = _rank_device(args.device, rank)
+    device = core_devices.resolve_device(args.device, local_rank=rank)   # cuda:N+rank, or cpu
     if args.num_gpus > 1:
         init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
         backend = 'nccl' if device.type == 'cuda' and os.name != 'nt' else 'gloo'
@@ -132,7 +134,7 @@ def _run_process(rank, args, temp_dir):
     torch.manual_seed(rank)
 
     if rank == 0 and args.verbose:
-        G = devices.prepare_generator(copy.deepcopy(args.G), device)
+        G = prepare_generator(copy.deepcopy(args.G), device)
         z = torch.empty([1, G.z_dim], device=device)
         c = torch.empty([1, G.c_dim], device=device)
         misc.print_module_summary(G, [z, c])
@@ -168,7 +170,7 @@ def _run_process(rank, args, temp_dir):
               show_default=True)
 @click.option('--verbose', help='Print progress, throughput and a network summary', type=bool, default=True,
               metavar='BOOL', show_default=True)
-@click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
+@click.option('--device', 'device_name', help=cli_types.DEVICE_HELP, metavar='DEVICE')
 @click.option('--detector-dir', help=f'Folder or base URL searched first for detector files  '
               f'[default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
 @click.option('--max-samples', help='Cap every sample count at N for a quick smoke run (not comparable to the '
@@ -216,6 +218,7 @@ def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_n
     if latent_steps > 0 and args.D is None:
         raise click.BadParameter(f'{network_pkl!r} has no discriminator "D", which --latent-steps needs',
                                  param_hint='--network')
+    _check_path_length(metrics, args.G)
     args.dataset_kwargs = _dataset_kwargs(snapshot, args.G, data, mirror)
     if verbose:
         print('Dataset options:')

@@ -28,15 +28,13 @@ import os
 
 import click
 import numpy as np
-from stylegan_plus.cli import cli_types
+
+from stylegan_plus.cli import cli_types, outputs
 from stylegan_plus.io import images
 
-# Imported on first use, so that `--help` does not load torch.
+# torch is imported on first use, and our modules that import it inside the functions that need
+# them, so that `--help` does not load torch.
 torch = cli_types.lazy_module('torch')
-decisions = cli_types.lazy_module('stylegan_plus.sampling.decisions')
-latent_mining = cli_types.lazy_module('stylegan_plus.sampling.latent_steps')
-devices = cli_types.lazy_module('stylegan_plus.cli.device')
-memory_budget = cli_types.lazy_module('stylegan_plus.sampling.memory_budget')
 
 
 PLAIN_BATCH = 64  # most seeds per forward pass for generators without a mapping network (fewer if memory is short)
@@ -48,7 +46,8 @@ def _forward(G, truncation_psi, noise_mode):
     StyleGAN2: mapping (with truncation) then synthesis, so ws can be recorded. Other generators
     are called whole; they accept and ignore the StyleGAN2 keywords.
     """
-    if devices.has_mapping_synthesis(G):
+    from stylegan_plus.networks.inference import has_mapping_synthesis  # pylint: disable=import-outside-toplevel
+    if has_mapping_synthesis(G):
         def run(z, label):
             ws = G.mapping(z, label, truncation_psi=truncation_psi)
             return G.synthesis(ws, noise_mode=noise_mode), ws
@@ -76,9 +75,12 @@ def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=prin
     for point generators. z of seed s is `np.random.RandomState(s).randn(1, z_dim)` (official
     draw), or what `move_latents` made of it.
     """
+    # pylint: disable=import-outside-toplevel
+    from stylegan_plus.networks.inference import has_mapping_synthesis
+    from stylegan_plus.sampling import memory_budget
     run = _forward(G, truncation_psi, noise_mode)
     batch = 1
-    if not devices.has_mapping_synthesis(G):
+    if not has_mapping_synthesis(G):
         batch = memory_budget.generation_chunk(G, limit=min(PLAIN_BATCH, len(seeds)))
     all_outputs, all_z, all_w = [], [], []
     for start in range(0, len(seeds), batch):
@@ -110,6 +112,9 @@ def latent_step_mover(G, D, steps, eps, truncation_psi=1, noise_mode='const', lo
     (`decisions.DECISION_KEYS`: LOGAN-B's joint D, RFGAN's fused head), so the steps follow the
     score the method trained rather than D's unused output layer. Logs the mean logit before and after.
     """
+    # pylint: disable=import-outside-toplevel
+    from stylegan_plus.sampling import decisions
+    from stylegan_plus.sampling import latent_steps as latent_mining
     device = next(D.parameters()).device
     D_kwargs = latent_mining.discriminator_kwargs(D, device)
     generator, _ = latent_mining.network_callables(G, D, G_kwargs=dict(truncation_psi=truncation_psi,
@@ -154,14 +159,16 @@ def _load_projected_w(path, G, device):
 
 def _check_plain_generator(G, truncation_psi, projected_w):
     """Usage errors for options that need a w space, when G has no mapping network."""
-    if devices.has_mapping_synthesis(G):
+    # pylint: disable=import-outside-toplevel
+    from stylegan_plus.networks.inference import describe_generator, has_mapping_synthesis
+    if has_mapping_synthesis(G):
         return
     if projected_w is not None:
         raise click.UsageError(f'--projected-w renders w vectors through G.synthesis, which needs a generator with a '
-                               f'mapping/synthesis split (StyleGAN2); this pickle has {devices.describe_generator(G)}')
+                               f'mapping/synthesis split (StyleGAN2); this pickle has {describe_generator(G)}')
     if truncation_psi != 1:
         raise click.BadParameter(f'{truncation_psi:g}: truncation pulls w toward the mapping network\'s average '
-                                 f'w_avg, and this pickle\'s {devices.describe_generator(G)} has no mapping '
+                                 f'w_avg, and this pickle\'s {describe_generator(G)} has no mapping '
                                  f'network (no w, no w_avg); only --trunc=1 is accepted for it',
                                  param_hint='--trunc')
 
@@ -172,7 +179,7 @@ def _save_all(pixels, names, outdir, grid):
     if channels not in (1, 3):
         raise click.ClickException(f'this generator makes images with {channels} channels; PNG output needs 1 (gray) '
                                    f'or 3 (RGB)')
-    images.make_outdir(outdir)
+    outputs.make_outdir(outdir)
     for image, name in zip(pixels, names):
         images.save_png(image, os.path.join(outdir, name))
     if grid:
@@ -182,7 +189,7 @@ def _save_all(pixels, names, outdir, grid):
 
 def _save_points(points, seeds, outdir, grid, title):
     """Point generators: points.npz (seeds [N] int64, points [N, D] float32) and, for D = 2, points.png."""
-    images.make_outdir(outdir)
+    outputs.make_outdir(outdir)
     images.save_npz(os.path.join(outdir, 'points.npz'), seeds=np.asarray(seeds, dtype=np.int64), points=points)
     if grid:
         print('Note: --grid is for images; the scatter plot points.png already shows every seed')
@@ -197,7 +204,7 @@ def _save_points(points, seeds, outdir, grid, title):
 
 def _save_vectors(path, seeds, z, w, z_start=None):
     """--vector-out: seeds [N] int64, z [N, z_dim] and, when they exist, w and z_start."""
-    images.make_outdir(os.path.dirname(os.path.abspath(path)), param_hint='--vector-out')
+    outputs.make_outdir(os.path.dirname(os.path.abspath(path)), param_hint='--vector-out')
     arrays = dict(seeds=np.asarray(seeds, dtype=np.int64), z=z)
     if w is not None:
         arrays['w'] = w
@@ -206,10 +213,28 @@ def _save_vectors(path, seeds, z, w, z_start=None):
     images.save_npz(path, **arrays)
 
 
+def _load_generator(network_pkl, device, truncation_psi, noise_mode, projected_w, latent_steps, latent_eps):
+    """(G_ema ready on `device`, latent mover or None); with --latent-steps, D and the method's
+    decision networks are loaded from the same read of the pickle."""
+    # pylint: disable=import-outside-toplevel
+    from stylegan_plus.cli import device as devices
+    from stylegan_plus.networks.inference import prepare_generator
+    from stylegan_plus.sampling.decisions import DECISION_KEYS
+    keys = ('G_ema', 'D') if latent_steps > 0 else ('G_ema',)
+    nets = devices.load_networks(network_pkl, keys, optional_keys=DECISION_KEYS if latent_steps > 0 else ())
+    _check_plain_generator(nets['G_ema'], truncation_psi, projected_w)
+    G = prepare_generator(nets['G_ema'], device)
+    if latent_steps == 0:
+        return G, None
+    D = nets['D'].eval().requires_grad_(False).to(device)
+    extra = {key: nets[key].eval().requires_grad_(False).to(device) for key in DECISION_KEYS if key in nets}
+    return G, latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode, extra_nets=extra)
+
+
 @click.command()
 @click.option('--network', 'network_pkl', help='Snapshot pickle to render (path or URL)', required=True)
-@click.option('--seeds', type=images.seed_list_type(), help='Seeds to render, one image each: 0,1,5 or 0-9')
-@click.option('--trunc', 'truncation_psi', type=images.FiniteFloat(),
+@click.option('--seeds', type=cli_types.seed_list_type(), help='Seeds to render, one image each: 0,1,5 or 0-9')
+@click.option('--trunc', 'truncation_psi', type=cli_types.FiniteFloat(),
               help='Pull w toward its average by this factor (StyleGAN2 generators only)', default=1, show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class index for a conditional network')
 @click.option('--noise-mode', help='Per-pixel noise of the synthesis layers',
@@ -227,27 +252,20 @@ def _save_vectors(path, seeds, z, w, z_start=None):
 def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device_name,
                     grid, vector_out, latent_steps, latent_eps):
     """Render PNG images from the generator (G_ema) of a snapshot pickle: one per seed, or per projected w."""
-    images.check_outdir(outdir)
+    outputs.check_outdir(outdir)
     if vector_out is not None:
-        images.check_output_file(vector_out, '--vector-out')
+        outputs.check_output_file(vector_out, '--vector-out')
     if seeds is None and projected_w is None:
         raise click.UsageError('give --seeds (e.g. --seeds=0-3) or --projected-w (a projector .npz)')
     if vector_out is not None and projected_w is not None:
         raise click.UsageError('--vector-out records the latents of --seeds; it cannot be used with --projected-w')
     if latent_steps > 0 and projected_w is not None:
         raise click.UsageError('--latent-steps moves the z of --seeds; it cannot be used with --projected-w')
+    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
-    keys = ('G_ema', 'D') if latent_steps > 0 else ('G_ema',)
-    nets = devices.load_networks(network_pkl, keys,
-                                 optional_keys=decisions.DECISION_KEYS if latent_steps > 0 else ())
-    _check_plain_generator(nets['G_ema'], truncation_psi, projected_w)
-    G = devices.prepare_generator(nets['G_ema'], device)
-    move_latents = None
-    if latent_steps > 0:
-        D = nets['D'].eval().requires_grad_(False).to(device)
-        extra = {key: nets[key].eval().requires_grad_(False).to(device) for key in decisions.DECISION_KEYS if key in nets}
-        move_latents = latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode, extra_nets=extra)
+    G, move_latents = _load_generator(network_pkl, device, truncation_psi, noise_mode, projected_w,
+                                      latent_steps, latent_eps)
 
     if projected_w is not None:
         if seeds is not None:
@@ -258,17 +276,16 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
         return
 
     label = devices.class_label(G, class_idx, device)
-    outputs, z, w = render_seeds(G, seeds, label, truncation_psi, noise_mode, move_latents=move_latents)
-    if outputs.ndim == 2:
-        _save_points(outputs, seeds, outdir, grid, title=f'{len(seeds)} points from {os.path.basename(network_pkl)}')
+    rendered, z, w = render_seeds(G, seeds, label, truncation_psi, noise_mode, move_latents=move_latents)
+    if rendered.ndim == 2:
+        _save_points(rendered, seeds, outdir, grid, title=f'{len(seeds)} points from {os.path.basename(network_pkl)}')
     else:
-        _save_all(outputs, [f'seed{seed:04d}.png' for seed in seeds], outdir, grid)
+        _save_all(rendered, [f'seed{seed:04d}.png' for seed in seeds], outdir, grid)
     if vector_out is not None:
         z_start = None
         if move_latents is not None:
             z_start = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in seeds])
         _save_vectors(vector_out, seeds, z, w, z_start)
-
 
 if __name__ == '__main__':
     generate_images()  # pylint: disable=no-value-for-parameter

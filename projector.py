@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from metrics import detectors
-from stylegan_plus.cli import projection
+from stylegan_plus.cli import outputs, projection
 from stylegan_plus.cli import device as devices
+from stylegan_plus.cli.cli_types import DEVICE_HELP
 from stylegan_plus.io import images
+from stylegan_plus.networks.inference import prepare_generator
 
 
 def _output_dirs(outdir, targets):
@@ -65,7 +67,7 @@ def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video,
                                   verbose=True, progress=True)
     print(f'Elapsed: {time.time() - start_time:.1f} s')
 
-    images.make_outdir(outdir)
+    outputs.make_outdir(outdir)
     images.save_png(target_uint8, os.path.join(outdir, 'target.png'))
     final_w = ws_steps[-1].unsqueeze(0)
     images.save_png(projection.render(G, final_w)[0], os.path.join(outdir, 'proj.png'))
@@ -89,7 +91,7 @@ def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video,
 @click.option('--outdir', help='Folder for the results (created if missing)', required=True, metavar='DIR')
 @click.option('--w-plus', help='Optimise one w per layer (W+) instead of a single w', type=bool, default=False,
               show_default=True, metavar='BOOL')
-@click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
+@click.option('--device', 'device_name', help=DEVICE_HELP, metavar='DEVICE')
 @click.option('--detector-dir', help=f'Folder or base URL searched first for vgg16.pt  '
               f'[default: ${detectors.DETECTOR_DIR_ENV}]', metavar='DIR')
 def run_projection(network_pkl, target_fnames, num_steps, seed, save_video, outdir, w_plus, device_name,
@@ -97,7 +99,7 @@ def run_projection(network_pkl, target_fnames, num_steps, seed, save_video, outd
     """Search the W space of a snapshot's generator for the w whose image looks most like each photo."""
     target_dirs = _output_dirs(outdir, target_fnames)
     for target_dir in [outdir] + target_dirs:
-        images.check_outdir(target_dir)
+        outputs.check_outdir(target_dir)
     device = devices.resolve_device(device_name)
     detectors.set_detector_dir(detector_dir)
     try:
@@ -113,7 +115,7 @@ def run_projection(network_pkl, target_fnames, num_steps, seed, save_video, outd
     print(f'Loading networks from "{network_pkl}"...')
     G = devices.load_network(network_pkl)
     devices.require_mapping_synthesis(G, 'projector.py')  # the projection optimises w, fed to G.synthesis
-    G = devices.prepare_generator(G, device)
+    G = prepare_generator(G, device)
     targets = _load_targets(target_fnames, G)
     for path, target_uint8, target_dir in zip(target_fnames, targets, target_dirs):
         print(f'Projecting "{path}" -> "{target_dir}"')

@@ -17,8 +17,10 @@ import click
 import numpy as np
 import torch
 
+from stylegan_plus.cli import cli_types, outputs
 from stylegan_plus.cli import device as devices
 from stylegan_plus.io import images
+from stylegan_plus.networks.inference import prepare_generator
 
 DEFAULT_STYLES = 7  # without --styles: ws 0-6 (the official default), or fewer if the network has fewer
 
@@ -64,28 +66,28 @@ def mixing_grid(mixed, row_seeds, col_seeds) -> np.ndarray:
 
 @click.command()
 @click.option('--network', 'network_pkl', help='Snapshot pickle to render (path or URL)', required=True)
-@click.option('--rows', 'row_seeds', type=images.seed_list_type(), help='Seeds whose ws fill each row',
+@click.option('--rows', 'row_seeds', type=cli_types.seed_list_type(), help='Seeds whose ws fill each row',
               required=True)
-@click.option('--cols', 'col_seeds', type=images.seed_list_type(), help='Seeds whose styles are mixed into each column',
-              required=True)
-@click.option('--styles', 'col_styles', type=images.NumRange(lo=0, what='style index'),
+@click.option('--cols', 'col_seeds', type=cli_types.seed_list_type(),
+              help='Seeds whose styles are mixed into each column', required=True)
+@click.option('--styles', 'col_styles', type=cli_types.NumRange(lo=0, what='style index'),
               help='ws indices taken from the column seed  [default: 0-6, limited to the network\'s ws]')
-@click.option('--trunc', 'truncation_psi', type=images.FiniteFloat(), help='Pull w toward its average by this factor',
-              default=1, show_default=True)
+@click.option('--trunc', 'truncation_psi', type=cli_types.FiniteFloat(),
+              help='Pull w toward its average by this factor', default=1, show_default=True)
 @click.option('--noise-mode', help='Per-pixel noise of the synthesis layers',
               type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--outdir', type=str, required=True, help='Folder for the PNG files (created if missing)', metavar='DIR')
 @click.option('--class', 'class_idx', type=int, help='Class label for a conditional network')
-@click.option('--device', 'device_name', help=devices.DEVICE_HELP, metavar='DEVICE')
+@click.option('--device', 'device_name', help=cli_types.DEVICE_HELP, metavar='DEVICE')
 def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mode, outdir,
                        class_idx, device_name):
     """Render a grid that mixes the styles (per-layer ws) of row seeds and column seeds of a snapshot's G_ema."""
-    images.check_outdir(outdir)
+    outputs.check_outdir(outdir)
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
     G = devices.load_network(network_pkl)
     devices.require_mapping_synthesis(G, 'style_mixing.py')  # mixing swaps per-layer ws
-    G = devices.prepare_generator(G, device)
+    G = prepare_generator(G, device)
     if col_styles is None:
         col_styles = list(range(min(DEFAULT_STYLES, G.num_ws)))
     bad = [idx for idx in col_styles if idx >= G.num_ws]
@@ -96,7 +98,7 @@ def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation
 
     mixed = style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi, noise_mode)
     print('Saving images...')
-    images.make_outdir(outdir)
+    outputs.make_outdir(outdir)
     for (row_seed, col_seed), pixels in mixed.items():
         images.save_png(pixels, os.path.join(outdir, f'{row_seed}-{col_seed}.png'))
     print('Saving image grid...')

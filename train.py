@@ -27,8 +27,9 @@ from click.core import ParameterSource
 
 # Only torch-free modules here: --help and --loss=help must answer without importing torch.
 # The training modules are imported in the functions that run after parsing.
-from stylegan_plus.losses import catalogue
+from stylegan_plus.cli import loss_options
 from stylegan_plus.cli.cli_types import CommaSeparatedList
+from stylegan_plus.losses import catalogue
 from stylegan_plus.training import configs
 from stylegan_plus.training.choices import AUG_MODES, RESUME_SPECS, augpipe_specs
 
@@ -99,129 +100,138 @@ _OPTIONS = [
 ]
 
 
-def _argv_class_path_losses(argv):
-    """Loss plugins named by dotted class path in `--loss` on the command line, so their options exist
-    (only such a spec imports the registry, hence torch)."""
-    spec = None
-    for idx, arg in enumerate(argv):
-        if arg.startswith('--loss='):
-            spec = arg[len('--loss='):]
-        elif arg == '--loss' and idx + 1 < len(argv):
-            spec = argv[idx + 1]
-    classes = []
-    for part in (spec or '').split('+'):
-        if '.' not in part:
-            continue
-        from stylegan_plus.losses import registry  # pylint: disable=import-outside-toplevel
-        from stylegan_plus.losses.base import LossPlugin  # pylint: disable=import-outside-toplevel
-        try:
-            cls = registry.get_loss(part.strip())
-        except Exception: # pylint: disable=broad-except
-            continue    # reported properly when the options are validated
-        if isinstance(cls, type) and issubclass(cls, LossPlugin):
-            classes.append(cls)
-    return classes
-
-
-def _loss_options(argv):
-    """(loss option keys, click option decorators) of every registered and every named plugin."""
-    found = [opt for _name, opt in catalogue.load_catalogue().options()]
-    known = {opt.flag for opt in found}
-    for cls in _argv_class_path_losses(argv):
-        found += [opt for opt in cls.options if opt.flag not in known]
-        known.update(opt.flag for opt in cls.options)
-    return {opt.key for opt in found}, [opt.click_option() for opt in found]
+# Unknown options are set aside (ctx.args) rather than refused: those of a plugin named by class
+# path become known once --loss is parsed (stylegan_plus/cli/loss_options.py).
+_CONTEXT = dict(ignore_unknown_options=True, allow_extra_args=True)
 
 
 def build_command(argv=None):
-    """The train.py click command; loss-plugin options are collected when it is built."""
-    loss_keys, loss_decorators = _loss_options(sys.argv[1:] if argv is None else argv)
+    """The train.py click command, with the options of every registered loss plugin.
+
+    argv: not used; the command no longer depends on the command line (accepted for older callers).
+    """
+    del argv
+    plugin_options = [opt for _name, opt in catalogue.load_catalogue().options()]
 
     @click.pass_context
     def train(ctx, **values):
-        run_training(ctx, values, loss_keys)
+        run_training(ctx, values)
 
     command = train
-    for decorator in reversed(_OPTIONS + loss_decorators):
+    for decorator in reversed(_OPTIONS + [loss_options.click_option(opt) for opt in plugin_options]):
         command = decorator(command)
-    return click.command(help=__doc__)(command)
+    return click.command(help=__doc__, context_settings=_CONTEXT)(command)
 
 
-def run_training(ctx, values, loss_keys):
-    """Validate the options, print them, then launch (or stop after printing for --dry-run)."""
+def _class_path_plugins(ctx, spec):
+    """The LossPlugin classes that `--loss` names by dotted class path (imports torch only then)."""
+    paths = [part.strip() for part in (spec or '').split('+') if '.' in part]
+    if not paths:
+        return []
+    from stylegan_plus.losses import registry  # pylint: disable=import-outside-toplevel
+    try:
+        return [registry.get_loss(path) for path in paths]
+    except registry.LossSpecError as err:
+        ctx.fail(f'--loss: {err}')
+
+
+def _late_options(ctx, spec):
+    """(values, given keys) of the set-aside arguments, parsed against the class-path plugins' options."""
+    if not ctx.args:
+        return {}, set()
+    declared = {param.name for param in ctx.command.params}
+    options = {}
+    for cls in _class_path_plugins(ctx, spec):
+        options.update((opt.key, opt) for opt in cls.options if opt.key not in declared)
+    return loss_options.parse_late_options(list(options.values()), ctx.args, ctx)
+
+
+def run_training(ctx, values):
+    """Resolve the options, print them, then launch (or stop after printing for --dry-run)."""
     # pylint: disable=import-outside-toplevel  # heavy (torch); not needed for --help
-    from stylegan_plus.training import distributed, estimate, launch, metrics_hook
-    from stylegan_plus.training import options as options_lib
+    from metrics import training_hook
+    from stylegan_plus.training import distributed, estimate, launch, run_dirs
     given = {name for name in values if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    late_values, late_given = _late_options(ctx, values.get('loss'))
+    values.update(late_values)
     dry_run = values.pop('dry_run')
     env = distributed.torchrun_env()
-    values['_loss_values'] = {key: values[key] for key in loss_keys}
-    values['_loss_option_keys'] = loss_keys
     if not dry_run and (env is None or env[0] == 0):
         _remove_leftovers(values['outdir'], values['resume'])
+    options = _resolve(ctx, values, given | late_given, env)
+    rank = env[0] if env is not None else 0
+    options.run_dir = run_dirs.next_run_dir(values['outdir'], options.desc)
+    if rank == 0:
+        launch.print_options(options)
+    if dry_run:
+        if rank == 0:
+            print('\n'.join([*estimate.estimate_lines(options.loop_kwargs()), '', 'Dry run; exiting.']))
+        return
+    _check_metrics(ctx, training_hook.check_detectors, options.metrics)
+    _launch(ctx, options, values['outdir'], env, metrics_fn=training_hook.evaluate)
+
+
+def _resolve(ctx, values, given, env):
+    """The TrainingOptions of the command line, with --metrics names checked; usage error otherwise."""
+    # pylint: disable=import-outside-toplevel
+    from metrics import training_hook
+    from stylegan_plus.training import resolve, run_dirs
+    from stylegan_plus.training.options import UserError
     try:
         if env is not None:
             _use_torchrun_world(values, env)
-        options_lib.check_outdir(values['outdir'])
-        desc, args = options_lib.setup_training_options(values, given)
-    except options_lib.UserError as err:
+        run_dirs.check_outdir(values['outdir'])
+        options = resolve.resolve_options(values, given)
+    except UserError as err:
         ctx.fail(str(err))
+    _check_metrics(ctx, training_hook.check_metrics, options.metrics)
+    return options
 
-    rank = env[0] if env is not None else 0
-    args.run_dir = options_lib.next_run_dir(values['outdir'], desc)
-    if rank == 0:
-        launch.print_options(args)
-    if dry_run:
-        if rank == 0:
-            for line in estimate.estimate_lines(args):
-                print(line)
-            print()
-            print('Dry run; exiting.')
-        return
+
+def _check_metrics(ctx, check, names):
+    """Run a check of the metrics layer on the --metrics names; its error becomes a usage error."""
     try:
-        metrics_hook.check_detectors(args.metrics)
-    except Exception as err: # pylint: disable=broad-except
-        ctx.fail(f'--metrics={",".join(args.metrics)}: {err}')
-    _launch(ctx, args, values, desc, env)
+        check(names)
+    except Exception as err: # pylint: disable=broad-except  # unknown names, missing detector files
+        ctx.fail(f'--metrics={",".join(names)}: {err}')
 
 
 def _remove_leftovers(outdir, resume):
     """Delete snapshot temporaries of killed runs (in the runs under `outdir` and beside a local
     `--resume` pickle) before anything else, so that even a start that fails cleans them up."""
-    from stylegan_plus.training import options as options_lib  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.training import run_dirs  # pylint: disable=import-outside-toplevel
     resume_pkl = resume if resume and os.path.isfile(resume) else None
-    for path in options_lib.remove_stale_temps(outdir, resume_pkl):
+    for path in run_dirs.remove_stale_temps(outdir, resume_pkl):
         print(f'Removed {path}, left over by an interrupted run.')
 
 
-def _launch(ctx, args, values, desc, env):
+def _launch(ctx, options, outdir, env, metrics_fn):
     """Train; a run that fails before writing anything worth keeping takes its run folder with it."""
     # pylint: disable=import-outside-toplevel
-    from stylegan_plus.training import launch
-    from stylegan_plus.training import options as options_lib
+    from stylegan_plus.training import launch, run_dirs
     from stylegan_plus.training import resume as resume_lib
     rank = env[0] if env is not None else 0
-    existing = options_lib.folder_entries(values['outdir'])
+    existing = run_dirs.folder_entries(outdir)
     try:
         if env is not None:
-            launch.launch_torchrun(args, values['outdir'], desc, env)
+            launch.launch_torchrun(options, outdir, env, metrics_fn=metrics_fn)
         else:
-            launch.launch_local(args, values['outdir'], desc)
+            launch.launch_local(options, outdir, metrics_fn=metrics_fn)
     except BaseException as err:
-        if rank == 0 and options_lib.remove_failed_run_dir(args.get('run_dir'), existing):
-            print(f'Removed the run folder {args.run_dir}: the run stopped before writing anything worth keeping.',
-                  file=sys.stderr)
+        if rank == 0 and run_dirs.remove_failed_run_dir(options.run_dir or None, existing):
+            print(f'Removed the run folder {options.run_dir}: the run stopped before writing anything worth '
+                  f'keeping.', file=sys.stderr)
         if isinstance(err, resume_lib.ResumeError):
             ctx.fail(f'--resume: {err}')   # the message names the pickle
         raise
 
 
 def _use_torchrun_world(values, env):
-    from stylegan_plus.training import options as options_lib  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.training.options import UserError  # pylint: disable=import-outside-toplevel
     world_size = env[1]
     if values['gpus'] not in (None, world_size):
-        raise options_lib.UserError(f'--gpus={values["gpus"]} differs from torchrun\'s WORLD_SIZE={world_size}; '
-                                    f'leave --gpus out under torchrun')
+        raise UserError(f'--gpus={values["gpus"]} differs from torchrun\'s WORLD_SIZE={world_size}; '
+                        f'leave --gpus out under torchrun')
     values['gpus'] = world_size
 
 

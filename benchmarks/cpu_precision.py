@@ -23,6 +23,10 @@ which make forced fp16 only a little slower than fp32. So the timing is repeated
 process with ONEDNN_MAX_CPU_ISA=AVX2, i.e. as on a CPU without them, and both are reported.
 """
 
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
+
 import argparse
 import copy
 import json
@@ -34,15 +38,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imgcommon import figures, runinfo  # noqa: E402
+from benchmarks.common import figures, report as runinfo_report
+from benchmarks.common.official_cifar import OFFICIAL_CIFAR, SMOKE_NET, build_generator
 
 BENCH_ID = 'cpu_precision'
-OFFICIAL_CIFAR = dict(z_dim=512, w_dim=512, c_dim=10, img_resolution=32, img_channels=3,
-                      mapping_kwargs=dict(num_layers=2),
-                      synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256))
-SMOKE_NET = dict(OFFICIAL_CIFAR, synthesis_kwargs=dict(channel_base=1024, channel_max=32, num_fp16_res=4,
-                                                       conv_clamp=256))
 TOLERANCE = dict(max_abs=0.05, mean_abs=0.005)
 GOAL_SPEEDUP = 20
 PROTOCOLS = {
@@ -71,12 +70,6 @@ def interleaved_medians(fns, repeats):
             timings[name][0].append(time.perf_counter() - wall)
             timings[name][1].append(time.process_time() - cpu)
     return {name: (statistics.median(w), statistics.median(c)) for name, (w, c) in timings.items()}
-
-
-def build_generator(net_kwargs, seed=0):
-    from training.networks import Generator  # pylint: disable=import-outside-toplevel
-    torch.manual_seed(seed)
-    return Generator(**copy.deepcopy(net_kwargs)).eval().requires_grad_(False)
 
 
 def inputs(count, G, seed):
@@ -168,18 +161,25 @@ def report(run, label, timings, within, max_abs, mean_abs):
     return speedup
 
 
-def main(argv=None):
-    parser = runinfo.base_parser(BENCH_ID, __doc__)
+def parse_args(argv):
+    parser = runinfo_report.make_parser(__doc__, BENCH_ID)
     parser.add_argument('--timings-only', metavar='JSON', help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    proto = PROTOCOLS[runinfo.mode_of(args)]
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    return runinfo_report.benchmark_main(argv, parse_args, run_benchmark)
+
+
+def run_benchmark(args, argv):
+    proto = PROTOCOLS[runinfo_report.mode_name(args)]
     if args.timings_only:     # child of time_without_fp16_units: fp16 once (it can take ~20 s a call)
-        runinfo.configure_threads(args.threads)
         G16, G32, _notices = build_pair(proto['net'])
         with open(args.timings_only, 'wt') as f:
             json.dump(time_pair(G16, G32, proto, repeats_fp16=1), f)
         return
-    run = runinfo.BenchmarkRun(BENCH_ID, 'official cifar G on CPU: ours (fp32) vs forced fp16', args, [0])
+    run = runinfo_report.Report(BENCH_ID, 'official cifar G on CPU: ours (fp32) vs forced fp16', args, [0],
+                                script=__file__, argv=argv, layout='image')
     run.setting(network=proto['net'], repeats_fp32=proto['repeats_fp32'], repeats_fp16=proto['repeats_fp16'],
                 batch=proto['batch'], tolerance=TOLERANCE, weights='random (torch seed 0)')
     G16, G32, notices = build_pair(proto['net'])

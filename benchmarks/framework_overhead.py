@@ -131,7 +131,7 @@ def main():
     print('command:', ' '.join([os.path.basename(sys.executable)] + sys.argv))
     with tempfile.TemporaryDirectory() as workdir:
         data_dir = os.path.join(workdir, 'digits16')
-        subprocess.run([sys.executable, '-m', 'stylegan_plus.data.make_digits', f'--dest={data_dir}',
+        subprocess.run([sys.executable, '-m', 'stylegan_plus.cli.make_digits', f'--dest={data_dir}',
                         f'--resolution={RESOLUTION}', '--no-labels'], cwd=REPO, check=True, capture_output=True)
         ours, hand, command = [], [], None
         for round_index in range(args.repeats):

@@ -6,7 +6,7 @@
 Steps, each timed and recorded in OUT_DIR/gpu_check.json (written after every step, so a
 killed run still leaves what it measured):
 
-1. build: compile the `bias_act` and `upfirdn2d` plugins (tools/check_cuda_build.py);
+1. build: compile the `bias_act` and `upfirdn2d` plugins (`python -m stylegan_plus.cli.check_cuda_build`);
 2. cuda_tests: the tests marked `cuda` (kernel vs reference, fp32/fp16, forward/backward);
 3. ops: benchmarks/ops.py, kernel vs reference speed ratio and max difference at the cifar and
    256-px shapes;
@@ -105,7 +105,8 @@ def main():
 
     # 1-2: kernels build and CUDA tests (meaningless without a CUDA torch: recorded as skipped).
     if has_cuda:
-        report['steps']['build'] = _run_step('build', [py, 'tools/check_cuda_build.py', '--verbose'], out, 420, env)
+        report['steps']['build'] = _run_step('build', [py, '-m', 'stylegan_plus.cli.check_cuda_build', '--verbose'],
+                                             out, 420, env)
         save()
         report['steps']['cuda_tests'] = _run_step(
             'cuda_tests', [py, '-m', 'pytest', '-q', '-m', 'cuda', '-p', 'no:cacheprovider', 'tests'], out, 420, env)

@@ -1,6 +1,6 @@
 """Q1: LOGAN-B (`--loss=logan-b`) vs GAN vs BiGAN on the 8-Gaussian ring: ad hoc / post hoc reconstruction errors.
 
-    python benchmarks/q1_loganb_ring.py [--quick] [--out results/q1] [--seeds 0] [--parallel 1]
+    python -m benchmarks.q1_loganb_ring [--quick] [--out results/q1] [--seeds 0] [--parallel 1]
 
 Protocol (docs/benchmarks.md Q1, LOGAN-B paper section 4.1 and the authors' 2-D notebook): 8 Gaussians
 on a ring of radius 2, std 0.1, 20 000 points a mode (160 000); z_dim 5 with the uniform prior in
@@ -21,15 +21,15 @@ loss L1(G(E'(G(z))), G(z)) + L1(E'(G(z)), z) (`benchmarks/common/reconstruction.
 The quick protocol trains 10 epochs and fits 2 post hoc encoders for 2 000 iterations.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import figures, plots, reconstruction, report, runner, runs  # noqa: E402
-from benchmarks.common import toy_losses, toy_metrics  # noqa: E402
-from stylegan_plus.data import toy_data  # noqa: E402
+from benchmarks.common import figures, reconstruction, report, runner, runs
+from benchmarks.common import toy_losses, toy_metrics
+from stylegan_plus.data import toy_data
 
 BENCH_ID = 'q1'
 TITLE = 'LOGAN-B vs GAN vs BiGAN on the 8-Gaussian ring: reconstruction errors'
@@ -59,7 +59,7 @@ PROTOCOLS = {
 
 
 def parse_args(argv):
-    parser = report.make_parser(__doc__, BENCH_ID)
+    parser = report.make_parser(__doc__, BENCH_ID, runs=True)
     return parser.parse_args(argv)
 
 
@@ -80,7 +80,7 @@ def evaluate(job, proto, x_test, centres):
         betas=reconstruction.NOTEBOOK_BETAS)
     samples = toy_metrics.generate_points(G, toy_metrics.sample_prior(2000, G.z_dim, PRIOR, 123))
     metrics = dict(ad_hoc=toy_metrics.l1_reconstruction_error(x_test, ad_hoc_rec),
-                   post_hoc=toy_metrics.mean_std(errors))
+                   post_hoc=report.mean_std(errors))
     metrics.update(toy_metrics.mode_coverage(samples, centres, 0.1414, 20))
     metrics.update(toy_metrics.high_quality(samples, centres, STD))
     return metrics, dict(samples=samples, ad_hoc=ad_hoc_rec, post_hoc=post_hoc_rec)
@@ -123,9 +123,9 @@ def make_figures(rep, jobs, per_run, points, reals, centres, seed):
                 ('post_hoc', f'L1 {metrics["post_hoc"]["mean"]:.4f} (first encoder shown)')]):
             panels.append(dict(title=f'{job.name}: {kind.replace("_", " ")}', points=pts[kind], reals=reals,
                                centres=centres, extent=figures.extent_of(centres), caption=caption,
-                               color=plots.PALETTE[i]))
-    rep.add_figure(plots.scatter_figure(rep.path('q1_reconstructions.png'), panels, title=TITLE, max_cols=3,
-                                        panel_size=220))
+                               color=figures.PALETTE[i]))
+    rep.figure(figures.scatter_figure(rep.path('q1_reconstructions.png'), panels, title=TITLE, max_cols=3,
+                                      panel_size=220))
     figures.add_seed_loss_figure(rep, 'q1', jobs, seed)
 
 
@@ -141,7 +141,7 @@ def run(args, argv):
         proto, std=STD, points_per_mode=POINTS_PER_MODE, test_points=8 * TEST_PER_MODE, test_seed=TEST_SEED,
         batch=BATCH, prior=PRIOR, net='G', methods={m: a for m, (a, _r) in METHODS.items()},
         post_hoc=dict(lr=POST_HOC_LR, betas=list(reconstruction.NOTEBOOK_BETAS), loss='x-space + z-space L1 sums'),
-        option_overrides=overrides), script=__file__, argv=argv)
+        option_overrides=overrides), script=__file__, argv=argv, layout='toy')
     data = toy_metrics.write_toy_set(rep.path('ring8_std0.1_20k.npy'), 'ring8', STD, POINTS_PER_MODE)
     centres = toy_data.ring_centers()
     x_test, _modes = toy_data.sample_mixture(centres, STD, TEST_PER_MODE, seed=TEST_SEED)

@@ -1,6 +1,6 @@
 """Q2: Dist-GAN (`--loss=dist`) vs the baseline GAN on the 25-Gaussian grid: modes covered, registered points.
 
-    python benchmarks/q2_dist_grid.py [--quick] [--out results/q2] [--seeds 0,1,2] [--parallel 1]
+    python -m benchmarks.q2_dist_grid [--quick] [--out results/q2] [--seeds 0,1,2] [--parallel 1]
 
 Protocol (docs/benchmarks.md Q2, Dist-GAN paper section 4.1): 25 Gaussians at (2i, 2j), i, j in
 -2..2, std 0.05, 2 000 points a mode (50 000); the authors' 2-D settings: MLPs 128-128-128 with
@@ -23,14 +23,14 @@ Length: the paper trains 500 epochs and reports all 25 modes after about 50 (its
 full protocol here trains 50 epochs (2 500 kimg), the quick one 10.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import coverage, figures, report, runner, toy_losses, toy_metrics  # noqa: E402
-from stylegan_plus.data import toy_data  # noqa: E402
+from benchmarks.common import coverage, figures, report, runner, toy_losses, toy_metrics
+from stylegan_plus.data import toy_data
 
 BENCH_ID = 'q2'
 TITLE = 'Dist-GAN vs GAN on the 25-Gaussian grid (std 0.05)'
@@ -51,7 +51,7 @@ PROTOCOLS = {
 
 
 def parse_args(argv):
-    parser = report.make_parser(__doc__, BENCH_ID)
+    parser = report.make_parser(__doc__, BENCH_ID, runs=True)
     return parser.parse_args(argv)
 
 
@@ -84,7 +84,7 @@ def run(args, argv):
     overrides = {name: toy_losses.describe_overrides(getattr(toy_losses, name)) for name in ('GANGrid', 'DistGrid')}
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, std=STD, points_per_mode=POINTS_PER_MODE, **coverage.rule_settings(), methods=METHODS,
-        option_overrides=overrides), script=__file__, argv=argv)
+        option_overrides=overrides), script=__file__, argv=argv, layout='toy')
     data = toy_metrics.write_toy_set(rep.path('grid25_std0.05.npy'), 'grid25', STD, POINTS_PER_MODE)
     centres = toy_data.grid_centers()
     jobs, per_run, points, summary = coverage.train_and_score(rep, build_jobs(proto, data, seeds), args, centres,

@@ -1,6 +1,6 @@
 """Q3: AdvLatGAN on the ring and the grid: high-quality share before/after `-z` sampling, and `advlat-qua` training.
 
-    python benchmarks/q3_advlat_toy.py [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
+    python -m benchmarks.q3_advlat_toy [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
 
 Protocol (docs/benchmarks.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
 a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
@@ -20,16 +20,16 @@ hour on 2 cores; `--latents 20000` runs the paper's count (about 20 minutes per 
 core). The quick protocol: 1 seed, 2 000 steps on 1 000 latents.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import figures, plots, report, runner, runs, toy_losses, toy_metrics  # noqa: E402
-from stylegan_plus.sampling import latent_steps  # noqa: E402
-from stylegan_plus.data import toy_data  # noqa: E402
+from benchmarks.common import figures, report, runner, runs, toy_losses, toy_metrics
+from stylegan_plus.sampling import latent_steps
+from stylegan_plus.data import toy_data
 
 BENCH_ID = 'q3'
 TITLE = 'AdvLatGAN -z and -qua on the ring (std 0.001) and the grid (std 0.0025)'
@@ -51,7 +51,7 @@ PROTOCOLS = {
 
 
 def parse_args(argv):
-    parser = report.make_parser(__doc__, BENCH_ID)
+    parser = report.make_parser(__doc__, BENCH_ID, runs=True)
     parser.add_argument('--latents', type=report.positive_int, default=None, metavar='N',
                         help='latents moved by -z per model (default: 2000 full, 1000 quick; paper 20000)')
     parser.add_argument('--z-steps', type=report.positive_int, default=None, metavar='T',
@@ -106,7 +106,7 @@ def compare(rep, per_run, datasets, seeds):
         values = {name: {key: _per_seed(per_run, dataset, method, seeds, stage, key)
                          for key in ('hq_share', 'hq_modes', 'median_dist')}
                   for name, (method, stage) in STAGES.items()}
-        summary[dataset] = {name: {key: toy_metrics.mean_std(v) for key, v in keys.items()}
+        summary[dataset] = {name: {key: report.mean_std(v) for key, v in keys.items()}
                             for name, keys in values.items()}
         base = values['base']['hq_share']
         for name, keys in values.items():
@@ -132,8 +132,8 @@ def make_figures(rep, jobs, per_run, points, reals, seed):
                                reals=reals[dataset], centres=centres, extent=figures.extent_of(centres),
                                caption=f'HQ {100 * metrics["hq_share"]:.1f}%, modes {metrics["hq_modes"]}/'
                                        f'{len(centres)}, median dist. {metrics["median_dist"]:.3f}',
-                               color=plots.PALETTE[i]))
-    rep.add_figure(plots.scatter_figure(rep.path('q3_samples.png'), panels, title=TITLE, max_cols=4))
+                               color=figures.PALETTE[i]))
+    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=TITLE, max_cols=4))
     figures.add_seed_loss_figure(rep, 'q3', jobs, seed)
 
 
@@ -149,7 +149,8 @@ def run(args, argv):
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
         mode_min_share=MIN_SHARE, net='G', methods=METHODS,
-        option_overrides=toy_losses.describe_overrides(toy_losses.GANAdvLatToy)), script=__file__, argv=argv)
+        option_overrides=toy_losses.describe_overrides(toy_losses.GANAdvLatToy)),
+        script=__file__, argv=argv, layout='toy')
     data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
                                                   spec['std'], POINTS_PER_MODE)
                   for name, spec in DATASETS.items() if name in proto['datasets']}

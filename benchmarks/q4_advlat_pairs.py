@@ -1,7 +1,7 @@
 """Q4: AdvLatGAN-div pair mining (Eq. 8) vs its inverse on a DCGAN trained by train.py on digits.
 
-    python benchmarks/q4_advlat_pairs.py --quick        # ~3 min on 2 cores: 512 pairs
-    python benchmarks/q4_advlat_pairs.py                # full: 5 120 pairs, as the paper's 5k (~15 min)
+    python -m benchmarks.q4_advlat_pairs --quick        # ~3 min on 2 cores: 512 pairs
+    python -m benchmarks.q4_advlat_pairs                # full: 5 120 pairs, as the paper's 5k (~15 min)
 
 Protocol (docs/benchmarks.md Q4). train.py trains a DCGAN (`--cfg=dcgan --cbase=512`, baseline loss)
 on the 1 797 digits at 16 px. On its G_ema, for batches of 64 latents z1 (fixed seeds), the
@@ -16,14 +16,15 @@ the unmined starting pairs. Paper (CIFAR-10 DCGAN, 5k images): 0.241 (Eq. 8) vs 
 Goal: mined ratio smaller than the inverse ratio by at least 5x.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imgcommon import digits, figures, runinfo, trainer  # noqa: E402
+from benchmarks.common import digits, figures, report, runner, runs
+from stylegan_plus.io import images
 
 BENCH_ID = 'q4_advlat_pairs'
 RESOLUTION = 16
@@ -36,18 +37,18 @@ PROTOCOLS = {
 }
 
 
-def train_generator(run, proto):
-    """Train the DCGAN with train.py; returns the path of the last snapshot."""
+def train_generator(rep, proto):
+    """Train the DCGAN with train.py; returns the path of its last snapshot."""
     pixels, labels = digits.load(RESOLUTION)
-    data = digits.write_dataset(run.path(f'data/digits{RESOLUTION}.zip'), pixels, labels)
-    length = {k: v for k, v in proto['train'].items() if k in ('kimg', 'nimg')}
-    argv = trainer.train_argv(data=data, outdir=run.path('runs'), cfg='dcgan', loss='stylegan2', seed=0,
-                              tick=proto['train']['tick'], snap=proto['train']['snap'], extra=['--cbase=512'],
-                              **length)
-    run.command(argv)
-    result = trainer.run_train(argv, run.path('logs/train.log'))
-    kimg, path = trainer.snapshots(result.run_dir)[-1]
-    run.result(snapshot=path, snapshot_kimg=kimg, train_wall_s=result.wall_s)
+    data = digits.write_dataset(rep.path(f'data/digits{RESOLUTION}.zip'), pixels, labels)
+    train = proto['train']
+    length = {k: v for k, v in train.items() if k in ('kimg', 'nimg')}
+    args = runner.image_train_args(data, 0, cfg='dcgan', loss='stylegan2', tick=train['tick'], snap=train['snap'],
+                                   extra=['--cbase=512'], **length)
+    job = runner.run_job(runner.TrainJob('dcgan', args), rep.out)
+    rep.add_runs([job])
+    kimg, path = runs.snapshots(job.run_dir)[-1]
+    rep.result(snapshot=path, snapshot_kimg=kimg, train_wall_s=job.wall_sec)
     return path
 
 
@@ -128,35 +129,41 @@ def measure(G, proto):
 
 
 def main(argv=None):
-    args = runinfo.base_parser(BENCH_ID, __doc__).parse_args(argv)
-    proto = PROTOCOLS[runinfo.mode_of(args)]
-    run = runinfo.BenchmarkRun(BENCH_ID, 'AdvLatGAN-div pair mining: Eq. 8 vs inverse, d_I/d_z', args, [0])
-    run.setting(resolution=RESOLUTION, mining=dict(MINING, steps=proto['steps']), protocol=proto,
+    """Run the benchmark; returns the results.json content."""
+    return report.benchmark_main(argv, report.make_parser(__doc__, BENCH_ID).parse_args, run)
+
+
+def run(args, argv):
+    proto, seeds = report.protocol(args, PROTOCOLS)
+    rep = report.Report(BENCH_ID, 'AdvLatGAN-div pair mining: Eq. 8 vs inverse, d_I/d_z', args, seeds,
+                        script=__file__, argv=argv, layout='image')
+    rep.setting(resolution=RESOLUTION, mining=dict(MINING, steps=proto['steps']), protocol=proto,
                 network='--cfg=dcgan --cbase=512, baseline loss, G_ema of the last snapshot',
                 data='scikit-learn load_digits (substitutes CIFAR-10: no download, CPU budget)')
-    snapshot = train_generator(run, proto)
-    G = trainer.load_snapshot(snapshot)['G_ema']
+    G = runs.load_snapshot(train_generator(rep, proto), ['G_ema'])['G_ema']
     summary, shown = measure(G, proto)
     mined, inverse = summary['mined']['batch_ratio_mean'], summary['inverse']['batch_ratio_mean']
     factor = inverse / mined if mined > 0 else None
-    run.result(ratios=summary, inverse_over_mined=factor)
-    run.compare('d_I / d_z of Eq. 8 pairs vs inverse-form pairs', f'{PAPER["mined"]} vs {PAPER["inverse"]} '
+    rep.result(ratios=summary, inverse_over_mined=factor)
+    rep.compare('d_I / d_z of Eq. 8 pairs vs inverse-form pairs', f'{PAPER["mined"]} vs {PAPER["inverse"]} '
                 f'({PAPER["inverse"] / PAPER["mined"]:.1f}x; CIFAR-10 DCGAN, 5k images)',
-                f'{mined:.3f} vs {inverse:.3f} ({runinfo.fmt(factor, 1)}x; digits DCGAN, '
+                f'{mined:.3f} vs {inverse:.3f} ({report.fmt(factor, 1)}x; digits DCGAN, '
                 f'{summary["mined"]["num_pairs"]} pairs; unmined start {summary["start"]["batch_ratio_mean"]:.3f})',
                 'mined < inverse by >= 5x', None if factor is None else bool(factor >= 5))
-    run.figure(figures.save_grid(digits.to_uint8(shown), run.path('pairs.png'), cols=8, scale=4))
-    run.figure(figures.bar_plot(run.path('ratios.png'), ['start', 'Eq. 8', 'inverse'],
-                                [summary[k]['batch_ratio_mean'] for k in ('start', 'mined', 'inverse')],
-                                errors=[summary[k]['batch_ratio_std'] for k in ('start', 'mined', 'inverse')],
+    rep.figure(figures.save_grid(images.to_uint8(shown), rep.path('pairs.png'), cols=8, scale=4))
+    kinds = ('start', 'mined', 'inverse')
+    rep.figure(figures.bar_plot(rep.path('ratios.png'), ['start', 'Eq. 8', 'inverse'],
+                                [summary[k]['batch_ratio_mean'] for k in kinds],
+                                errors=[summary[k]['batch_ratio_std'] for k in kinds],
                                 title='Q4: d_I / d_z of pairs (mean over batches +- std)', ylabel='ratio'))
     curves = ratio_curve(G, G.z_dim, proto['steps'], proto['curve_every'])
-    run.result(curve_batch0={k: dict(steps=v[0], ratio=v[1]) for k, v in curves.items()})
-    run.figure(figures.line_plot(run.path('ratio_vs_steps.png'), {'Eq. 8 (mined)': curves['mined'],
-                                                                   'inverse': curves['inverse']},
+    rep.result(curve_batch0={k: dict(steps=v[0], ratio=v[1]) for k, v in curves.items()})
+    rep.figure(figures.line_plot(rep.path('ratio_vs_steps.png'), {'Eq. 8 (mined)': curves['mined'],
+                                                                  'inverse': curves['inverse']},
                                  title='Q4: d_I / d_z during the mining (batch 0)', xlabel='sign steps',
                                  ylabel='d_I / d_z'))
-    run.finish()
+    rep.finish()
+    return rep.data
 
 
 if __name__ == '__main__':

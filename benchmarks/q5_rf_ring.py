@@ -1,6 +1,6 @@
 """Q5: RFGAN (`--loss=rf`) vs the baseline GAN on the 8-Gaussian ring: modes covered, high-quality share.
 
-    python benchmarks/q5_rf_ring.py [--quick] [--out results/q5] [--seeds 0,1,2] [--parallel 1]
+    python -m benchmarks.q5_rf_ring [--quick] [--out results/q5] [--seeds 0,1,2] [--parallel 1]
 
 Protocol (docs/benchmarks.md Q5, RFGAN paper section 4.1): 8 Gaussians on a ring of radius 2, std 0.1
 per coordinate (2 000 points a mode); `--cfg=toy` networks and settings (MLP 128-128-128, z_dim
@@ -16,14 +16,14 @@ The paper's result is a figure: RFGAN covers all 8 modes where the GAN collapses
 reach 8/8 on every seed.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import coverage, figures, report, runner, toy_metrics  # noqa: E402
-from stylegan_plus.data import toy_data  # noqa: E402
+from benchmarks.common import coverage, figures, report, runner, toy_metrics
+from stylegan_plus.data import toy_data
 
 BENCH_ID = 'q5'
 TITLE = 'RFGAN vs GAN on the 8-Gaussian ring (std 0.1)'
@@ -39,7 +39,7 @@ PROTOCOLS = {   # GAN kimg, RF autoencoder kimg (added to the RF run), default s
 
 
 def parse_args(argv):
-    parser = report.make_parser(__doc__, BENCH_ID)
+    parser = report.make_parser(__doc__, BENCH_ID, runs=True)
     return parser.parse_args(argv)
 
 
@@ -68,7 +68,7 @@ def run(args, argv):
     proto, seeds = report.protocol(args, PROTOCOLS)
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, std=STD, points_per_mode=POINTS_PER_MODE, **coverage.rule_settings(), methods=METHODS),
-        script=__file__, argv=argv)
+        script=__file__, argv=argv, layout='toy')
     data = toy_metrics.write_toy_set(rep.path('ring8_std0.1.npy'), 'ring8', STD, POINTS_PER_MODE)
     centres = toy_data.ring_centers()
     jobs, per_run, points, summary = coverage.train_and_score(rep, build_jobs(proto, data, seeds), args, centres,

@@ -1,14 +1,14 @@
 """Q6: CLR-GAN (`--loss=clr`) vs the baseline loss on digits, DCGAN and a tiny StyleGAN2, through train.py.
 
-    python benchmarks/q6_clr_digits.py --quick          # ~5 min on 2 cores: 1 seed, short runs
-    python benchmarks/q6_clr_digits.py                  # full protocol: 3 seeds (~45 min)
+    python -m benchmarks.q6_clr_digits --quick          # ~5 min on 2 cores: 1 seed, short runs
+    python -m benchmarks.q6_clr_digits                  # full protocol: 3 seeds (~45 min)
 
 Protocol (docs/benchmarks.md Q6). The digits of scikit-learn are split in two fixed halves: the GANs
 train on half A (16 px), a small classifier trains on half B. For each network family
 (`--cfg=dcgan --cbase=512`, and a tiny StyleGAN2 `--cfg=cifar --cbase=1024 --cmax=64`), each
 seed and each loss (`stylegan2` = the baseline, `clr`), train.py runs with the same data, seed
 and schedule. The tiny StyleGAN2 has z_dim = w_dim = 64 = its D's epilogue fc width, for both
-losses (`benchmarks/imgcommon/matched_latent.py`, as train.py has no z_dim option): D's features
+losses (`benchmarks/common/matched_latent.py`, as train.py has no z_dim option): D's features
 are then CLR's latent prediction, as in the authors' release (z_dim 512 = fc width there); a
 64-wide D cannot predict a 512-d z, and `--loss=clr` refuses that. Every network snapshot is
 then evaluated here:
@@ -21,19 +21,21 @@ Paper (GPU, CIFAR-10 DCGAN): FID 38.56 -> 23.3. Goal here: CLR's FD-digits <= th
 equal kimg, mean over >= 3 seeds; latent MSE and reconstruction L1 fall during training.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imgcommon import classifier, digits, figures, runinfo, trainer  # noqa: E402
+from benchmarks.common import classifier, digits, figures, report, runner, runs
+from stylegan_plus.cli import device as devices
+from stylegan_plus.io import images
 
 BENCH_ID = 'q6_clr_digits'
 RESOLUTION = 16
 LOSSES = ('stylegan2', 'clr')
-MATCHED = 'benchmarks.imgcommon.matched_latent.'
+MATCHED = 'benchmarks.common.matched_latent.'
 FAMILIES = {    # cfg, extra flags, --loss value of each of LOSSES
     'dcgan': dict(cfg='dcgan', extra=['--cbase=512'], loss=dict(stylegan2='stylegan2', clr='clr')),
     'stylegan2': dict(cfg='cifar', extra=['--cbase=1024', '--cmax=64'],
@@ -52,21 +54,21 @@ EVAL_Z_SEED = 123
 PAPER = 'FID 38.56 (DCGAN) -> 23.3 (CLR-GAN), CIFAR-10, GPU'
 
 
-def prepare_data(run, proto):
+def prepare_data(rep, proto):
     """Half A data set on disk, classifier on half B, real features of A, held-out reals of B."""
     pixels, labels = digits.load(RESOLUTION)
     half_a, half_b = digits.halves(len(pixels))
-    data = digits.write_dataset(run.path(f'data/digits{RESOLUTION}_halfA.zip'), pixels[half_a], labels[half_a])
+    data = digits.write_dataset(rep.path(f'data/digits{RESOLUTION}_halfA.zip'), pixels[half_a], labels[half_a])
     reals_a, reals_b = digits.to_tensor(pixels[half_a]), digits.to_tensor(pixels[half_b])
     net = classifier.train_classifier(reals_b, labels[half_b], epochs=proto['clf_epochs'])
     real_features = classifier.apply(net, reals_a, 'features')
     floor = classifier.frechet_distance(classifier.apply(net, reals_b, 'features'), real_features)
-    run.result(classifier=dict(trained_on='half B', images=len(half_b), epochs=proto['clf_epochs'],
+    rep.result(classifier=dict(trained_on='half B', images=len(half_b), epochs=proto['clf_epochs'],
                                accuracy_half_A=classifier.accuracy(net, reals_a, labels[half_a]),
                                fd_halfB_vs_halfA=floor))
-    print(f'classifier: accuracy on half A {run.data["results"]["classifier"]["accuracy_half_A"]:.3f}; '
+    print(f'classifier: accuracy on half A {rep.data["results"]["classifier"]["accuracy_half_A"]:.3f}; '
           f'FD-digits of real half B vs half A (the floor) {floor:.2f}')
-    figures.save_grid(pixels[half_a][:64], run.path('reals_halfA.png'), cols=8, scale=3)
+    figures.save_grid(pixels[half_a][:64], rep.path('reals_halfA.png'), cols=8, scale=3)
     return dict(data=data, net=net, real_features=real_features, heldout=reals_b[:proto['rec']],
                 num_images=len(half_a))
 
@@ -95,38 +97,32 @@ def reconstruction_l1(nets, reals, batch=32):
 
 def evaluate_run(run_dir, loss, ctx, proto):
     """FD-digits (and rec L1 for clr) at every snapshot of a run; latent MSE per tick from stats.jsonl."""
-    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     out = dict(kimg=[], fd=[], rec_l1=[])
-    for kimg, path in trainer.snapshots(run_dir):
-        keys = ('G_ema', 'G', 'D', 'clr_head') if loss == 'clr' else ('G_ema',)
-        try:
-            nets = trainer.load_snapshot(path, keys)
-        except KeyError:    # StyleGAN2 D whose fc width equals z_dim: no head
-            nets = trainer.load_snapshot(path, keys[:3])
+    for kimg, path in runs.snapshots(run_dir):
+        nets = runs.load_snapshot(path)     # with CLR's `clr_head` where D's fc width differs from z_dim
         G_ema = devices.prepare_generator(nets['G_ema'], torch.device('cpu'))
-        images = fakes(G_ema, proto['fakes'])
+        fake_images = fakes(G_ema, proto['fakes'])
         out['kimg'].append(kimg)
-        out['fd'].append(classifier.frechet_distance(classifier.apply(ctx['net'], images, 'features'),
+        out['fd'].append(classifier.frechet_distance(classifier.apply(ctx['net'], fake_images, 'features'),
                                                      ctx['real_features']))
         out['rec_l1'].append(reconstruction_l1(nets, ctx['heldout']) if loss == 'clr' else None)
-    out['final_samples'] = digits.to_uint8(images[:64])
-    records = trainer.stats(run_dir)
-    tick_kimg, mse = trainer.series(records, 'Loss/clr/latent_mse')
+    out['final_samples'] = images.to_uint8(fake_images[:64])
+    records = runs.read_stats(run_dir)
+    tick_kimg, mse = runs.series(records, 'Loss/clr/latent_mse')
     out['latent_mse'] = dict(kimg=tick_kimg, value=mse) if loss == 'clr' else None
-    out['sec_per_kimg'] = trainer.training_sec_per_kimg(records)
+    out['sec_per_kimg'] = runs.training_sec_per_kimg(records)
     return out
 
 
-def train_one(run, family, loss, seed, ctx, proto):
+def train_one(rep, family, loss, seed, ctx, proto):
     spec = FAMILIES[family]
     length = dict(nimg=proto['nimg'][family]) if 'nimg' in proto else dict(kimg=proto['kimg'][family])
-    argv = trainer.train_argv(data=ctx['data'], outdir=run.path(f'runs/{family}'), cfg=spec['cfg'],
-                              loss=spec['loss'][loss], seed=seed, tick=proto['tick'][family], snap=proto['snap'][family],
-                              extra=spec['extra'], **length)
-    run.command(argv)
-    result = trainer.run_train(argv, run.path(f'logs/{family}-{loss}-seed{seed}.log'))
-    evaluation = evaluate_run(result.run_dir, loss, ctx, proto)
-    evaluation.update(run_dir=result.run_dir, wall_s=result.wall_s)
+    args = runner.image_train_args(ctx['data'], seed, cfg=spec['cfg'], loss=spec['loss'][loss],
+                                   tick=proto['tick'][family], snap=proto['snap'][family], extra=spec['extra'], **length)
+    job = runner.run_job(runner.TrainJob(f'{family}-{loss}-seed{seed}', args), rep.out)
+    rep.add_runs([job])
+    evaluation = evaluate_run(job.run_dir, loss, ctx, proto)
+    evaluation.update(run_dir=job.run_dir, wall_s=job.wall_sec)
     print(f'  {family}/{loss}/seed{seed}: FD-digits by kimg ' +
           ', '.join(f'{k}:{v:.2f}' for k, v in zip(evaluation['kimg'], evaluation['fd'])))
     return evaluation
@@ -150,73 +146,83 @@ def clr_trends(evals):
     return trends
 
 
-def summarize_family(run, family, evals, seeds):
+def _mean_and_std(values):
+    stats = report.mean_std(values)
+    return stats['mean'], stats['std']
+
+
+def summarize_family(rep, family, evals, seeds):
     """Mean FD-digits per loss at each kimg, the paper-vs-ours rows and the figures of one family."""
     fd = {loss: np.array([ev['fd'] for ev in evals[loss]], dtype=np.float64) for loss in LOSSES}
     kimg = evals[LOSSES[0]][0]['kimg']
     mean = {loss: fd[loss].mean(0) for loss in LOSSES}
-    final = {loss: runinfo.mean_std(fd[loss][:, -1]) for loss in LOSSES}
+    final = {loss: _mean_and_std(fd[loss][:, -1]) for loss in LOSSES}
     wins = [bool(c <= b) for c, b in zip(mean['clr'][1:], mean['stylegan2'][1:])]
     trends = clr_trends(evals['clr'])
     summary = dict(kimg=kimg, fd_mean=mean, fd_final_mean_std=final, clr_le_baseline_share=np.mean(wins) if wins else None,
                    clr_trends=trends, sec_per_kimg={l: [ev['sec_per_kimg'] for ev in evals[l]] for l in LOSSES})
-    ours = (f'FD-digits at {kimg[-1]} kimg, mean of {len(seeds)} seed(s): baseline {runinfo.fmt(final["stylegan2"][0])} '
-            f'+- {runinfo.fmt(final["stylegan2"][1])} -> CLR {runinfo.fmt(final["clr"][0])} +- {runinfo.fmt(final["clr"][1])}'
+    ours = (f'FD-digits at {kimg[-1]} kimg, mean of {len(seeds)} seed(s): baseline {report.fmt(final["stylegan2"][0])} '
+            f'+- {report.fmt(final["stylegan2"][1])} -> CLR {report.fmt(final["clr"][0])} +- {report.fmt(final["clr"][1])}'
             f' (CLR <= baseline at {sum(wins)}/{len(wins)} later snapshots)')
-    run.compare(f'{family}: FD-digits, CLR vs baseline at equal kimg', PAPER, ours,
+    rep.compare(f'{family}: FD-digits, CLR vs baseline at equal kimg', PAPER, ours,
                 'CLR <= baseline, mean of >= 3 seeds', bool(final['clr'][0] <= final['stylegan2'][0]) if len(seeds) >= 3 else None)
     mse_falls = [_falls(t['latent_mse_first'], t['latent_mse_last']) for t in trends]
     rec_falls = [_falls(t['rec_l1_first'], t['rec_l1_last']) for t in trends]
-    run.compare(f'{family}: CLR latent MSE on fakes and held-out reconstruction L1 fall during training',
+    rep.compare(f'{family}: CLR latent MSE on fakes and held-out reconstruction L1 fall during training',
                 'both trained down (paper: losses converge)',
-                'latent MSE ' + '; '.join(f'{runinfo.fmt(t["latent_mse_first"])} -> {runinfo.fmt(t["latent_mse_last"])}'
+                'latent MSE ' + '; '.join(f'{report.fmt(t["latent_mse_first"])} -> {report.fmt(t["latent_mse_last"])}'
                                           for t in trends) +
-                ' | rec L1 ' + '; '.join(f'{runinfo.fmt(t["rec_l1_first"])} -> {runinfo.fmt(t["rec_l1_last"])}' for t in trends),
+                ' | rec L1 ' + '; '.join(f'{report.fmt(t["rec_l1_first"])} -> {report.fmt(t["rec_l1_last"])}' for t in trends),
                 'both fall on every seed', all(mse_falls + rec_falls) if None not in mse_falls + rec_falls else None)
-    make_figures(run, family, evals, kimg, mean)
+    make_figures(rep, family, evals, kimg, mean)
     return summary
 
 
-def make_figures(run, family, evals, kimg, mean):
-    run.figure(figures.line_plot(run.path(f'fd_{family}.png'), {loss: (kimg, mean[loss]) for loss in LOSSES},
+def make_figures(rep, family, evals, kimg, mean):
+    rep.figure(figures.line_plot(rep.path(f'fd_{family}.png'), {loss: (kimg, mean[loss]) for loss in LOSSES},
                                  title=f'Q6 {family}: FD-digits (mean over seeds), lower is better',
                                  xlabel='kimg', ylabel='FD-digits', log_y=True))
-    run.figure(figures.line_plot(
-        run.path(f'clr_terms_{family}.png'),
+    rep.figure(figures.line_plot(
+        rep.path(f'clr_terms_{family}.png'),
         {**{f'latent MSE seed{i}': (ev['latent_mse']['kimg'], ev['latent_mse']['value']) for i, ev in enumerate(evals['clr'])},
          **{f'rec L1 seed{i}': (ev['kimg'], ev['rec_l1']) for i, ev in enumerate(evals['clr'])}},
         title=f'Q6 {family}: CLR latent MSE (fakes, per tick) and rec L1 (held-out reals)', xlabel='kimg', ylabel='value'))
     for loss in LOSSES:
-        run.figure(figures.save_grid(evals[loss][0]['final_samples'], run.path(f'samples_{family}_{loss}.png'),
+        rep.figure(figures.save_grid(evals[loss][0]['final_samples'], rep.path(f'samples_{family}_{loss}.png'),
                                      cols=8, scale=3))
 
 
+def parse_args(argv):
+    parser = report.make_parser(__doc__, BENCH_ID)
+    parser.add_argument('--families', type=report.name_list(FAMILIES), default=','.join(FAMILIES), metavar='A,B',
+                        help='network families, comma-separated: %(default)s')
+    return parser.parse_args(argv)
+
+
 def main(argv=None):
-    parser = runinfo.base_parser(BENCH_ID, __doc__)
-    parser.add_argument('--families', default='dcgan,stylegan2', help='comma-separated: dcgan, stylegan2')
-    args = parser.parse_args(argv)
-    families = [f.strip() for f in args.families.split(',') if f.strip()]
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        parser.error(f'--families: unknown {unknown}; accepted: {", ".join(FAMILIES)}')
-    proto = PROTOCOLS[runinfo.mode_of(args)]
-    run = runinfo.BenchmarkRun(BENCH_ID, 'CLR-GAN vs baseline on digits (FD-digits, latent MSE, rec L1)', args,
-                               proto['seeds'])
-    run.setting(resolution=RESOLUTION, families={f: FAMILIES[f] for f in families}, losses=LOSSES,
-                protocol={k: v for k, v in proto.items() if k != 'seeds'}, eval_z_seed=EVAL_Z_SEED,
+    """Run the benchmark; returns the results.json content."""
+    return report.benchmark_main(argv, parse_args, run)
+
+
+def run(args, argv):
+    proto, seeds = report.protocol(args, PROTOCOLS)
+    rep = report.Report(BENCH_ID, 'CLR-GAN vs baseline on digits (FD-digits, latent MSE, rec L1)', args, seeds,
+                        script=__file__, argv=argv, layout='image')
+    rep.setting(resolution=RESOLUTION, families={f: FAMILIES[f] for f in args.families}, losses=LOSSES,
+                protocol=proto, eval_z_seed=EVAL_Z_SEED,
                 data='scikit-learn load_digits, half A (GAN) / half B (classifier, held-out reals); '
                      'substitutes CIFAR-10, which cannot be used offline on CPU')
-    ctx = prepare_data(run, proto)
+    ctx = prepare_data(rep, proto)
     summaries = {}
-    for family in families:
-        evals = trainer.by_loss_and_seed(LOSSES, proto['seeds'],
-                                         lambda loss, seed, f=family: train_one(run, f, loss, seed, ctx, proto))
-        summaries[family] = summarize_family(run, family, evals, proto['seeds'])
-        run.result(per_family=summaries)
-        run.save()
-    run.figure(figures.save_grid(np.asarray(digits.to_uint8(ctx['heldout'][:32])), run.path('heldout_reals.png'),
-                                 cols=8, scale=3))
-    run.finish()
+    for family in args.families:
+        evals = runner.by_loss_and_seed(LOSSES, seeds,
+                                        lambda loss, seed, f=family: train_one(rep, f, loss, seed, ctx, proto))
+        summaries[family] = summarize_family(rep, family, evals, seeds)
+        rep.result(per_family=summaries)
+        rep.save()
+    rep.figure(figures.save_grid(images.to_uint8(ctx['heldout'][:32]), rep.path('heldout_reals.png'), cols=8, scale=3))
+    rep.finish()
+    return rep.data
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """P4: throughput of the inference tools on CPU: generate.py, projector.py, calc_metrics.py's feature extraction.
 
-    python benchmarks/tools_speed.py --quick            # ~2 min
-    python benchmarks/tools_speed.py                    # larger counts (~5 min)
+    python -m benchmarks.tools_speed --quick            # ~2 min
+    python -m benchmarks.tools_speed                    # larger counts (~5 min)
 
 The network is a snapshot pickle written here: our Generator/Discriminator with the official cifar
 settings (32 px, 10 classes, num_fp16_res 4, random weights), so every tool goes through its
@@ -17,6 +17,10 @@ test suite (tests/test_metrics_detectors.py), and the results say so: then the d
 the time is far below the real one's. No goal: the numbers make regressions visible run to run.
 """
 
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
+
 import os
 import pickle
 import re
@@ -27,9 +31,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imgcommon import REPO_ROOT, digits, figures, runinfo  # noqa: E402
-from cpu_precision import OFFICIAL_CIFAR, SMOKE_NET, build_generator  # noqa: E402  pylint: disable=wrong-import-position
+from benchmarks.common import REPO_ROOT, digits, figures, report, runner
+from benchmarks.common.official_cifar import OFFICIAL_CIFAR, SMOKE_NET, build_discriminator, build_generator
+from stylegan_plus.io import images
 
 BENCH_ID = 'tools_speed'
 PROTOCOLS = {
@@ -39,25 +43,18 @@ PROTOCOLS = {
 }
 
 
-def write_snapshot(run, net_kwargs, data):
+def write_snapshot(rep, net_kwargs, data):
     """A snapshot pickle as training writes it (G, D, G_ema, ...), random weights; returns its path."""
-    from training.networks import Discriminator  # pylint: disable=import-outside-toplevel
     G = build_generator(net_kwargs)
-    syn = net_kwargs['synthesis_kwargs']
-    D = Discriminator(c_dim=G.c_dim, img_resolution=G.img_resolution, img_channels=G.img_channels,
-                      channel_base=syn['channel_base'], channel_max=syn['channel_max'],
-                      num_fp16_res=syn['num_fp16_res'], conv_clamp=syn['conv_clamp'], architecture='orig',
-                      epilogue_kwargs=dict(mbstd_group_size=32)).eval().requires_grad_(False)
     snapshot = dict(training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path=data,
                                              use_labels=True, max_size=None, xflip=False, resolution=32),
-                    G=G, D=D, G_ema=G, augment_pipe=None)
-    path = run.path('network-cifar-random.pkl')
-    with open(path, 'wb') as f:
-        pickle.dump(snapshot, f)
+                    G=G, D=build_discriminator(G, net_kwargs), G_ema=G, augment_pipe=None)
+    path = rep.path('network-cifar-random.pkl')
+    images.write_atomic(path, lambda f: pickle.dump(snapshot, f))
     return path
 
 
-def choose_detectors(run):
+def choose_detectors(rep):
     """'official' when both official detectors are found offline, else 'tiny' (test stand-ins saved under out)."""
     from metrics import detectors  # pylint: disable=import-outside-toplevel
     os.environ[detectors.OFFLINE_ENV] = '1'     # never download inside a benchmark
@@ -68,7 +65,7 @@ def choose_detectors(run):
     except detectors.DetectorNotFoundError:
         pass
     from tests.test_metrics_detectors import save_tiny_detectors  # pylint: disable=import-outside-toplevel
-    detectors.set_detector_dir(save_tiny_detectors(run.path('tiny-detectors')))
+    detectors.set_detector_dir(save_tiny_detectors(rep.path('tiny-detectors')))
     print('Official detectors not found offline: using the tiny test detectors (tests/test_metrics_detectors.py).')
     return 'tiny'
 
@@ -85,13 +82,13 @@ def time_generate(pkl, count):
     return count / (time.perf_counter() - start)
 
 
-def time_generate_cli(run, pkl, count):
+def time_generate_cli(rep, pkl, count):
     """Wall seconds of `python generate.py` for `count` seeds, end to end."""
     argv = [sys.executable, os.path.join(REPO_ROOT, 'generate.py'), f'--network={pkl}', f'--seeds=0-{count - 1}',
-            '--class=0', f'--outdir={run.path("generated")}', '--device=cpu']
-    run.command(argv)
+            '--class=0', f'--outdir={rep.path("generated")}', '--device=cpu']
+    rep.command(argv)
     start = time.time()
-    subprocess.run(argv, cwd=REPO_ROOT, check=True, capture_output=True)
+    subprocess.run(argv, cwd=REPO_ROOT, env=runner.child_env(), check=True, capture_output=True)
     return time.time() - start
 
 
@@ -135,27 +132,32 @@ def time_features(pkl, data, dataset_items, generator_items):
 
 
 def main(argv=None):
-    args = runinfo.base_parser(BENCH_ID, __doc__).parse_args(argv)
-    proto = PROTOCOLS[runinfo.mode_of(args)]
-    run = runinfo.BenchmarkRun(BENCH_ID, 'CPU throughput of generate.py, projector.py, calc_metrics.py', args, [0])
+    """Run the benchmark; returns the results.json content."""
+    return report.benchmark_main(argv, report.make_parser(__doc__, BENCH_ID).parse_args, run)
+
+
+def run(args, argv):
+    proto, seeds = report.protocol(args, PROTOCOLS)
+    rep = report.Report(BENCH_ID, 'CPU throughput of generate.py, projector.py, calc_metrics.py', args, seeds,
+                        script=__file__, argv=argv, layout='image')
     pixels, labels = digits.load(32)
-    data = digits.write_dataset(run.path('data/digits32.zip'), pixels, labels)
-    pkl = write_snapshot(run, proto['net'], data)
-    kind = choose_detectors(run)
-    run.setting(network=proto['net'], counts={k: v for k, v in proto.items() if k != 'net'}, detectors=kind,
+    data = digits.write_dataset(rep.path('data/digits32.zip'), pixels, labels)
+    pkl = write_snapshot(rep, proto['net'], data)
+    kind = choose_detectors(rep)
+    rep.setting(network=proto['net'], counts={k: v for k, v in proto.items() if k != 'net'}, detectors=kind,
                 data='scikit-learn load_digits at 32 px (as RGB for the detector)')
     gen_rate = time_generate(pkl, proto['images'])
     print(f'generate.py render_seeds: {gen_rate:.2f} images/s', flush=True)
-    cli_wall = time_generate_cli(run, pkl, proto['cli_seeds'])
+    cli_wall = time_generate_cli(rep, pkl, proto['cli_seeds'])
     print(f'generate.py CLI, {proto["cli_seeds"]} seeds end to end: {cli_wall:.1f} s', flush=True)
     proj_rate, proj_total = time_projector(pkl, proto['steps'])
     print(f'projector: {proj_rate:.2f} steps/s ({proto["steps"]} steps; {proj_total:.1f} s with set-up)', flush=True)
     real_rate, fake_rate = time_features(pkl, data, proto['dataset_items'], proto['generator_items'])
     print(f'calc_metrics features: {real_rate:.1f} real images/s, {fake_rate:.2f} generated images/s', flush=True)
-    run.result(generate_images_per_s=gen_rate, generate_cli_wall_s=cli_wall, generate_cli_seeds=proto['cli_seeds'],
+    rep.result(generate_images_per_s=gen_rate, generate_cli_wall_s=cli_wall, generate_cli_seeds=proto['cli_seeds'],
                projector_steps_per_s=proj_rate, projector_total_s=proj_total,
                features_real_images_per_s=real_rate, features_generated_images_per_s=fake_rate, detectors=kind)
-    run.figure(figures.bar_plot(run.path('tools_speed.png'), ['generate img/s', 'projector step/s', 'real feat img/s',
+    rep.figure(figures.bar_plot(rep.path('tools_speed.png'), ['generate img/s', 'projector step/s', 'real feat img/s',
                                                                'gen feat img/s'],
                                 [gen_rate, proj_rate, real_rate, fake_rate],
                                 title=f'P4: CPU throughput of the tools (detectors: {kind})', ylabel='per second'))
@@ -163,8 +165,9 @@ def main(argv=None):
     for what, value in (('generate.py images/s', gen_rate), ('projector.py steps/s', proj_rate),
                         ('calc_metrics.py feature extraction, real images/s', real_rate),
                         ('calc_metrics.py feature extraction, generated images/s', fake_rate)):
-        run.compare(what, 'n/a (printed; regressions visible run to run)', f'{value:.2f}{note}', 'printed', None)
-    run.finish()
+        rep.compare(what, 'n/a (printed; regressions visible run to run)', f'{value:.2f}{note}', 'printed', None)
+    rep.finish()
+    return rep.data
 
 
 if __name__ == '__main__':

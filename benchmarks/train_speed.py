@@ -1,9 +1,9 @@
 """P2: training throughput of train.py, baseline vs every --loss plugin, side by side in one run.
 
-    python benchmarks/train_speed.py --quick            # ~15 min on 2 cores: short timing windows
-    python benchmarks/train_speed.py                    # full: longer windows (~25 min)
-    python benchmarks/train_speed.py --device=cuda      # on a GPU (peak memory = torch's GPU peak)
-    python benchmarks/train_speed.py --quick --losses=rf,dist --families=dcgan   # a subset (baseline always runs)
+    python -m benchmarks.train_speed --quick            # ~15 min on 2 cores: short timing windows
+    python -m benchmarks.train_speed                    # full: longer windows (~25 min)
+    python -m benchmarks.train_speed --device=cuda      # on a GPU (peak memory = torch's GPU peak)
+    python -m benchmarks.train_speed --quick --losses=rf,dist --families=dcgan   # a subset (baseline always runs)
 
 For `--cfg=dcgan` at 32 px (the preset's widths) and a small StyleGAN2 at 32 px
 (`--cfg=cifar --cbase=1024 --cmax=64`), each loss runs train.py on the same data (the digits at
@@ -18,11 +18,11 @@ RFGAN runs with `--rf-ae-kimg=0`: its autoencoder pre-training is a one-off at t
 (--rf-ae-kimg, default 200 kimg of the AE alone) and is not part of the per-kimg GAN cost.
 """
 
-import os
-import sys
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imgcommon import digits, figures, runinfo, trainer  # noqa: E402
+from benchmarks.common import digits, figures, report, runner, runs
 
 BENCH_ID = 'train_speed'
 RESOLUTION = 32
@@ -44,14 +44,14 @@ PROTOCOLS = {
 WARMUP_TICKS = 2
 
 
-def _argv(run, family, loss, data, proto, device, nimg):
+def _job(family, loss, data, proto, device, nimg, suffix=''):
     spec = FAMILIES[family]
-    return trainer.train_argv(data=data, outdir=run.path(f'runs/{family}'), cfg=spec['cfg'], loss=loss, seed=0,
-                              nimg=nimg, tick=proto['tick'], snap=10000, device=device,
-                              extra=spec['extra'] + proto.get('extra', []) + LOSS_FLAGS.get(loss, []))
+    args = runner.image_train_args(data, 0, cfg=spec['cfg'], loss=loss, nimg=nimg, tick=proto['tick'], snap=10000,
+                                   device=device, extra=spec['extra'] + proto.get('extra', []) + LOSS_FLAGS.get(loss, []))
+    return runner.TrainJob(f'{family}-{loss}{suffix}', args)
 
 
-def time_one(run, family, loss, data, proto, device):
+def time_one(rep, family, loss, data, proto, device):
     """Time one loss: dict(sec_per_kimg (wall), cpu_sec_per_kimg, peak_mem_mb, wall_s, ...).
 
     The long run holds the warm-up ticks plus the timed ticks; with `cpu_pairs` a second, short
@@ -61,31 +61,30 @@ def time_one(run, family, loss, data, proto, device):
     """
     warmup_nimg = int(round((WARMUP_TICKS - 1) * proto['tick'] * 1000)) + 64
     timed_kimg = proto['ticks'] * proto['tick']
-    argv = _argv(run, family, loss, data, proto, device, warmup_nimg + int(round(timed_kimg * 1000)))
-    run.command(argv)
-    result = trainer.run_train(argv, run.path(f'logs/{family}-{loss}.log'))
-    records = trainer.stats(result.run_dir)
-    sec = trainer.training_sec_per_kimg(records, skip_ticks=WARMUP_TICKS)
+    long_job = runner.run_job(_job(family, loss, data, proto, device, warmup_nimg + int(round(timed_kimg * 1000))),
+                              rep.out)
+    rep.add_runs([long_job])
+    records = runs.read_stats(long_job.run_dir)
+    sec = runs.training_sec_per_kimg(records, skip_ticks=WARMUP_TICKS)
     cpu_sec = None
     if proto['cpu_pairs']:
-        short_argv = _argv(run, family, loss, data, proto, device, warmup_nimg)
-        run.command(short_argv)
-        short = trainer.run_train(short_argv, run.path(f'logs/{family}-{loss}-warmup-only.log'))
-        cpu_sec = (result.cpu_s - short.cpu_s) / timed_kimg
-    peak = result.peak_rss_mb
+        short = runner.run_job(_job(family, loss, data, proto, device, warmup_nimg, suffix='-warmup-only'), rep.out)
+        rep.add_runs([short])
+        cpu_sec = (long_job.cpu_sec - short.cpu_sec) / timed_kimg
+    peak = long_job.peak_rss_mb
     if device == 'cuda':
         peak = max(r['Resources/peak_gpu_mem_gb']['mean'] for r in records) * 1024
-    print(f'  {family}/{loss}: {runinfo.fmt(sec, 2)} s/kimg wall, {runinfo.fmt(cpu_sec, 2)} CPU s/kimg, '
+    print(f'  {family}/{loss}: {report.fmt(sec, 2)} s/kimg wall, {report.fmt(cpu_sec, 2)} CPU s/kimg, '
           f'peak {"GPU" if device == "cuda" else "RSS"} {peak:.0f} MiB', flush=True)
-    return dict(sec_per_kimg=sec, cpu_sec_per_kimg=cpu_sec, peak_mem_mb=peak, wall_s=result.wall_s,
-                cpu_s=result.cpu_s, timed_kimg=timed_kimg, run_dir=result.run_dir)
+    return dict(sec_per_kimg=sec, cpu_sec_per_kimg=cpu_sec, peak_mem_mb=peak, wall_s=long_job.wall_sec,
+                cpu_s=long_job.cpu_sec, timed_kimg=timed_kimg, run_dir=long_job.run_dir)
 
 
 def _ratio(row, base, key):
     return row[key] / base[key] if row.get(key) and base.get(key) else None
 
 
-def compare_family(run, family, rows):
+def compare_family(rep, family, rows):
     """Ratios to the baseline and the paper-vs-ours rows of one family; returns the ratio dict.
 
     The verdict uses the CPU-time ratio when measured (robust to other load on the machine),
@@ -101,11 +100,11 @@ def compare_family(run, family, rows):
         ratios[loss] = dict(time_ratio=cpu if cpu is not None else wall, wall_ratio=wall, cpu_ratio=cpu,
                             mem_ratio=mem)
         judged = ratios[loss]['time_ratio']
-        run.compare(f'{family}: {loss} time per kimg over the baseline', f'estimate <= {GOALS[loss]}x',
-                    f'{runinfo.fmt(cpu, 2)}x CPU ({runinfo.fmt(row["cpu_sec_per_kimg"], 2)} vs '
-                    f'{runinfo.fmt(base["cpu_sec_per_kimg"], 2)} CPU s/kimg), {runinfo.fmt(wall, 2)}x wall '
-                    f'({runinfo.fmt(row["sec_per_kimg"], 2)} vs {runinfo.fmt(base["sec_per_kimg"], 2)} s/kimg); '
-                    f'peak memory {runinfo.fmt(mem, 2)}x ({row["peak_mem_mb"]:.0f} vs {base["peak_mem_mb"]:.0f} MiB)',
+        rep.compare(f'{family}: {loss} time per kimg over the baseline', f'estimate <= {GOALS[loss]}x',
+                    f'{report.fmt(cpu, 2)}x CPU ({report.fmt(row["cpu_sec_per_kimg"], 2)} vs '
+                    f'{report.fmt(base["cpu_sec_per_kimg"], 2)} CPU s/kimg), {report.fmt(wall, 2)}x wall '
+                    f'({report.fmt(row["sec_per_kimg"], 2)} vs {report.fmt(base["sec_per_kimg"], 2)} s/kimg); '
+                    f'peak memory {report.fmt(mem, 2)}x ({row["peak_mem_mb"]:.0f} vs {base["peak_mem_mb"]:.0f} MiB)',
                     f'<= {GOALS[loss]}x', None if judged is None else bool(judged <= GOALS[loss]))
     return ratios
 
@@ -119,59 +118,58 @@ def print_table(results):
         for loss, row in rows.items():
             ratio = _ratio(row, base, 'cpu_sec_per_kimg') or _ratio(row, base, 'sec_per_kimg')
             goal = f'{GOALS[loss]:.1f}x' if loss in GOALS else '-'
-            print(f'{family:<10} {loss:<11} {runinfo.fmt(row["sec_per_kimg"], 2):>8} '
-                  f'{runinfo.fmt(row["cpu_sec_per_kimg"], 2):>10} {runinfo.fmt(ratio, 2):>6} {goal:>6} '
+            print(f'{family:<10} {loss:<11} {report.fmt(row["sec_per_kimg"], 2):>8} '
+                  f'{report.fmt(row["cpu_sec_per_kimg"], 2):>10} {report.fmt(ratio, 2):>6} {goal:>6} '
                   f'{row["peak_mem_mb"]:>9.0f} {_ratio(row, base, "peak_mem_mb"):>6.2f}')
 
 
-def _subset(parser, flag, given, allowed):
-    """The names of a comma-separated --losses/--families value, in `allowed`'s order (None: all)."""
-    if given is None:
-        return list(allowed)
-    names = [name.strip() for name in given.split(',') if name.strip()]
-    unknown = [name for name in names if name not in allowed]
-    if unknown or not names:
-        parser.error(f'{flag}={given!r}: unknown or empty; choose from {",".join(allowed)}')
-    return [name for name in allowed if name in names]
-
-
-def restrict_protocol(proto, parser, losses=None, families=None):
-    """A copy of `proto` limited to the given losses (the baseline is always kept) and families."""
+def restrict_protocol(proto, losses=None, families=None):
+    """A copy of `proto` limited to the given losses (the baseline is always kept) and families (None: all)."""
     proto = dict(proto)
-    kept = _subset(parser, '--losses', losses, proto['losses'])
-    proto['losses'] = tuple(loss for loss in proto['losses'] if loss == BASELINE or loss in kept)
-    proto['families'] = _subset(parser, '--families', families, proto['families'])
+    proto['losses'] = tuple(loss for loss in proto['losses'] if loss == BASELINE or losses is None or loss in losses)
+    proto['families'] = [family for family in proto['families'] if families is None or family in families]
     return proto
 
 
-def main(argv=None):
-    parser = runinfo.base_parser(BENCH_ID, __doc__)
+def parse_args(argv):
+    parser = report.make_parser(__doc__, BENCH_ID)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu', help='train.py --device (default: cpu)')
-    parser.add_argument('--losses', metavar='A,B', default=None,
+    parser.add_argument('--losses', type=report.name_list(LOSSES), metavar='A,B', default=None,
                         help='only these losses beside the baseline (comma-separated; default: all of the protocol)')
-    parser.add_argument('--families', metavar='A,B', default=None,
+    parser.add_argument('--families', type=report.name_list(FAMILIES), metavar='A,B', default=None,
                         help='only these network families (dcgan, stylegan2; default: all of the protocol)')
-    args = parser.parse_args(argv)
-    proto = restrict_protocol(PROTOCOLS[runinfo.mode_of(args)], parser, args.losses, args.families)
-    run = runinfo.BenchmarkRun(BENCH_ID, 'train.py sec/kimg and peak memory, baseline vs every loss plugin', args, [0])
-    run.setting(resolution=RESOLUTION, device=args.device, families={f: FAMILIES[f] for f in proto['families']},
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Run the benchmark; returns the results.json content."""
+    return report.benchmark_main(argv, parse_args, run)
+
+
+def run(args, argv):
+    proto, seeds = report.protocol(args, PROTOCOLS)
+    proto = restrict_protocol(proto, args.losses, args.families)
+    rep = report.Report(BENCH_ID, 'train.py sec/kimg and peak memory, baseline vs every loss plugin', args, seeds,
+                        script=__file__, argv=argv, layout='image')
+    rep.setting(resolution=RESOLUTION, device=args.device, families={f: FAMILIES[f] for f in proto['families']},
                 losses=proto['losses'], loss_flags=LOSS_FLAGS, tick_kimg=proto['tick'], timed_ticks=proto['ticks'],
                 warmup_ticks=WARMUP_TICKS, goals=GOALS, data='scikit-learn load_digits at 32 px (1 797 images)')
     pixels, labels = digits.load(RESOLUTION)
-    data = digits.write_dataset(run.path(f'data/digits{RESOLUTION}.zip'), pixels, labels)
+    data = digits.write_dataset(rep.path(f'data/digits{RESOLUTION}.zip'), pixels, labels)
     results, ratios = {}, {}
     for family in proto['families']:
-        results[family] = {loss: time_one(run, family, loss, data, proto, args.device) for loss in proto['losses']}
-        ratios[family] = compare_family(run, family, results[family])
-        run.result(runs=results, ratios=ratios)
-        run.save()
+        results[family] = {loss: time_one(rep, family, loss, data, proto, args.device) for loss in proto['losses']}
+        ratios[family] = compare_family(rep, family, results[family])
+        rep.result(runs=results, ratios=ratios)
+        rep.save()
         names = [loss for loss in proto['losses'] if loss != BASELINE]
-        run.figure(figures.bar_plot(run.path(f'overhead_{family}.png'), names,
+        rep.figure(figures.bar_plot(rep.path(f'overhead_{family}.png'), names,
                                     [ratios[family][n]['time_ratio'] for n in names], reference=1.0,
                                     title=f'P2 {family} 32 px: time per kimg / baseline (CPU if measured; dashed: 1.0)',
                                     ylabel='ratio'))
     print_table(results)
-    run.finish()
+    rep.finish()
+    return rep.data
 
 
 if __name__ == '__main__':

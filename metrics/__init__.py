@@ -4,7 +4,10 @@
 official metric (fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k, fid50k, kid50k, pr50k3,
 ppl_zfull, ppl_wfull, ppl_zend, ppl_wend) plus the quick fid10k_full and kid10k_full; one module
 per metric family holds its formula; `metric_utils` extracts detector features of real and
-generated images; `fid_folders` is a standalone FID tool (`python -m metrics.fid_folders A B`).
+generated images; `fid_folders` computes FID of image folders (command line:
+`python -m stylegan_plus.cli.fid_folders A B`); `digits_check` scores digit generators
+(`python -m stylegan_plus.cli.digits_check`). Nothing here imports click: the command lines
+live in `stylegan_plus/cli/` and the top-level scripts.
 
 Detector files (`inception-2015-12-05.pt`, `vgg16.pt`, NVIDIA's TorchScript networks) are
 looked up in this order (see `metrics.detectors`):

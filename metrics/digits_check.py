@@ -1,6 +1,6 @@
 """Are a generator's digits recognisable? A classifier trained on scikit-learn's digits judges.
 
-    python -m metrics.digits_check --network=<run>/network-snapshot-000100.pkl
+    python -m stylegan_plus.cli.digits_check --network=<run>/network-snapshot-000100.pkl
 
 prints the share of 256 generated samples that the classifier assigns to one digit with
 probability >= 0.9, and the same share for real digits it never saw, as the reference (here for
@@ -23,7 +23,6 @@ blends of two different digits. A sample counts when one digit class gets p >= 0
 import dataclasses
 import functools
 
-import click
 import numpy as np
 import scipy.ndimage
 import torch
@@ -108,7 +107,8 @@ def non_digits(pixels, labels, count, rng):
 def fit_checker(resolution, seed=SPLIT_SEED):
     """Train the classifier on 75 % of the digits at `resolution` px (8, 16, 32 or 64); a few seconds on one core.
 
-    Deterministic, so the result is cached for the process.
+    Deterministic, so the result is cached for the process. Raises DatasetToolError (from
+    `make_digits.load_digit_arrays`) when scikit-learn is missing.
     """
     images, labels = make_digits.load_digit_arrays()     # says how to install scikit-learn when it is missing
     from sklearn.neural_network import MLPClassifier  # pylint: disable=import-outside-toplevel
@@ -208,44 +208,3 @@ def save_verdict_grid(pixels, probs, path, threshold=THRESHOLD, cols=8, scale=4)
     image = PIL.Image.fromarray(canvas).resize((cols * cell * scale, rows * cell * scale), PIL.Image.NEAREST)
     atomic_write(path, lambda f: image.save(f, format='png'))
     return path
-
-
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle (G_ema is sampled)', required=True, metavar='PKL')
-@click.option('--samples', help='Generated samples to classify', type=click.IntRange(min=1), default=256,
-              show_default=True)
-@click.option('--seed', help='Seed of the latents', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--threshold', help='Probability a sample must reach', type=click.FloatRange(0, 1), default=THRESHOLD,
-              show_default=True)
-@click.option('--require', help='Exit with status 1 when the generated share is below this (0-1)',
-              type=click.FloatRange(0, 1), metavar='SHARE')
-@click.option('--grid', 'grid_path', help='Also save the first 64 samples, framed green (recognised) or red',
-              metavar='PNG')
-def main(network_pkl, samples, seed, threshold, require, grid_path):
-    """Classify generated digits with a classifier trained on scikit-learn's digits; print the shares."""
-    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
-    G = devices.prepare_generator(devices.load_network(network_pkl), torch.device('cpu'), log=click.echo)
-    resolution = int(G.img_resolution)
-    if resolution not in make_digits.RESOLUTIONS or int(G.img_channels) != 1:
-        raise click.BadParameter(f'{network_pkl} draws {G.img_channels}-channel images of {resolution} px; the '
-                                 f'digits check needs grayscale images of '
-                                 f'{", ".join(map(str, make_digits.RESOLUTIONS))} px', param_hint='--network')
-    checker = fit_checker(resolution)
-    pixels, labels = sample_digits(G, samples, seed=seed, return_labels=True)
-    # A class-conditional G over the 10 digits is also scored on drawing the class it was asked for.
-    generated = check(checker, pixels, labels if G.c_dim == NUM_CLASSES else None, threshold=threshold)
-    reals = check_reals(checker, threshold)
-    click.echo(f'Digits check ({resolution} px classifier; accepted = probability >= {threshold:g}):')
-    click.echo('  generated: ' + describe(generated, 'samples', 'drawn as the class asked for'))
-    click.echo('  reals:     ' + describe(reals, 'held-out real digits'))
-    if grid_path:
-        shown = pixels[:64]
-        save_verdict_grid(shown, probabilities(checker, shown), grid_path, threshold)
-        click.echo(f'  {grid_path}: the first {len(shown)} samples, framed green (recognised) or red (not)')
-    if require is not None and generated.share < require:
-        raise click.ClickException(f'only {100 * generated.share:.1f} % of the samples were recognised; '
-                                   f'--require asks for at least {100 * require:.1f} %')
-
-
-if __name__ == '__main__':
-    main()  # pylint: disable=no-value-for-parameter

@@ -16,8 +16,9 @@ import torch
 
 import dnnlib
 from metrics import detectors
+from stylegan_plus import devices
+from stylegan_plus.networks.inference import prepare_generator
 from stylegan_plus.sampling import memory_budget
-from stylegan_plus.cli.device import prepare_generator
 from torch_utils import misc
 
 # FeatureStats and ProgressMonitor live in their own modules; this one keeps their official import path.
@@ -28,8 +29,8 @@ _CACHE_FORMAT = 1  # bump when the cached statistics change meaning, so old file
 
 
 def default_device(rank=0):
-    """`cuda:<rank>` when CUDA is available, else CPU."""
-    return torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
+    """`cuda:<rank>` when CUDA is available, else CPU (`stylegan_plus.devices.resolve_device`)."""
+    return devices.resolve_device(None, local_rank=rank)
 
 
 class MetricOptions:
@@ -57,7 +58,7 @@ class MetricOptions:
         self.dataset_kwargs = dnnlib.EasyDict(dataset_kwargs)
         self.num_gpus = num_gpus
         self.rank = rank
-        self.device = torch.device(device) if device is not None else default_device(rank)
+        self.device = devices.resolve_device(device) if device is not None else default_device(rank)
         self.progress = progress.sub() if progress is not None and rank == 0 else ProgressMonitor()
         self.cache = cache
         self.max_samples = max_samples

@@ -6,12 +6,11 @@ or linear (w space) interpolation between two random latents, t uniform in [0, 1
 t = 0 ("end"). Distances outside the 1st..99th percentile are discarded before averaging.
 """
 
-import click
 import numpy as np
 import torch
 
 from metrics.detectors import VGG16_URL
-from stylegan_plus.cli.device import describe_generator, has_mapping_synthesis
+from stylegan_plus.networks.inference import describe_generator, has_mapping_synthesis
 
 from . import metric_utils
 from .feature_stats import all_gather_interleaved
@@ -21,11 +20,10 @@ SPACES = ('z', 'w')
 SAMPLINGS = ('full', 'end')
 
 
-class PathLengthUnsupportedError(click.UsageError, ValueError):
+class PathLengthUnsupportedError(ValueError):
     """PPL asked of a generator without a mapping network (DCGAN, MLP).
 
-    A ValueError for library callers; a click CLI running the metric shows it as a usage error
-    (message, exit code 2) instead of a traceback.
+    `calc_metrics.py` checks the generator before any work and shows this as a usage error.
     """
 
 

@@ -37,7 +37,7 @@ python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -e ".[demo]"
 
 if [ ! -f "$OUT/digits16/dataset.json" ]; then
-    python -m stylegan_plus.data.make_digits --dest="$OUT/digits16" --resolution=16
+    python -m stylegan_plus.cli.make_digits --dest="$OUT/digits16" --resolution=16
 fi
 
 python train.py --outdir="$OUT" --data="$OUT/digits16" --cfg=dcgan --cond=1 --cbase=512 --batch=32 \
@@ -49,9 +49,9 @@ PKL="$(ls "$RUN"network-snapshot-*.pkl | sort | tail -n 1)"
 python generate.py --network="$PKL" --class="$CLASS" --seeds=0-31 --outdir="${RUN}generated" --device=cpu --grid=1
 
 echo
-python -m stylegan_plus.io.plot_stats "$RUN" --summary
+python -m stylegan_plus.cli.plot_stats "$RUN" --summary
 echo
-python -m metrics.digits_check --network="$PKL" --samples=256 --grid="${RUN}checked.png"
+python -m stylegan_plus.cli.digits_check --network="$PKL" --samples=256 --grid="${RUN}checked.png"
 
 echo
 echo "Run folder:      $RUN"

@@ -9,7 +9,10 @@ Use them by class path, e.g. `--loss=tests.plugins_for_tests.ExtraNetLoss`.
 import torch
 
 from stylegan_plus.losses import LossAddon, LossOption, PhaseSpec, StyleGAN2Loss
+from stylegan_plus.losses.phases import Phase
 from torch_utils import training_stats
+
+H_PHASE = 'Hmain'
 
 
 class ExtraNetLoss(StyleGAN2Loss):
@@ -36,7 +39,7 @@ class ExtraNetLoss(StyleGAN2Loss):
         self.h_loss_avg = torch.zeros([], device=self.device)
 
     def phases(self, default_phases, opt_kwargs):
-        h_phase = PhaseSpec('Hmain', modules=('H',), opt='H',
+        h_phase = PhaseSpec(H_PHASE, modules=('H',), opt='H',
                             opt_kwargs=dict(class_name='torch.optim.Adam', lr=self.testx_lr, betas=[0.5, 0.99]))
         g_phases = [spec for spec in default_phases if 'G' in spec.modules]
         other = [spec for spec in default_phases if 'G' not in spec.modules]
@@ -53,7 +56,7 @@ class ExtraNetLoss(StyleGAN2Loss):
             args.g_steps = 2
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase != 'Hmain':
+        if phase != H_PHASE:
             super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
             return
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
@@ -78,14 +81,14 @@ class TracingAddon(LossAddon):
 
     def transform_fakes(self, phase, gen_z, gen_c, sync):
         self.seen.append(('transform', phase))
-        if phase in ('Dmain', 'Dboth'):
+        if phase in Phase.mains('D'):
             return -gen_z, gen_c
         return gen_z, gen_c
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         self.seen.append(('accumulate', phase))
         self.calls += 1
-        if phase in ('Gmain', 'Gboth'):
+        if phase in Phase.mains('G'):
             img, _ws = self.main.run_G(gen_z, gen_c, sync=sync, mixing=False)
             term = img.mean().square() * self.trace_scale
             training_stats.report('Loss/trace/term', term)

@@ -3,7 +3,7 @@
 Each script runs as a user runs it (a subprocess, `--smoke`: seconds, one tiny train.py run per
 loss, meaningless numbers) and must write results.json with the documented keys, the recorded
 train.py commands, a paper-vs-ours table and readable PNG figures, so the scripts cannot rot.
-Shared helpers of `benchmarks/imgcommon` are also checked directly on hand-made cases.
+Their domain helpers (`benchmarks/common`: digits, classifier) are also checked on hand-made cases.
 """
 
 import json
@@ -15,22 +15,26 @@ import numpy as np
 import PIL.Image
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
-from imgcommon import classifier, digits, runinfo, trainer  # noqa: E402  pylint: disable=wrong-import-position
+from benchmarks.common import REPO_ROOT, classifier, digits, report
 
-COMMON_KEYS = {'benchmark', 'title', 'mode', 'command', 'seeds', 'versions', 'threads', 'settings', 'results',
-               'comparison', 'commands', 'figures', 'wall_time_s'}
+COMMON_KEYS = set(report.LAYOUTS['image'].keys)
 
 
-def run_benchmark(script, out, *extra):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', script), '--smoke', f'--out={out}',
-                           *extra], cwd=REPO, capture_output=True, text=True, timeout=300)
+def run_benchmark(module, out, *extra, by_path=False):
+    """Run `python -m benchmarks.<module> --smoke` from the repository root, or (by_path) the script by its
+    path from another folder, as `python benchmarks/<module>.py` works from anywhere."""
+    if by_path:
+        argv, cwd = [sys.executable, os.path.join(REPO_ROOT, 'benchmarks', f'{module}.py')], str(out)
+    else:
+        argv, cwd = [sys.executable, '-m', f'benchmarks.{module}'], REPO_ROOT
+    proc = subprocess.run(argv + ['--smoke', f'--out={out}', *extra], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with open(os.path.join(out, 'results.json')) as f:
+    with open(os.path.join(out, 'results.json'), encoding='utf-8') as f:
         data = json.load(f)
     assert COMMON_KEYS <= set(data), sorted(data)
-    assert data['mode'] == 'smoke' and data['benchmark'] == script[:-3]
+    assert data['mode'] == 'smoke' and data['benchmark'] == module
+    assert data['command'].startswith(f'python -m benchmarks.{module} --smoke')
     assert data['comparison'] and all({'what', 'paper', 'ours', 'goal', 'met'} <= set(row) for row in data['comparison'])
     assert data['figures']
     for name in data['figures']:
@@ -46,7 +50,7 @@ def train_commands(data):
 
 @pytest.mark.slow
 def test_q4_pair_mining(tmp_path):
-    data, _ = run_benchmark('q4_advlat_pairs.py', tmp_path)
+    data, _ = run_benchmark('q4_advlat_pairs', tmp_path, by_path=True)
     ratios = data['results']['ratios']
     assert set(ratios) == {'start', 'mined', 'inverse'}
     assert all(r['batch_ratio_mean'] > 0 and r['num_pairs'] == 64 for r in ratios.values())
@@ -57,7 +61,7 @@ def test_q4_pair_mining(tmp_path):
 
 @pytest.mark.slow
 def test_q6_clr_digits(tmp_path):
-    data, stdout = run_benchmark('q6_clr_digits.py', tmp_path, '--families=dcgan')
+    data, stdout = run_benchmark('q6_clr_digits', tmp_path, '--families=dcgan')
     family = data['results']['per_family']['dcgan']
     # The smoke run snapshots at its start and its end, both within kimg 0 (the second named ..._NNN).
     assert set(family['fd_mean']) == {'stylegan2', 'clr'} and family['kimg'] == [0, 0]
@@ -71,7 +75,7 @@ def test_q6_clr_digits(tmp_path):
 
 @pytest.mark.slow
 def test_q7_dist_stacked(tmp_path):
-    data, _ = run_benchmark('q7_dist_stacked.py', tmp_path)
+    data, _ = run_benchmark('q7_dist_stacked', tmp_path)
     width = data['results']['per_width']['K/4']
     assert set(width) == {'stylegan2', 'dist'}
     assert all(1 <= w['modes_mean'] <= 1000 and w['kl_mean'] >= 0 for w in width.values())
@@ -82,7 +86,7 @@ def test_q7_dist_stacked(tmp_path):
 
 @pytest.mark.slow
 def test_train_speed(tmp_path):
-    data, stdout = run_benchmark('train_speed.py', tmp_path)
+    data, stdout = run_benchmark('train_speed', tmp_path)
     runs = data['results']['runs']['dcgan']
     assert set(runs) == {'stylegan2', 'clr'}
     assert all(r['sec_per_kimg'] > 0 and r['peak_mem_mb'] > 10 for r in runs.values())
@@ -92,7 +96,7 @@ def test_train_speed(tmp_path):
 
 @pytest.mark.slow
 def test_cpu_precision(tmp_path):
-    data, _ = run_benchmark('cpu_precision.py', tmp_path)
+    data, _ = run_benchmark('cpu_precision', tmp_path)
     res = data['results']
     assert res['block_dtypes']['forced_fp16']['b32'] == 'torch.float16'   # the fp16 side really ran fp16
     assert set(res['block_dtypes']['ours'].values()) == {'torch.float32'}
@@ -105,7 +109,7 @@ def test_cpu_precision(tmp_path):
 
 @pytest.mark.slow
 def test_tools_speed(tmp_path):
-    data, _ = run_benchmark('tools_speed.py', tmp_path)
+    data, _ = run_benchmark('tools_speed', tmp_path)
     res = data['results']
     for key in ('generate_images_per_s', 'projector_steps_per_s', 'features_real_images_per_s',
                 'features_generated_images_per_s'):
@@ -134,13 +138,3 @@ def test_stacked_digits_and_halves():
     assert np.array_equal(modes, stacks[:, 0, 0, 0].astype(int) * 100 + stacks[:, 0, 0, 1] * 10 + stacks[:, 0, 0, 2])
     a, b = digits.halves(11)
     assert len(a) == 6 and len(b) == 5 and not set(a) & set(b)
-
-
-def test_stats_timing_and_json(tmp_path):
-    records = [{'Progress/kimg': {'mean': k}, 'Timing/sec_per_tick': {'mean': s}, 'Loss/x': {'mean': k * 2}}
-               for k, s in [(0.064, 9.0), (0.5, 4.0), (1.0, 1.0), (1.5, 2.0)]]
-    assert trainer.training_sec_per_kimg(records, skip_ticks=2) == pytest.approx(3.0)   # 3 s over 1 kimg
-    assert trainer.training_sec_per_kimg(records[:2], skip_ticks=2) is None
-    kimg, values = trainer.series(records, 'Loss/x')
-    assert np.allclose(values, kimg * 2)
-    assert runinfo.to_jsonable({'a': np.float32(1.5), 'b': [np.int64(2), float('nan')]}) == {'a': 1.5, 'b': [2, None]}

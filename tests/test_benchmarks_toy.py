@@ -142,7 +142,7 @@ def _check_outputs(out, data, expected_runs, result_keys):
         saved = json.load(f)
     assert saved == json.loads(json.dumps(data))
     assert set(report.RESULT_KEYS) <= set(saved)
-    assert saved['mode'] == 'smoke'
+    assert saved['mode'] == 'smoke' and saved['command'].startswith(f'python -m benchmarks.{saved["benchmark"]}_')
     assert sorted(run['name'] for run in saved['runs']) == sorted(expected_runs)
     for run in saved['runs']:
         assert run['command'].startswith('OMP_NUM_THREADS=1 python train.py --outdir=')
@@ -162,6 +162,14 @@ def _smoke(module, tmp_path):
     return out, module.main(['--smoke', '--out', out, '--parallel', '2'])
 
 
+def _start_elsewhere(monkeypatch, tmp_path):
+    # train.py imports `--loss=benchmarks.common.toy_losses.NAME` by dotted path: the runner gives the
+    # child the repository root as its folder and on PYTHONPATH, whatever folder the benchmark starts in.
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+
 @pytest.mark.slow
 def test_q1_smoke(tmp_path):
     out, data = _smoke(q1_loganb_ring, tmp_path)
@@ -171,7 +179,8 @@ def test_q1_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_q2_smoke(tmp_path):
+def test_q2_smoke(tmp_path, monkeypatch):
+    _start_elsewhere(monkeypatch, tmp_path)
     out, data = _smoke(q2_dist_grid, tmp_path)
     saved = _check_outputs(out, data, ['gan-seed0', 'dist-seed0'], ['per_run', 'summary', 'paper'])
     assert saved['results']['per_run']['dist-seed0']['G_ema']['num_points'] == coverage.SAMPLES

@@ -1,4 +1,8 @@
-"""--cfg presets: the official table and auto rule (docs/compat.md 1.1), key order, dcgan and toy."""
+"""--cfg presets: the official table and auto rule (docs/compat.md 1.1), key order, dcgan and toy.
+
+Presets name classes where they live (`stylegan_plus.*`); the official `training.*` names appear
+once the compat table has renamed them (`official_names.to_official`), as training_options.json has them.
+"""
 
 import json
 
@@ -6,7 +10,7 @@ import pytest
 import torch
 
 import dnnlib
-from stylegan_plus.training import configs
+from stylegan_plus.training import configs, official_names
 from stylegan_plus.training.configs import ConfigError, build_config, get_config, list_configs
 
 # The official table, restated for the test: ref_gpus, kimg, mb, mbstd, fmaps, lrate, gamma, ema, ramp, map.
@@ -42,7 +46,9 @@ def test_official_presets(name):
     expected = _expected(TABLE[name], cifar=(name == 'cifar'))
     assert preset.desc == name
     # json.dumps keeps key order, so this also checks the order training_options.json gets.
-    assert json.dumps(preset.args) == json.dumps(expected)
+    assert json.dumps(official_names.to_official(preset.args)) == json.dumps(expected)
+    assert preset.args.G_kwargs.class_name == 'stylegan_plus.networks.stylegan2.Generator'
+    assert preset.args.loss_kwargs.class_name == 'stylegan_plus.losses.stylegan2.StyleGAN2Loss'
     assert get_config(name).family == 'stylegan2' and get_config(name).data_kind == 'image'
 
 
@@ -72,7 +78,7 @@ def test_cifar_key_order_as_measured():
 def test_auto_rule(res, gpus, mb, mbstd, fmaps, lrate, gamma, ema):
     preset = build_config('auto', resolution=res, num_gpus=gpus)
     expected = _expected((gpus, 25000, mb, mbstd, fmaps, lrate, gamma, ema, 0.05, 2))
-    got = json.loads(json.dumps(preset.args))
+    got = json.loads(json.dumps(official_names.to_official(preset.args)))
     assert got.pop('loss_kwargs')['r1_gamma'] == pytest.approx(gamma, rel=1e-12)
     expected.pop('loss_kwargs')
     assert got == json.loads(json.dumps(expected))
@@ -99,7 +105,7 @@ def test_dcgan_preset(res):
     assert args.G_kwargs.class_name == 'stylegan_plus.networks.dcgan.Generator'
     assert args.D_kwargs.class_name == 'stylegan_plus.networks.dcgan.Discriminator'
     assert args.G_opt_kwargs == dict(class_name='torch.optim.Adam', lr=0.0002, betas=[0.5, 0.999], eps=1e-8)
-    assert args.loss_kwargs == dict(class_name='training.loss.StyleGAN2Loss', r1_gamma=0.0002 * res ** 2 / 64,
+    assert args.loss_kwargs == dict(class_name=configs.BASELINE_LOSS, r1_gamma=0.0002 * res ** 2 / 64,
                                     pl_weight=0, style_mixing_prob=0)
     assert (args.batch_size, args.batch_gpu, args.G_reg_interval) == (64, 32, None)
     assert 'D_reg_interval' not in args     # lazy R1 at the loop default
@@ -122,7 +128,7 @@ def test_toy_preset():
     assert (entry.family, entry.data_kind) == ('mlp', 'points')
     assert dnnlib.util.get_obj_by_name(entry.dataset_class_name).__name__ == 'PointCloudDataset'
     args = preset.args
-    assert args.loss_kwargs == dict(class_name='training.loss.StyleGAN2Loss', r1_gamma=0, pl_weight=0, style_mixing_prob=0)
+    assert args.loss_kwargs == dict(class_name=configs.BASELINE_LOSS, r1_gamma=0, pl_weight=0, style_mixing_prob=0)
     assert (args.G_reg_interval, args.D_reg_interval, args.batch_size) == (None, None, 128)
     common = dict(c_dim=0, img_resolution=1, img_channels=2)
     G = dnnlib.util.construct_class_by_name(**args.G_kwargs, **common)
@@ -131,8 +137,14 @@ def test_toy_preset():
     json.dumps(args)    # everything is JSON-serialisable
 
 
-def test_official_presets_name_official_classes():
-    for name in TABLE:
-        args = build_config(name, 256, 1).args
-        for key in ('G_kwargs', 'D_kwargs', 'loss_kwargs'):
-            assert dnnlib.util.get_obj_by_name(args[key].class_name) is not None
+def test_presets_name_canonical_classes_with_official_twins():
+    for name in list_configs():
+        entry = get_config(name)
+        args = build_config(name, 1 if entry.data_kind == 'points' else 32, 1).args
+        for class_name in (args.G_kwargs.class_name, args.D_kwargs.class_name, args.loss_kwargs.class_name,
+                           entry.dataset_class_name):
+            assert class_name.startswith('stylegan_plus.'), (name, class_name)
+            official = official_names.official_name(class_name)
+            # Where the table has an official name, both paths resolve to the same class.
+            assert dnnlib.util.get_obj_by_name(official) is dnnlib.util.get_obj_by_name(class_name)
+            assert official_names.canonical_name(official) == class_name

@@ -1,5 +1,5 @@
 """The digits check: a classifier of scikit-learn's digits that recognises real digits, refuses
-non-digits, and scores generators through `python -m metrics.digits_check`."""
+non-digits, and scores generators through `python -m stylegan_plus.cli.digits_check`."""
 
 import pickle
 
@@ -12,6 +12,7 @@ pytest.importorskip('sklearn')
 
 from stylegan_plus.networks import dcgan  # noqa: E402  pylint: disable=wrong-import-position
 from metrics import digits_check as dc  # noqa: E402  pylint: disable=wrong-import-position
+from stylegan_plus.cli import digits_check as dc_cli  # noqa: E402  pylint: disable=wrong-import-position
 
 RES = 16
 
@@ -117,14 +118,14 @@ def test_conditional_generators_get_labels_and_are_scored_on_them(checker, tmp_p
     pixels, labels = checker.heldout[keep], checker.heldout_labels[keep]
     for shift, asked in ((0, '100.0 %'), (3, '0.0 %')):
         pkl = write_pickle(tmp_path / f'cond{shift}.pkl', ClassReplayGenerator(pixels, labels, shift))
-        result = CliRunner().invoke(dc.main, [f'--network={pkl}', '--samples=100'])
+        result = CliRunner().invoke(dc_cli.main, [f'--network={pkl}', '--samples=100'])
         assert result.exit_code == 0 and f'drawn as the class asked for {asked}' in result.output, result.output
 
 
 @pytest.mark.slow
 def test_cli_scores_a_perfect_and_an_untrained_generator(checker, tmp_path):
     perfect = write_pickle(tmp_path / 'perfect.pkl', ReplayGenerator(checker.heldout))
-    result = CliRunner().invoke(dc.main, [f'--network={perfect}', '--samples=449'])
+    result = CliRunner().invoke(dc_cli.main, [f'--network={perfect}', '--samples=449'])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[2] == f'  reals:     {dc.describe(dc.check_reals(checker), "held-out real digits")}'
@@ -133,14 +134,14 @@ def test_cli_scores_a_perfect_and_an_untrained_generator(checker, tmp_path):
     assert lines[1].startswith(f'  generated: {share}samples classified with p >= 0.9')
     untrained = write_pickle(tmp_path / 'untrained.pkl',
                              dcgan.Generator(z_dim=16, c_dim=0, img_resolution=RES, img_channels=1))
-    result = CliRunner().invoke(dc.main, [f'--network={untrained}', '--samples=64', '--require=0.8'])
+    result = CliRunner().invoke(dc_cli.main, [f'--network={untrained}', '--samples=64', '--require=0.8'])
     assert result.exit_code == 1 and '  generated: 0.0 % of 64 samples' in result.output
     assert 'only 0.0 % of the samples were recognised; --require asks for at least 80.0 %' in result.output
 
 
 def test_cli_refuses_a_network_of_the_wrong_kind(tmp_path):
     rgb = write_pickle(tmp_path / 'rgb.pkl', dcgan.Generator(z_dim=16, c_dim=0, img_resolution=RES, img_channels=3))
-    result = CliRunner().invoke(dc.main, [f'--network={rgb}'])
+    result = CliRunner().invoke(dc_cli.main, [f'--network={rgb}'])
     assert result.exit_code == 2 and 'draws 3-channel images of 16 px' in result.output
-    result = CliRunner().invoke(dc.main, [f'--network={tmp_path / "missing.pkl"}'])
+    result = CliRunner().invoke(dc_cli.main, [f'--network={tmp_path / "missing.pkl"}'])
     assert result.exit_code == 2 and 'does not exist' in result.output

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import generate
 import style_mixing
-from stylegan_plus.cli import device as devices
+from stylegan_plus.networks.inference import prepare_generator
 from stylegan_plus.io import images
 from tests.test_legacy import REPO, load_pickle, make_snapshot, render, write_pickle
 
@@ -105,13 +105,13 @@ def test_generate_grayscale_and_fp16_on_cpu(pickles, tmp_path):
 def test_prepare_generator_runs_fp16_nets_in_fp32_on_cpu():
     G = make_snapshot(num_fp16_res=2)['G_ema']
     notes = []
-    G32 = devices.prepare_generator(G, torch.device('cpu'), log=notes.append)
+    G32 = prepare_generator(G, torch.device('cpu'), log=notes.append)
     assert len(notes) == 1 and G32.init_kwargs.synthesis_kwargs.num_fp16_res == 0
     z, c = torch.randn([2, 8]), torch.zeros([2, 0])
     with torch.no_grad():
         torch.testing.assert_close(G32(z, c, noise_mode='const'), G(z, c, noise_mode='const', force_fp32=True))
     plain = make_snapshot()['G_ema']
-    assert devices.prepare_generator(plain, torch.device('cpu'), log=notes.append) is plain and len(notes) == 1
+    assert prepare_generator(plain, torch.device('cpu'), log=notes.append) is plain and len(notes) == 1
 
 
 @pytest.mark.parametrize('args, message', [

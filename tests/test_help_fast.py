@@ -7,6 +7,7 @@ import sys
 import click
 import pytest
 
+from stylegan_plus.cli import loss_options
 from stylegan_plus.losses import catalogue, registry
 
 from stylegan_plus.losses.base import LossOption, LossPlugin
@@ -57,7 +58,7 @@ def test_help_lists_every_registered_option(warm_cache):
 
 
 def _describe(opt):
-    param = click.command()(opt.click_option()(lambda **_: None)).params[0]
+    param = click.command()(loss_options.click_option(opt)(lambda **_: None)).params[0]
     info = param.to_info_dict()
     return info, param.get_help_record(click.Context(click.Command('x')))
 

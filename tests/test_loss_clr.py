@@ -19,6 +19,7 @@ import torch
 import dnnlib
 import legacy
 from stylegan_plus.losses import clr as clr_module
+from stylegan_plus.losses import common
 from stylegan_plus.losses import registry
 from stylegan_plus.losses.clr import CLRLoss
 from stylegan_plus.losses.phases import default_phases
@@ -141,8 +142,8 @@ def test_zero_weights_give_the_baseline_gradients():
 
 
 def test_distance_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="unknown CLR distance 'l2'"):
-        clr_module.distance(Z0, Z0, 'l2')
+    with pytest.raises(ValueError, match="unknown distance 'l2'"):
+        common.sample_distance(Z0, Z0, 'l2')
     with pytest.raises(ValueError, match="clr_dist='cos'"):
         CLRLoss('cpu', G=LinearG(), D=LinearD(), pl_weight=0, style_mixing_prob=0, clr_dist='cos')
 
@@ -368,7 +369,7 @@ def test_train_dcgan_clr_snapshot_and_resume(tmp_path):
 def test_train_stylegan2_clr_with_advlat_qua(tmp_path):
     # z_dim = w_dim = 16 = the fc width (the authors' layout, set by the benchmark loss class): no head.
     run_dir = train_tiny(tmp_path / 'runs', tiny_image_folder(tmp_path / 'data'), '--cfg=stylegan2', '--cbase=256',
-                         '--cmax=16', '--loss=benchmarks.imgcommon.matched_latent.CLR+advlat-qua')
+                         '--cmax=16', '--loss=benchmarks.common.matched_latent.CLR+advlat-qua')
     names, loss_kwargs, snapshot = run_outputs(run_dir)
     assert CLR_STATS | {'Loss/advlat/qua_logits_start'} <= names
     assert loss_kwargs['main']['clr_dist'] == 'mse' and loss_kwargs['addons'][0]['advlat_eps'] == 0.03

@@ -10,12 +10,15 @@ from click.testing import CliRunner
 
 import dnnlib
 import training.loss
+from stylegan_plus.cli import loss_options
 from stylegan_plus.losses import (ComposedLoss, LossAddon, LossOption, LossPlugin, LossRegistry, LossSpecError,
                                   StyleGAN2Loss, build_optimizers, configure_loss, default_phases, format_loss_list,
                                   get_loss, list_losses, plugin_hooks, run_phase)
 from stylegan_plus.networks import mlp
-from stylegan_plus.training import configs
+from stylegan_plus.training import configs, official_names
 from torch_utils import misc, training_stats
+
+from stylegan_plus.losses.declarations import BASE_OPTIONS, base_options_of
 
 from .plugins_for_tests import ExtraNetLoss, TracingAddon
 
@@ -35,6 +38,11 @@ class _MainB(StyleGAN2Loss):
 class _AddonX(LossAddon):
     """Test add-on."""
     options = (LossOption('--x-steps', 3, help='steps'),)
+
+
+class _MainR1Only(LossPlugin):
+    """Test main loss that has an R1 penalty and nothing else of the baseline."""
+    base_options = ('r1_gamma',)
 
 
 @pytest.fixture
@@ -135,16 +143,23 @@ def test_loss_option_key_and_click():
     with pytest.raises(ValueError):
         LossOption('--Bad_Flag', 1)
     choice = LossOption('--testx-prior', 'normal', choices=('normal', 'uniform'))
+    steps = LossOption('--testx-steps', 2, min=1, max=4)
+    with pytest.raises(ValueError, match='min/max need type int or float'):
+        LossOption('--testx-name', 'a', min=0)
 
     @click.command()
-    @opt.click_option()
-    @choice.click_option()
-    def cmd(clr_lambda_latent, testx_prior):
-        click.echo(f'{clr_lambda_latent!r} {testx_prior}')
+    @loss_options.click_option(opt)
+    @loss_options.click_option(choice)
+    @loss_options.click_option(steps)
+    def cmd(clr_lambda_latent, testx_prior, testx_steps):
+        click.echo(f'{clr_lambda_latent!r} {testx_prior} {testx_steps!r}')
     runner = CliRunner()
-    assert runner.invoke(cmd, []).output.strip() == '5.0 normal'
-    assert runner.invoke(cmd, ['--clr-lambda-latent', '2', '--testx-prior', 'uniform']).output.strip() == '2.0 uniform'
+    assert runner.invoke(cmd, []).output.strip() == '5.0 normal 2'
+    assert runner.invoke(cmd, ['--clr-lambda-latent', '2', '--testx-prior', 'uniform', '--testx-steps=4']).output.strip() \
+        == '2.0 uniform 4'
     assert runner.invoke(cmd, ['--testx-prior', 'cauchy']).exit_code == 2
+    bounded = runner.invoke(cmd, ['--testx-steps=0'])
+    assert bounded.exit_code == 2 and '0 is not in the range 1<=x<=4' in bounded.output
     assert '[default: 5.0]' in runner.invoke(cmd, ['--help']).output
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,7 +170,9 @@ def test_configure_default_keeps_official_json():
     args = _cifar_args()
     before = copy.deepcopy(args.loss_kwargs)
     configure_loss('stylegan2', args, {}, cfg='cifar')
-    assert args.loss_kwargs == before
+    # The baseline may be registered under either name of the compat table: the file gets the official one.
+    assert official_names.to_official(args.loss_kwargs) == official_names.to_official(before)
+    assert official_names.to_official(args.loss_kwargs).class_name == 'training.loss.StyleGAN2Loss'
     assert list(args.loss_kwargs) == ['class_name', 'r1_gamma', 'pl_weight', 'style_mixing_prob']
 
 
@@ -169,6 +186,19 @@ def test_configure_main_and_addons(registry):
     assert args.loss_kwargs.class_name == 'stylegan_plus.losses.compose.ComposedLoss'
     assert args.loss_kwargs.main.a_weight == 2.0 and args.loss_kwargs.main.r1_gamma == 0.01
     assert args.loss_kwargs.addons == [dict(class_name=registry.get('xray').class_name, x_steps=3)]
+
+
+def test_main_loss_gets_only_the_base_options_it_declares(registry):
+    registry.register('r1only', _MainR1Only)
+    registry.register('noneofthem', type('_NoBase', (LossPlugin,), {'base_options': ()}))
+    args = _cifar_args()
+    registry.configure('r1only', args, {}, cfg='cifar')
+    assert args.loss_kwargs == dict(class_name=registry.get('r1only').class_name, r1_gamma=0.01)
+    args = _cifar_args()
+    registry.configure('noneofthem+xray', args, {}, cfg='cifar')
+    assert args.loss_kwargs.main == dict(class_name=registry.get('noneofthem').class_name)
+    assert args.loss_kwargs.addons == [dict(class_name=registry.get('xray').class_name, x_steps=3)]
+    assert base_options_of(StyleGAN2Loss) == BASE_OPTIONS     # the baseline takes every one
 
 
 def test_configure_refuses_options_of_unselected_losses(registry):
@@ -330,13 +360,3 @@ def test_plugin_prior_and_state_errors():
         run.loss.register_network('D', torch.nn.Linear(1, 1))
     with pytest.raises(ValueError, match='twice'):
         run.loss.register_network('H', torch.nn.Linear(1, 1))
-
-
-def test_set_wrapped_modules_replaces_attribute():
-    run = _make_run()
-    wrapper = torch.nn.Sequential(run.loss.H)
-    run.loss.set_wrapped_modules({'H': wrapper})
-    assert run.loss.H is wrapper and run.loss.extra_modules()['H'] is wrapper[0]
-    with pytest.raises(KeyError):
-        run.loss.set_wrapped_modules({'E': wrapper})
-    assert isinstance(run.loss, LossPlugin)

@@ -1,4 +1,5 @@
-"""`python -m metrics.fid_folders`: folder vs folder, folder vs saved statistics, and writing them."""
+"""`python -m stylegan_plus.cli.fid_folders` (computation in metrics.fid_folders): folder vs folder,
+folder vs saved statistics, and writing them."""
 
 import os
 import re
@@ -11,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from metrics import fid_folders
+from stylegan_plus.cli import fid_folders
 from tests.test_legacy import REPO
 from tests.test_metrics_detectors import INCEPTION_FILE, use_tiny_detectors
 from tests.test_metrics_formulas import closed_form_fid
@@ -48,8 +49,8 @@ def parse_fid(output):
 @pytest.mark.slow
 def test_two_folders_as_a_module_subprocess(folders):
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, '-m', 'metrics.fid_folders', folders['a'], folders['b'], '--batch=4',
-                           '--device=cpu'], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, '-m', 'stylegan_plus.cli.fid_folders', folders['a'], folders['b'],
+                           '--batch=4', '--device=cpu'], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = closed_form_fid(*independent_stats(folders['det_dir'], folders['a']),
                                *independent_stats(folders['det_dir'], folders['b']))

@@ -30,10 +30,10 @@ def test_keep_cpu_memory_applies_once_and_honours_opt_out():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc mallopt is Linux-only')
-def test_stylegan2_loss_on_cpu_turns_the_allocator_setting_on():
-    code = ('import torch; from torch_utils import misc; from training.loss import StyleGAN2Loss; '
-            'before = misc._cpu_allocator_state; StyleGAN2Loss(device=torch.device("cpu"), G=torch.nn.Linear(1, 1), '
-            'D=torch.nn.Linear(1, 1), pl_weight=0, style_mixing_prob=0); print(before, misc._cpu_allocator_state)')
+def test_training_setup_on_cpu_turns_the_allocator_setting_on():
+    code = ('import torch; from torch_utils import misc; from stylegan_plus.training import setup; '
+            'before = misc._cpu_allocator_state; setup.configure_backends(torch.device("cpu"), True, False); '
+            'print(before, misc._cpu_allocator_state)')
     assert _run_python(code).splitlines()[-1] == 'None True'
 
 

@@ -14,6 +14,7 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
+from stylegan_plus.cli import plot_stats as plot_stats_cli
 from stylegan_plus.io import charts, plot_stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,7 +112,7 @@ def test_plot_losses_rejects_unknown_stats(tmp_path):
 def test_cli_writes_both_pngs_and_summarises(tmp_path):
     pytest.importorskip('matplotlib')
     run = write_run(tmp_path / 'run')
-    result = CliRunner().invoke(plot_stats.main, [str(run), '--summary'])
+    result = CliRunner().invoke(plot_stats_cli.main, [str(run), '--summary'])
     assert result.exit_code == 0, result.output
     assert (run / 'losses.png').is_file() and (run / 'progress.png').is_file()
     assert 'Plugin terms, first tick -> last tick:' in result.output
@@ -120,23 +121,23 @@ def test_cli_writes_both_pngs_and_summarises(tmp_path):
 
 def test_cli_user_errors_are_clean(tmp_path, monkeypatch):
     run = write_run(tmp_path / 'run')
-    result = CliRunner().invoke(plot_stats.main, [str(run), '--stat=Loss/G/los'])
+    result = CliRunner().invoke(plot_stats_cli.main, [str(run), '--stat=Loss/G/los'])
     assert result.exit_code == 1 and "no statistic named 'Loss/G/los'" in result.output
     assert isinstance(result.exception, SystemExit)
-    result = CliRunner().invoke(plot_stats.main, [str(tmp_path)])
+    result = CliRunner().invoke(plot_stats_cli.main, [str(tmp_path)])
     assert result.exit_code == 2 and 'has no stats.jsonl' in result.output
 
     def missing():
         raise charts.PlotUnavailable('matplotlib is needed for plots: pip install matplotlib')
     monkeypatch.setattr(charts, 'pyplot', missing)
-    result = CliRunner().invoke(plot_stats.main, [str(run), '--summary'])
+    result = CliRunner().invoke(plot_stats_cli.main, [str(run), '--summary'])
     assert result.exit_code == 1 and 'pip install matplotlib' in result.output
     assert isinstance(result.exception, SystemExit)
 
 
 @pytest.mark.slow
 def test_no_module_imports_matplotlib_before_plotting():
-    code = ('import sys; import stylegan_plus.io.plot_stats, stylegan_plus.io.charts, '
+    code = ('import sys; import stylegan_plus.io.plot_stats, stylegan_plus.io.charts, stylegan_plus.cli.plot_stats, '
             'metrics.digits_check, stylegan_plus.training.loop, stylegan_plus.training.progress; '
             'assert "matplotlib" not in sys.modules, "imported matplotlib"')
     subprocess.run([sys.executable, '-c', code], cwd=REPO, check=True, timeout=120)

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from stylegan_plus.training import options as options_lib
+from stylegan_plus.training import run_dirs
 from stylegan_plus.training import resume as resume_lib
 from stylegan_plus.training import snapshots
 
@@ -196,7 +196,7 @@ def test_stale_temporaries_are_looked_for_in_run_folders_and_beside_the_resumed_
     for folder in ('runs/00002-x', 'runs/notarun', 'elsewhere'):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / stale).write_bytes(b'')
-    removed = options_lib.remove_stale_temps(str(tmp_path / 'runs'), str(tmp_path / 'elsewhere' / 'a.pkl'))
+    removed = run_dirs.remove_stale_temps(str(tmp_path / 'runs'), str(tmp_path / 'elsewhere' / 'a.pkl'))
     assert sorted(removed) == [str(tmp_path / 'elsewhere' / stale), str(tmp_path / 'runs' / '00002-x' / stale)]
     assert os.listdir(tmp_path / 'runs' / 'notarun') == [stale]
 
@@ -204,7 +204,7 @@ def test_stale_temporaries_are_looked_for_in_run_folders_and_beside_the_resumed_
 def test_failed_run_folder_is_removed_only_when_ours_and_worthless(tmp_path):
     outdir = tmp_path / 'runs'
     (outdir / '00000-before').mkdir(parents=True)
-    before = options_lib.folder_entries(str(outdir))
+    before = run_dirs.folder_entries(str(outdir))
 
     def make(name, files):
         run_dir = outdir / name
@@ -217,11 +217,11 @@ def test_failed_run_folder_is_removed_only_when_ours_and_worthless(tmp_path):
     worthless = make('00001-a', {'log.txt': b'Traceback', 'reals.png': b'x', 'stats.jsonl': b''})
     snapshot = make('00002-b', {'log.txt': b'', 'network-snapshot-000000.pkl': b'x'})
     stats = make('00003-c', {'stats.jsonl': b'{}\n'})
-    assert options_lib.remove_failed_run_dir(worthless, before) and not os.path.exists(worthless)
-    assert not options_lib.remove_failed_run_dir(snapshot, before) and os.path.isdir(snapshot)
-    assert not options_lib.remove_failed_run_dir(stats, before) and os.path.isdir(stats)
-    assert not options_lib.remove_failed_run_dir(str(outdir / '00000-before'), before)
+    assert run_dirs.remove_failed_run_dir(worthless, before) and not os.path.exists(worthless)
+    assert not run_dirs.remove_failed_run_dir(snapshot, before) and os.path.isdir(snapshot)
+    assert not run_dirs.remove_failed_run_dir(stats, before) and os.path.isdir(stats)
+    assert not run_dirs.remove_failed_run_dir(str(outdir / '00000-before'), before)
     other = make('00004-d', {})
     (outdir / '00004-d' / 'training_options.json').write_text('{"run_dir": "somewhere/else"}')
-    assert not options_lib.remove_failed_run_dir(other, before) and os.path.isdir(other)
-    assert not options_lib.remove_failed_run_dir(None, before)
+    assert not run_dirs.remove_failed_run_dir(other, before) and os.path.isdir(other)
+    assert not run_dirs.remove_failed_run_dir(None, before)

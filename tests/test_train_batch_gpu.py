@@ -18,7 +18,7 @@ import train
 from stylegan_plus.losses.compose import ComposedLoss
 from stylegan_plus.networks import mlp
 from stylegan_plus.training import launch, setup
-from stylegan_plus.training import options as options_lib
+from stylegan_plus.training.resolve import resolve_options
 from tests.test_train_utils import load_pickle, make_image_dataset, make_point_dataset, max_weight_difference
 
 SGD = dict(class_name='torch.optim.SGD', lr=0.05)
@@ -67,23 +67,24 @@ def test_batch_split_errors_name_the_numbers(datasets, tmp_path, args, message):
 
 
 def test_batch_gpu_only_changes_batch_gpu(datasets):
-    base_desc, base = options_lib.setup_training_options(option_values(datasets['images'], 'auto', 8, None))
-    desc, args = options_lib.setup_training_options(option_values(datasets['images'], 'auto', 8, 2))
+    base = resolve_options(option_values(datasets['images'], 'auto', 8, None))
+    args = resolve_options(option_values(datasets['images'], 'auto', 8, 2))
     assert (base.batch_size, base.batch_gpu) == (8, 8) and (args.batch_size, args.batch_gpu) == (8, 2)
-    assert desc == base_desc and list(args) == list(base)    # same run name, same keys in the same order
-    assert {k: v for k, v in args.items() if k != 'batch_gpu'} == {k: v for k, v in base.items() if k != 'batch_gpu'}
+    base_json, args_json = base.to_json(), args.to_json()
+    assert args.desc == base.desc and list(args_json) == list(base_json)    # same run name, same keys in the same order
+    assert {k: v for k, v in args_json.items() if k != 'batch_gpu'} == \
+        {k: v for k, v in base_json.items() if k != 'batch_gpu'}
     # Without --batch the preset's per-GPU batch stays (the official mb // ref_gpus), unless given.
-    _desc, preset = options_lib.setup_training_options(option_values(datasets['images'], 'stylegan2', None, None))
+    preset = resolve_options(option_values(datasets['images'], 'stylegan2', None, None))
     assert (preset.batch_size, preset.batch_gpu) == (32, 4)
-    _desc, preset = options_lib.setup_training_options(option_values(datasets['images'], 'stylegan2', None, 8))
+    preset = resolve_options(option_values(datasets['images'], 'stylegan2', None, 8))
     assert (preset.batch_size, preset.batch_gpu) == (32, 8)
 
 
 def _one_iteration(outdir, data, cfg, batch_gpu):
     """Train one iteration of batch 8 in this process; returns the snapshot dict."""
     size = dict(cbase=64, cmax=16) if cfg == 'auto' else {}
-    _desc, args = options_lib.setup_training_options(option_values(data, cfg, 8, batch_gpu, aug='noaug', nimg=8,
-                                                                   **size))
+    args = resolve_options(option_values(data, cfg, 8, batch_gpu, aug='noaug', nimg=8, **size))
     args.G_opt_kwargs = dict(SGD)
     args.D_opt_kwargs = dict(SGD)
     args.data_loader_kwargs.num_workers = 0
@@ -98,7 +99,8 @@ def _one_iteration(outdir, data, cfg, batch_gpu):
     else:
         args.loss_kwargs.update(r1_gamma=1.0)
         args.D_reg_interval = 16
-    run_dir = launch.launch_local(args, str(outdir), f'bgpu{batch_gpu}')
+    args.desc = f'bgpu{batch_gpu}'
+    run_dir = launch.launch_local(args, str(outdir))
     return load_pickle(os.path.join(run_dir, 'network-snapshot-000000.pkl')), run_dir
 
 

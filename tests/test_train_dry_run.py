@@ -12,7 +12,7 @@ import dnnlib
 import train
 from stylegan_plus.losses.base import plugin_hooks
 from stylegan_plus.training import estimate
-from stylegan_plus.training import options as options_lib
+from stylegan_plus.training.resolve import resolve_options
 from tests.test_train_batch_gpu import option_values
 from tests.test_train_utils import make_image_dataset, make_point_dataset
 
@@ -80,9 +80,7 @@ def test_dry_run_prints_real_parameter_counts_and_memory(datasets, tmp_path, ext
 def _options(datasets, cfg, batch_gpu):
     kind = 'points' if cfg == 'toy' else 'images'
     size = dict(cbase=64, cmax=16) if cfg != 'toy' else {}
-    _desc, args = options_lib.setup_training_options(option_values(datasets[kind], cfg, 8, batch_gpu, aug='noaug',
-                                                                   **size))
-    return args
+    return resolve_options(option_values(datasets[kind], cfg, 8, batch_gpu, aug='noaug', **size)).loop_kwargs()
 
 
 def test_measured_and_computed_estimates(datasets):

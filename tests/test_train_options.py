@@ -1,5 +1,6 @@
 """train.py options: the --dry-run JSON of the official presets (keys, order, values), run naming,
-the fork's options, and the validation errors (click usage errors, exit code 2)."""
+the fork's options, plugin options (also of a plugin named by class path, parsed once --loss is
+known), base options a loss does not take, and the validation errors (click usage errors, exit code 2)."""
 
 import json
 import os
@@ -10,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 import train
-from stylegan_plus.training import options as options_lib
-from stylegan_plus.losses import registry
+from stylegan_plus.losses import LossOption, LossPlugin, registry
+from stylegan_plus.training import estimate, resolve
 from tests.plugins_for_tests import ExtraNetLoss
 from tests.test_train_utils import make_image_dataset, make_point_dataset
 
@@ -30,6 +31,21 @@ MEASURED_NESTED_KEYS = {
     'augment_kwargs': ['class_name', 'xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac', 'brightness',
                        'contrast', 'lumaflip', 'hue', 'saturation'],
 }
+
+
+class NoBaseLoss(LossPlugin):
+    """Test main loss without R1, path length or style mixing (takes no base option)."""
+    base_options = ()
+    options = (LossOption('--nobase-scale', 1.0, help='scale', min=0),
+               LossOption('--nobase-mode', 'a', choices=('a', 'b'), help='mode'))
+
+    def __init__(self, device, nobase_scale=1.0, nobase_mode='a', **networks):
+        super().__init__(device, **networks)
+        self.nobase_scale = nobase_scale
+        self.nobase_mode = nobase_mode
+
+
+NOBASE = f'{__name__}.NoBaseLoss'
 
 
 @pytest.fixture(scope='module')
@@ -211,13 +227,13 @@ def test_data_and_outdir_errors(rand16, tmp_path):
 @pytest.mark.parametrize('cpus,expected', [(1, 1), (2, 2), (3, 3), (64, 3)])
 def test_default_workers_follow_the_usable_cpus(monkeypatch, cpus, expected):
     monkeypatch.setattr(os, 'sched_getaffinity', lambda _pid: set(range(cpus)), raising=False)
-    assert options_lib.default_workers() == expected
+    assert resolve.default_workers() == expected
 
 
 @pytest.mark.slow
 def test_default_workers_are_recorded(rand16, tmp_path):
     opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--metrics=none')
-    assert opts['data_loader_kwargs']['num_workers'] == options_lib.default_workers()
+    assert opts['data_loader_kwargs']['num_workers'] == resolve.default_workers()
     assert 1 <= opts['data_loader_kwargs']['num_workers'] <= min(3, os.cpu_count() or 1)
 
 
@@ -248,3 +264,38 @@ def test_resume_files_that_are_no_snapshot_are_named(rand16, tmp_path, kind):
     if hint is not None:
         assert hint in text
     assert not os.path.exists(f'{tmp_path}/runs')   # nothing was created
+
+
+@pytest.fixture
+def no_estimate(monkeypatch):
+    """--dry-run without the memory/speed estimate (it builds and times networks; not tested here)."""
+    monkeypatch.setattr(estimate, 'estimate_lines', lambda kwargs: [])
+
+
+def test_class_path_plugin_options_are_parsed_once_loss_is_known(rand16, tmp_path, no_estimate):
+    opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--metrics=none', '--gamma=2',
+                      '--loss', 'tests.plugins_for_tests.ExtraNetLoss', '--testx-lr', '0.5', '--testx-prior=uniform')
+    assert opts['loss_kwargs'] == dict(class_name='tests.plugins_for_tests.ExtraNetLoss', r1_gamma=2.0, pl_weight=0,
+                                       style_mixing_prob=0, testx_weight=1.0, testx_lr=0.5, testx_prior='uniform')
+    # A loss that takes no base option gets none of the preset's (and its own options' defaults).
+    opts, _ = dry_run(f'--outdir={tmp_path}', f'--data={rand16}', '--cfg=dcgan', '--metrics=none',
+                      f'--loss={NOBASE}', '--nobase-mode=b')
+    assert opts['loss_kwargs'] == dict(class_name=NOBASE, nobase_scale=1.0, nobase_mode='b')
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--gama=5'], 'no such option(s): --gama=5 (did you mean --gamma?)'),
+    (['stray'], 'no such option(s): stray'),
+    ([f'--loss={NOBASE}', '--nobase-scal', '2'], 'no such option(s): --nobase-scal 2 (did you mean --nobase-scale?)'),
+    ([f'--loss={NOBASE}', '--nobase-scale=-1'], "Invalid value for '--nobase-scale'"),
+    ([f'--loss={NOBASE}', '--nobase-mode=c'], "Invalid value for '--nobase-mode'"),
+    (['--nobase-mode=b'], 'no such option(s): --nobase-mode=b'),    # only known once its loss is chosen
+    (['--loss=no_such_module_xyz.Loss', '--x=1'], "--loss: loss class 'no_such_module_xyz.Loss' cannot be imported"),
+    ([f'--loss={NOBASE}', '--gamma=5'], f'--gamma=5: --loss={NOBASE} has no R1 penalty'),
+    ([f'--loss={NOBASE}+advlat-qua', '--gamma=0'], 'leave --gamma out'),
+])
+def test_unknown_options_and_unused_base_options_are_refused(rand16, tmp_path, args, message):
+    result = invoke(f'--outdir={tmp_path}/runs', f'--data={rand16}', '--cfg=dcgan', '--metrics=none', *args)
+    assert result.exit_code == 2, result.output
+    assert message in ' '.join(result.output.split())      # click may wrap the line
+    assert 'Traceback' not in result.output and not os.path.exists(f'{tmp_path}/runs')

@@ -1,14 +1,20 @@
-"""Shared helpers of the benchmark scripts in `benchmarks/`.
+"""What the benchmark scripts share: one framework for the 2-D and the image benchmarks.
 
-- `runner`: run `train.py` as a subprocess (the command printed exactly as run), one or a few at a time.
-- `runs`: read what a run wrote (final snapshot, stats.jsonl, training_options.json).
-- `toy_metrics`: toy data sets, sampling a generator, mode coverage, high-quality share, L1 reconstruction.
-- `coverage`: the methods x seeds mode-coverage protocol of Q2 and Q5.
-- `reconstruction`: LOGAN-B's ad hoc / post hoc reconstruction errors (Q1).
-- `figures`: the shared figures (coverage scatter captions, loss curves from stats.jsonl).
-- `plots`: scatter plots and line charts as PNG, drawn with matplotlib (`pip install -e ".[bench]"`).
-- `report`: versions, seeds, wall time, results.json, and the paper's numbers printed beside ours.
-- `toy_losses`: loss classes named by dotted path in `--loss` (option overrides, Q1 baselines).
+The framework:
+- `report`:  command line (`make_parser`, `benchmark_main`, threads), the printed header, the
+             paper-vs-ours table and results.json (`Report`), number helpers (`mean_std`, `fmt`);
+- `runner`:  train.py as a subprocess (`TrainJob`, `run_jobs`: exact command printed and
+             recorded, log, wall/CPU time, peak memory, `--reuse` of finished runs);
+- `runs`:    what a run folder holds (snapshots, stats.jsonl, training_options.json);
+- `figures`: PNG scatter panels, line and bar charts, sample grids, the 2-D loss-curve figure.
+
+The domains:
+- `toy_metrics`, `coverage`, `reconstruction`: 2-D data sets and the papers' rules (mode
+  coverage, high-quality share, LOGAN-B's ad hoc / post hoc reconstruction errors);
+- `digits`, `classifier`: data sets from scikit-learn's bundled digits, and the small classifier
+  behind FD-digits and the stacked-digits mode count;
+- `toy_losses`, `matched_latent`: loss classes named by dotted path in `--loss`
+  (`--loss=benchmarks.common.toy_losses.NAME`): project plugins plus option overrides.
 """
 
 import os

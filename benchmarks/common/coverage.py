@@ -7,7 +7,7 @@ uniform when a `*_prior` loss option says so, e.g. Dist-GAN's on --cfg=toy),
 scored with `toy_metrics.mode_coverage` (Dist-GAN rule) and `toy_metrics.high_quality` (3 std).
 """
 
-from . import figures, plots, runner, runs, toy_metrics
+from . import figures, report, runner, runs, toy_metrics
 
 NETS = ('G', 'G_ema')
 SUMMARY_KEYS = ('modes_covered', 'registered_points', 'hq_share')
@@ -80,7 +80,7 @@ def per_seed(per_run, method, seeds, key, net):
 
 def summarise(per_run, methods, seeds, keys=SUMMARY_KEYS):
     """{net: {method: {key: mean_std over seeds}}}."""
-    return {net: {method: {key: toy_metrics.mean_std(per_seed(per_run, method, seeds, key, net)) for key in keys}
+    return {net: {method: {key: report.mean_std(per_seed(per_run, method, seeds, key, net)) for key in keys}
                   for method in methods} for net in NETS}
 
 
@@ -95,7 +95,7 @@ def compare_summary(rep, summary, methods):
 
 def coverage_figures(rep, prefix, title, jobs, methods, points, per_run, reals, centres, first_seed):
     """`<prefix>_coverage.png` (a panel per run and network) and `<prefix>_losses.png` (the first seed's curves)."""
-    colors = {method: plots.PALETTE[i % len(plots.PALETTE)] for i, method in enumerate(methods)}
+    colors = {method: figures.PALETTE[i % len(figures.PALETTE)] for i, method in enumerate(methods)}
     panels = []
     for job in jobs:
         method = job.name.rsplit('-seed', 1)[0]
@@ -103,7 +103,7 @@ def coverage_figures(rep, prefix, title, jobs, methods, points, per_run, reals, 
             panels.append(dict(title=f'{job.name} {net}', points=points[job.name][net], reals=reals, centres=centres,
                                extent=figures.extent_of(centres),
                                caption=figures.coverage_caption(per_run[job.name][net], len(centres)),
-                               color=colors.get(method, plots.PALETTE[0])))
-    rep.add_figure(plots.scatter_figure(rep.path(f'{prefix}_coverage.png'), panels, title=title, max_cols=4,
+                               color=colors.get(method, figures.PALETTE[0])))
+    rep.figure(figures.scatter_figure(rep.path(f'{prefix}_coverage.png'), panels, title=title, max_cols=4,
                                         panel_size=230))
     figures.add_seed_loss_figure(rep, prefix, jobs, first_seed)

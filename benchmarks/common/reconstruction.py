@@ -37,13 +37,6 @@ def reconstruct(G, E, x, prior):
     return G(z, torch.zeros([len(x), G.c_dim])).reshape(len(x), -1).numpy()
 
 
-def sample_latents(prior, n, z_dim, generator):
-    """n prior draws [n, z_dim] float32 from a torch.Generator: U[-1, 1] or N(0, I)."""
-    if prior == 'uniform':
-        return torch.rand([n, z_dim], generator=generator) * 2 - 1
-    return torch.randn([n, z_dim], generator=generator)
-
-
 def post_hoc_loss(G, encoder, z, c, prior, x_space=True):
     """The fit's loss on one batch (scalar): sum |E'(G(z)) - z| (+ sum |G(E'(G(z))) - G(z)| with x_space).
 
@@ -70,7 +63,7 @@ def train_post_hoc_encoder(G, D, prior, seed, iterations, batch=2048, lr=1e-3, b
     G = G.eval().requires_grad_(False)
     c = torch.zeros([batch, G.c_dim])
     for _ in range(int(iterations)):
-        loss = post_hoc_loss(G, encoder, sample_latents(prior, batch, G.z_dim, gen), c, prior, x_space=x_space)
+        loss = post_hoc_loss(G, encoder, toy_metrics.draw_prior(batch, G.z_dim, prior, gen), c, prior, x_space=x_space)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -8,10 +8,8 @@ training_options.json, so a run stays reproducible from that file), or, for the 
 Q1, a plugin with one step left out. The losses themselves are the project's own.
 """
 
-from torch_utils import misc
-
 from stylegan_plus.losses.dist import DistGANLoss
-from stylegan_plus.losses.logan_b import LOGANBLoss
+from stylegan_plus.losses.logan_b import S_PHASE, LOGANBLoss
 from stylegan_plus.losses.stylegan2 import StyleGAN2Loss
 
 #----------------------------------------------------------------------------
@@ -68,7 +66,7 @@ class BiGANRing(LoganBRing):
     """BiGAN: LOGAN-B without the surrogate reconstruction step (phase Smain left out)."""
 
     def phases(self, default_phases, opt_kwargs):
-        return _without_phase(super().phases(default_phases, opt_kwargs), 'Smain')
+        return _without_phase(super().phases(default_phases, opt_kwargs), S_PHASE)
 
 
 class GANRing(BiGANRing):
@@ -79,12 +77,10 @@ class GANRing(BiGANRing):
     graph at weight 0.
     """
 
-    def joint_logits(self, img, c, z, sync):
-        augmented = self.augment_pipe(img) if self.augment_pipe is not None else img
-        with misc.ddp_sync(self.D, sync):
-            logits = self.D(augmented, c)
+    def decision(self, img, c, z=None, sync=False):
+        logits = self.run_D(img, c, sync)
         # The joint D stays in the graph at weight 0 (no gradient reaches E through it).
-        return logits + super().joint_logits(img, c, z, sync) * 0
+        return logits + super().decision(img, c, z=z, sync=sync) * 0
 
 #----------------------------------------------------------------------------
 # Q2: the Dist-GAN paper's 2-D settings (ReLU MLPs 128-128-128, Adam beta1 0.8).

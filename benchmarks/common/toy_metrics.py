@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from stylegan_plus.data import toy_data
+from stylegan_plus.io import images
 
 PRIORS = ('gaussian', 'uniform')
 
 
 def write_toy_set(path, kind, std, points_per_mode, seed=0):
-    """Write a toy set (`ring8`/`grid25`) as .npy unless an identical file exists; returns the path."""
+    """Write a toy set (`ring8`/`grid25`) as .npy (atomically) unless an identical file exists; returns the path."""
     points, _modes = toy_data.make_toy_points(kind, std, points_per_mode, seed=seed)
     if os.path.isfile(path):
         try:
@@ -28,18 +29,22 @@ def write_toy_set(path, kind, std, points_per_mode, seed=0):
         except (OSError, ValueError):
             pass
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.save(path, points)
+    images.write_atomic(path, lambda f: np.save(f, points))
     return path
 
 
-def sample_prior(n, z_dim, prior, seed):
-    """z float32 [n, z_dim]: standard normal or uniform in [-1, 1], from its own seeded generator."""
+def draw_prior(n, z_dim, prior, generator):
+    """z float32 [n, z_dim] from a torch.Generator: N(0, I) ('gaussian') or U[-1, 1] ('uniform')."""
     if prior not in PRIORS:
         raise ValueError(f'unknown prior {prior!r}; expected one of {", ".join(PRIORS)}')
-    gen = torch.Generator().manual_seed(int(seed))
     if prior == 'uniform':
-        return torch.rand([n, z_dim], generator=gen) * 2 - 1
-    return torch.randn([n, z_dim], generator=gen)
+        return torch.rand([n, z_dim], generator=generator) * 2 - 1
+    return torch.randn([n, z_dim], generator=generator)
+
+
+def sample_prior(n, z_dim, prior, seed):
+    """`draw_prior` from its own generator seeded with `seed`."""
+    return draw_prior(n, z_dim, prior, torch.Generator().manual_seed(int(seed)))
 
 
 @torch.no_grad()
@@ -95,8 +100,3 @@ def l1_reconstruction_error(x, x_rec):
     diff = np.abs(np.asarray(x, dtype=np.float64) - np.asarray(x_rec, dtype=np.float64))
     return float(diff.reshape(len(diff), -1).sum(axis=1).mean())
 
-
-def mean_std(values):
-    """dict(mean, std, values) over seeds (population std, 0 for one value)."""
-    arr = np.asarray(values, dtype=np.float64)
-    return dict(mean=float(arr.mean()), std=float(arr.std()), values=[float(v) for v in arr])

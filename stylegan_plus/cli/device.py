@@ -1,140 +1,54 @@
-"""Device choice, network loading, generator kinds and class labels for the inference tools.
+"""The click face of device choice, network loading and class labels for the command-line tools.
 
-Used by `generate.py`, `style_mixing.py` and `projector.py`.
-
-The official tools hard-code `torch.device('cuda')`. Here `--device` picks the device (default:
-CUDA when available, else CPU), and a generator built with fp16 blocks is rebuilt in fp32 when
-it runs on CPU: torch executes fp16 convolutions on CPU, but tens of times slower.
+The work is done in the core (`stylegan_plus.devices`, `stylegan_plus.io.network_files`,
+`stylegan_plus.networks.inference`); this module only turns their ValueErrors into usage errors
+that name the option, so a user sees one line and no traceback.
 """
-
-import os
-import sys
 
 import click
 import torch
 
-import dnnlib
-from stylegan_plus.io.legacy_tf import load_network_pkl
-from torch_utils import misc
+from stylegan_plus import devices
+from stylegan_plus.io import network_files
+from stylegan_plus.networks.inference import describe_generator, has_mapping_synthesis
+# Re-exported for the benchmarks that still import them from here; they live in the core.
+from stylegan_plus.networks.inference import prepare_generator, rebuild_fp32
+from stylegan_plus.cli.cli_types import DEVICE_HELP
 
-from stylegan_plus.cli.cli_types import DEVICE_HELP  # noqa: E402,F401  (kept here: the tools import it from this module)
+__all__ = ['resolve_device', 'load_network', 'load_networks', 'require_mapping_synthesis', 'class_label',
+           'prepare_generator', 'rebuild_fp32', 'describe_generator', 'has_mapping_synthesis', 'DEVICE_HELP']
 
 
-def resolve_device(name: str = None) -> torch.device:
-    """`--device` value to a torch.device; None means CUDA when available, else CPU.
+def resolve_device(name: str = None, param_hint: str = '--device') -> torch.device:
+    """`--device` value (cuda, cuda:N, cpu; None = CUDA when available) to a torch.device.
 
-    Raises click.BadParameter for an unknown device string or a CUDA device that is not there.
+    Raises click.BadParameter with the reason from `stylegan_plus.devices.resolve_device`.
     """
-    if name is None:
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise click.BadParameter(f'{name!r} is not a device; use cuda, cuda:N or cpu', param_hint='--device') from None
-    if device.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise click.BadParameter(f'{name!r} requested, but CUDA is not available on this machine; use cpu',
-                                     param_hint='--device')
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise click.BadParameter(f'{name!r} does not exist: this machine has {torch.cuda.device_count()} '
-                                     f'CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}',
-                                     param_hint='--device')
-    elif device.type != 'cpu':
-        raise click.BadParameter(f'{name!r} is not supported; use cuda, cuda:N or cpu', param_hint='--device')
-    return device
-
-
-def _fp16_resolutions(G) -> int:
-    """num_fp16_res recorded in a persistent generator's init_kwargs (0 when absent)."""
-    init_kwargs = getattr(G, 'init_kwargs', None) or {}
-    synthesis_kwargs = init_kwargs.get('synthesis_kwargs', None) or {}
-    return int(synthesis_kwargs.get('num_fp16_res', 0) or 0)
-
-
-def rebuild_fp32(G):
-    """Copy of the persistent generator `G` with `num_fp16_res=0` and the same weights.
-
-    The same class is constructed from `G.init_kwargs` (so official pickles keep running their
-    own embedded code); conv_clamp is kept, so the result equals running G with force_fp32=True.
-    """
-    kwargs = G.init_kwargs
-    kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', None) or {})
-    kwargs.synthesis_kwargs.num_fp16_res = 0
-    with torch.random.fork_rng(devices=[]):  # the throw-away random init must not shift the caller's RNG
-        G32 = type(G)(*G.init_args, **kwargs)
-    G32 = G32.eval().requires_grad_(False)
-    misc.copy_params_and_buffers(G, G32, require_all=True)
-    return G32
-
-
-def prepare_generator(G, device: torch.device, log=print):
-    """Move G to `device` for inference; on CPU, fp16 blocks are switched to fp32 (one notice).
-
-    G: a generator module (persistent class with init_kwargs, or any torch.nn.Module).
-    Returns the module to use, in eval mode without gradients.
-    """
-    num_fp16_res = _fp16_resolutions(G)
-    if device.type == 'cpu' and num_fp16_res > 0:
-        log(f'Note: this network runs its last {num_fp16_res} resolutions in fp16, which is very slow on CPU; '
-            f'running them in fp32 instead (results differ from GPU output by about 1e-3).')
-        G = rebuild_fp32(G)
-    return G.eval().requires_grad_(False).to(device)
+        return devices.resolve_device(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint=param_hint) from None
 
 
 def load_network(network_pkl: str, key: str = 'G_ema', param_hint: str = '--network'):
-    """Load `key` from a network pickle (path or URL) via `load_network_pkl`, for a CLI.
-
-    Every failure (missing file, download error, corrupt or foreign pickle) becomes a
-    click.BadParameter that names the path, so the user sees a usage error and not a traceback.
-    """
+    """The network `key` of a snapshot pickle (path or URL); errors as in `load_networks`."""
     return load_networks(network_pkl, (key,), param_hint=param_hint)[key]
 
 
 def load_networks(network_pkl: str, keys=('G_ema',), param_hint: str = '--network', optional_keys=()):
-    """Load several `keys` (e.g. 'G_ema', 'D') from one read of a network pickle: dict key -> module.
+    """Several networks (e.g. 'G_ema', 'D') from one read of a snapshot pickle: {key: module}.
 
-    `optional_keys` are included when the pickle has them (e.g. a plugin's extra networks).
-    Errors as in `load_network`.
+    optional_keys are included when present. Any reason the file cannot serve becomes a
+    click.BadParameter naming the path.
     """
-    if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
-        raise click.BadParameter(f'network pickle {network_pkl!r} does not exist', param_hint=param_hint)
     try:
-        with dnnlib.util.open_url(network_pkl) as f:
-            data = load_network_pkl(f)
-    except Exception as err:  # any reason a pickle cannot be read is a bad --network value
-        raise click.BadParameter(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}',
-                                 param_hint=param_hint) from err
-    nets = {key: data[key] for key in keys}
-    nets.update({key: data[key] for key in optional_keys if data.get(key) is not None})
-    return nets
-
-
-def has_mapping_synthesis(G) -> bool:
-    """Whether G is split into `G.mapping` (z -> ws) and `G.synthesis` (ws -> img), as StyleGAN2 is.
-
-    DCGAN (`--cfg=dcgan`) and MLP (`--cfg=toy`) generators are plain `G(z, c)` modules: no w space,
-    no w_avg, nothing to truncate, mix or project.
-    """
-    return hasattr(G, 'mapping') and hasattr(G, 'synthesis')
-
-
-def describe_generator(G) -> str:
-    """Short human-readable name of G's class for messages, e.g. 'Generator (DCGAN generator and ...)'.
-
-    Persistent classes are wrapped (and, when unpickled, defined in a module built from the
-    embedded source), so the class name alone says little; the first line of the defining
-    module's docstring, when there is one, tells which network family it is.
-    """
-    cls = type(G)
-    base = cls.__mro__[1] if hasattr(cls, '_orig_class_name') and len(cls.__mro__) > 1 else cls
-    module = sys.modules.get(base.__module__)
-    doc_lines = ((getattr(module, '__doc__', None) or '').strip()).splitlines()
-    summary = doc_lines[0].split(' (')[0].rstrip('.: ') if doc_lines else ''
-    return f'{cls.__name__} ({summary})' if summary else cls.__name__
+        return network_files.load_networks(network_pkl, keys, optional_keys)
+    except network_files.NetworkFileError as err:
+        raise click.BadParameter(str(err), param_hint=param_hint) from err
 
 
 def require_mapping_synthesis(G, tool: str):
-    """Raise click.UsageError unless G has a mapping/synthesis split (see `has_mapping_synthesis`).
+    """click.UsageError unless G has a mapping/synthesis split (StyleGAN2).
 
     tool: what needs the split, named in the message (e.g. 'style_mixing.py').
     """
@@ -144,7 +58,7 @@ def require_mapping_synthesis(G, tool: str):
 
 
 def class_label(G, class_idx, device: torch.device, log=print) -> torch.Tensor:
-    """One-hot label [1, G.c_dim] float32 for `--class` (all zeros for an unconditional G).
+    """One-hot label [1, G.c_dim] float32 on `device` for `--class` (all zeros when G is unconditional).
 
     A conditional G needs a class in 0..c_dim-1 (click.BadParameter otherwise); an unconditional
     G ignores --class with a warning, as the official tools do.

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from metrics import detectors
 from stylegan_plus.sampling import memory_budget
-from stylegan_plus.cli.device import describe_generator, has_mapping_synthesis, prepare_generator
+from stylegan_plus.networks.inference import describe_generator, has_mapping_synthesis, prepare_generator
 
 W_STATS_SEED = 123        # RandomState seed of the z samples that define the mean w
 _W_STATS_CHUNK = 1000     # most z per mapping-network call when estimating w statistics (fewer if memory is short)

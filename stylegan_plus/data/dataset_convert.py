@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from .dataset_sources import open_source
+from .dataset_open import open_source
 from .dataset_transforms import make_transform
 from .dataset_writer import DatasetWriter
 from .dataset_errors import BadImageError, DatasetToolError, OptionError

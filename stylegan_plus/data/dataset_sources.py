@@ -1,8 +1,9 @@
-"""Input readers of `dataset_tool.py`: image folders and zips, plus dispatch by source kind.
+"""Input readers of `dataset_tool.py` for image folders and zips, and the items every reader yields.
 
 Every reader returns an `ImageSource`: a lazily decoded sequence of `SourceItem`s, so that a bad
 file is reported under its own name and `--skip-bad` can step over it. Decoded images are uint8
-[H, W] (grayscale) or [H, W, 3] (RGB).
+[H, W] (grayscale) or [H, W, 3] (RGB). The packaged formats (CIFAR-10, MNIST, LSUN) are read by
+`dataset_archives` on top of this module, and `dataset_open` picks the reader for a path.
 """
 
 import io
@@ -14,7 +15,7 @@ from collections import namedtuple
 import numpy as np
 import PIL.Image
 
-from .dataset_errors import BadImageError, DatasetToolError, OptionError
+from .dataset_errors import BadImageError, DatasetToolError
 
 SourceItem = namedtuple('SourceItem', ['name', 'label', 'load'])
 SourceItem.__doc__ = """One input image.
@@ -176,37 +177,3 @@ def open_image_zip(path, subfolders_as_labels=False):
 
     items = [SourceItem(f'{path}:{n}', label, lambda n=n: load_member(n)) for n, label in zip(names, labels)]
     return ImageSource(items, len(items), class_names=class_names, notices=notices, on_close=archive.close)
-
-
-def is_lmdb_folder(path):
-    return os.path.normpath(path).endswith('_lmdb') or os.path.isfile(os.path.join(path, 'data.mdb'))
-
-
-def open_source(path, subfolders_as_labels=False):
-    """Pick the reader for `path` (see `dataset_tool.py --help` for the kinds)."""
-    from . import dataset_archives   # the archive readers pull in tarfile/gzip only when needed
-
-    name = os.path.basename(os.path.normpath(path))
-    if os.path.isdir(path):
-        if is_lmdb_folder(path):
-            _reject_subfolder_labels(subfolders_as_labels, 'an LSUN lmdb folder')
-            return dataset_archives.open_lmdb(path)
-        return open_image_folder(path, subfolders_as_labels)
-    if not os.path.isfile(path):
-        raise DatasetToolError(f'--source {path}: no such file or folder')
-    if name == 'cifar-10-python.tar.gz':
-        _reject_subfolder_labels(subfolders_as_labels, 'CIFAR-10')
-        return dataset_archives.open_cifar10(path)
-    if name.endswith('-images-idx3-ubyte.gz'):
-        _reject_subfolder_labels(subfolders_as_labels, 'MNIST')
-        return dataset_archives.open_mnist(path)
-    if name.lower().endswith('.zip'):
-        return open_image_zip(path, subfolders_as_labels)
-    raise DatasetToolError(f'--source {path}: unknown input; expected a folder, a .zip, an LSUN *_lmdb folder, '
-                           'cifar-10-python.tar.gz or train-images-idx3-ubyte.gz')
-
-
-def _reject_subfolder_labels(enabled, kind):
-    if enabled:
-        raise OptionError(f'--subfolders-as-labels applies to folder and zip sources, not {kind} '
-                          '(whose labels are read from the source itself)', param='--subfolders-as-labels')

@@ -1,27 +1,22 @@
-"""Pixels, image files, output folders and option types shared by the inference tools.
+"""Pixels and image files shared by the inference tools, the metrics and the training grids.
 
 Everything here is independent of the network code: conversion of generator output to uint8,
 writing PNGs (RGB or grayscale) and .npz files atomically, tiling images into a grid and enlarging
-small images for display, a scatter plot for generators of 2-D points (drawn with PIL alone),
-checks of `--outdir` before any work starts, and the option types `num_range` (`--seeds`,
-`--rows`, `--cols`, `--styles`) and finite floats (`--trunc`).
+small images for display, a scatter plot for generators of 2-D points (drawn with PIL alone), and
+the official latent of a seed. The option types of the tools (`num_range`, finite floats) and the
+checks of their output paths live in `stylegan_plus.cli`.
 """
 
 import math
 import os
-import re
 import secrets
 
-import click
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 
-SEED_MAX = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at least this many pixels in grids
-
-_RANGE_RE = re.compile(r'^(\d+)-(\d+)$')
 
 
 def to_uint8(img: 'torch.Tensor') -> np.ndarray:
@@ -155,114 +150,9 @@ def scatter_plot(points: np.ndarray, size: int = 512, title: str = None) -> np.n
     return np.asarray(canvas)
 
 
-def parse_num_range(text: str) -> list:
-    """Parse `a,b,c` or the inclusive range `a-c` into a list of ints (official `num_range`)."""
-    text = str(text).strip()
-    match = _RANGE_RE.match(text)
-    if match:
-        lo, hi = int(match.group(1)), int(match.group(2))
-        if hi < lo:
-            raise ValueError(f'range {text!r} is empty: the end must not be smaller than the start')
-        return list(range(lo, hi + 1))
-    try:
-        return [int(part) for part in text.split(',')]
-    except ValueError:
-        raise ValueError(f'{text!r} is not a number list: use a comma list like 1,5,7 or a range like 0-9') from None
-
-
-class NumRange(click.ParamType):
-    """Click type for `num_range` values, optionally bounded to [lo, hi]."""
-
-    name = 'num_range'
-
-    def __init__(self, lo: int = None, hi: int = None, what: str = 'value'):
-        self.lo, self.hi, self.what = lo, hi, what
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            numbers = parse_num_range(value)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-        for number in numbers:
-            if (self.lo is not None and number < self.lo) or (self.hi is not None and number > self.hi):
-                self.fail(f'{self.what} {number} is out of range: accepted are {self._accepted()}', param, ctx)
-        return numbers
-
-    def _accepted(self) -> str:
-        if self.hi is None:
-            return f'{self.lo} or more'
-        if self.lo is None:
-            return f'{self.hi} or less'
-        return f'{self.lo}..{self.hi}'
-
-
-class FiniteFloat(click.ParamType):
-    """Click type for a float that must be finite (`nan`, `inf` and `-inf` are refused)."""
-
-    name = 'float'
-
-    def convert(self, value, param, ctx):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f'{value!r} is not a number; a finite number such as 0.7 or 1 is accepted', param, ctx)
-        if not math.isfinite(number):
-            self.fail(f'{value!r} is not a finite number; a finite number such as 0.7 or 1 is accepted', param, ctx)
-        return number
-
-
-def _existing_ancestor(path: str) -> str:
-    """`path` itself or its nearest parent that exists."""
-    current = os.path.abspath(path)
-    while not os.path.exists(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return current
-
-
-def check_outdir(outdir: str, param_hint: str = '--outdir') -> None:
-    """Refuse an output folder that cannot be created or written, before any work starts (creates nothing).
-
-    Raises click.BadParameter naming the value: it is a file, lies under a file, or is not writable.
-    """
-    if not outdir:
-        raise click.BadParameter('an empty folder name is not accepted; give a folder such as out/',
-                                 param_hint=param_hint)
-    existing = _existing_ancestor(outdir)
-    if not os.path.isdir(existing):
-        where = 'is a file' if existing == os.path.abspath(outdir) else f'lies under {existing!r}, which is a file'
-        raise click.BadParameter(f'{outdir!r} {where}; a folder (existing or new) is accepted', param_hint=param_hint)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise click.BadParameter(f'{outdir!r} cannot be written: no write permission in {existing!r}',
-                                 param_hint=param_hint)
-
-
-def make_outdir(outdir: str, param_hint: str = '--outdir') -> None:
-    """Create the output folder (and parents); an OS error becomes a click.BadParameter naming it."""
-    check_outdir(outdir, param_hint)
-    try:
-        os.makedirs(outdir, exist_ok=True)
-    except OSError as err:
-        raise click.BadParameter(f'cannot create {outdir!r}: {err.strerror or err}', param_hint=param_hint) from None
-
-
-def check_output_file(path: str, param_hint: str) -> None:
-    """Refuse an output file path that is a folder or whose folder cannot be created (creates nothing)."""
-    if os.path.isdir(path):
-        raise click.BadParameter(f'{path!r} is a folder; a file name such as out/vectors.npz is accepted',
-                                 param_hint=param_hint)
-    check_outdir(os.path.dirname(os.path.abspath(path)), param_hint)
-
-
-def seed_list_type() -> NumRange:
-    """The `--seeds`/`--rows`/`--cols` type: integers accepted by np.random.RandomState."""
-    return NumRange(lo=0, hi=SEED_MAX, what='seed')
-
-
 def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
-    """The latent of one seed, as the official tools draw it: [1, z_dim] float64, N(0, 1)."""
+    """The latent of one seed, as the official tools draw it: [1, z_dim] float64, N(0, 1).
+
+    seed: int in [0, 2**32 - 1] (what np.random.RandomState accepts).
+    """
     return np.random.RandomState(seed).randn(1, z_dim)

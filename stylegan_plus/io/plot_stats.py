@@ -1,7 +1,9 @@
 """Plot a training run's statistics (`stats.jsonl`) with matplotlib, and summarise the plugin's terms.
 
-    python -m stylegan_plus.io.plot_stats runs/00000-digits16-dcgan      # losses.png, progress.png
-    python -m stylegan_plus.io.plot_stats <run> --summary                # + first vs last tick of each term
+    python -m stylegan_plus.cli.plot_stats runs/00000-digits16-dcgan      # losses.png, progress.png
+    python -m stylegan_plus.cli.plot_stats <run> --summary                # + first vs last tick of each term
+
+(the command line is stylegan_plus/cli/plot_stats.py; this module draws and summarises).
 
 Each line of stats.jsonl is one tick: `{"<stat>": {"num", "mean", "std"}, ..., "timestamp"}` (NaN
 written as a bare token). Against `Progress/kimg`:
@@ -21,7 +23,6 @@ import json
 import os
 import re
 
-import click
 import numpy as np
 
 DEFAULT_PATTERN = '/loss'      # `loss_series` default: stat names containing this
@@ -216,36 +217,3 @@ def describe_change(change):
     name, first, first_kimg, last, last_kimg = change
     rel = f', {100 * (last - first) / abs(first):+.0f} %' if first != 0 else ''
     return f'{name}: {first:.4g} (at {first_kimg:.1f} kimg) -> {last:.4g} (at {last_kimg:.1f} kimg){rel}'
-
-
-@click.command()
-@click.argument('run_dir', type=click.Path(exists=True, file_okay=False))
-@click.option('--out', help='Loss plot  [default: RUN_DIR/losses.png]', metavar='FILE')
-@click.option('--stat', 'stats', multiple=True, metavar='NAME',
-              help='Statistic to plot (repeatable)  [default: G/D losses, plugin terms, augment, sec/kimg]')
-@click.option('--progress/--no-progress', default=True, show_default=True,
-              help='Also write RUN_DIR/progress.png (newest snapshot grid beside the losses)')
-@click.option('--summary', is_flag=True, help="Print each plugin term's first and last tick mean")
-def main(run_dir, out, stats, progress, summary):
-    """Plot the statistics of a training run (stats.jsonl) to PNGs."""
-    from stylegan_plus.io import charts  # pylint: disable=import-outside-toplevel
-    stats_path = os.path.join(run_dir, 'stats.jsonl')
-    if not os.path.isfile(stats_path):
-        raise click.BadParameter(f'{run_dir} has no stats.jsonl (is it a train.py run folder?)', param_hint='RUN_DIR')
-    out = out or os.path.join(run_dir, 'losses.png')
-    try:
-        plotted = plot_losses(stats_path, out, names=list(stats) or None)
-        click.echo(f'Wrote {out} ({len(plotted)} panels)')
-        if progress:
-            click.echo(f'Wrote {plot_progress(run_dir, os.path.join(run_dir, "progress.png"))}')
-    except (ValueError, charts.PlotUnavailable) as err:
-        raise click.ClickException(str(err)) from None
-    if summary:
-        changes = term_changes(read_stats(stats_path))
-        click.echo('Plugin terms, first tick -> last tick:' if changes else 'No plugin terms in this run.')
-        for change in changes:
-            click.echo('  ' + describe_change(change))
-
-
-if __name__ == '__main__':
-    main()  # pylint: disable=no-value-for-parameter

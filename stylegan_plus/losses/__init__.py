@@ -12,10 +12,11 @@ import importlib
 
 # Public name -> submodule that defines it.
 _EXPORTS = {
-    'Loss': 'base', 'LossAddon': 'base', 'LossPlugin': 'base', 'plugin_hooks': 'base', 'unwrap_module': 'base',
+    'Loss': 'base', 'LossAddon': 'base', 'LossPlugin': 'base', 'PLUGIN_HOOKS': 'base', 'plugin_hooks': 'base',
+    'unwrap_module': 'base',
     'LossOption': 'declarations',
-    'PhaseSpec': 'phases', 'build_optimizers': 'phases', 'check_phases': 'phases', 'default_phases': 'phases',
-    'network_phases': 'phases', 'run_phase': 'phases',
+    'Phase': 'phases', 'PhaseSpec': 'phases', 'build_optimizers': 'phases', 'check_phases': 'phases',
+    'default_phases': 'phases', 'network_phases': 'phases', 'run_phase': 'phases',
     'LossRegistry': 'registry', 'LossSpecError': 'registry', 'default_registry': 'registry',
     'all_loss_options': 'registry', 'configure_loss': 'registry', 'format_loss_list': 'registry',
     'get_loss': 'registry', 'list_losses': 'registry', 'parse_loss_spec': 'registry', 'register_loss': 'registry',

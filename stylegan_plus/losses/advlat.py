@@ -1,13 +1,14 @@
 """AdvLatGAN add-ons: `--loss=advlat-qua` (harder fakes for D) and `--loss=advlat-div` (hard pairs for G).
 
 Both are add-ons: alone they run on the baseline (`advlat-qua` = `stylegan2+advlat-qua`), and they
-combine with a main loss (`clr+advlat-qua`). Reading (shared/METHODS.md):
+combine with a main loss (`clr+advlat-qua`). Reading (docs/methods.md):
 
 - qua: before each D step (Dmain/Dboth) the fakes' z moves by `--advlat-steps` I-FGSM steps of size
   `--advlat-eps` on the generator loss softplus(-D(G(z))) (G and D frozen; through mapping,
   synthesis, the augment pipe and D), and the main loss trains D on G(z_moved). G trains on fresh,
-  unmoved z. Style mixing is off for the moved batch (during the steps and in that D step), so
-  the moved z is the only latent of those fakes. The score raised is the main loss's `decision`
+  unmoved z. Style mixing is off for the moved batch (during the steps, and in that D step since
+  `ComposedLoss` runs a round whose latents an add-on replaced without mixing), so the moved z is
+  the only latent of those fakes. The score raised is the main loss's `decision`
   (D's logit, RFGAN's fused head, LOGAN-B's joint D(G(z), z)), the one its D step trains on.
   The step itself is the shared `stylegan_plus.sampling.latent_steps.sign_descent`, also used
   by `generate.py --latent-steps`.
@@ -44,17 +45,12 @@ from torch_utils import training_stats
 from stylegan_plus.sampling import latent_steps
 
 from .base import LossAddon, LossOption
+from .common import mean_abs_distance
+from .phases import Phase
 from .registry import register_loss
 
-D_MAIN_PHASES = ('Dmain', 'Dboth')
-G_MAIN_PHASES = ('Gmain', 'Gboth')
 MS_EPS = 1e-5           # MSGAN: 1 / (d_I / d_z + 1e-5)
 MINING_DZ_OFFSET = 1.0  # authors' pair-mining objective: d_I / (d_z + 1)
-
-
-def mean_abs_distance(a, b):
-    """Batch-level distance: mean |a - b| over all elements, a scalar tensor."""
-    return (a - b).abs().mean()
 
 
 def pair_mining_objective(img1, img2, z1, z2):
@@ -91,7 +87,6 @@ class AdvLatQuaLoss(LossAddon):
                              f'got {advlat_eps!r} and {advlat_steps!r}')
         self.advlat_eps = float(advlat_eps)
         self.advlat_steps = int(advlat_steps)
-        self._saved_mixing_prob = None
 
     def move_latents(self, gen_z, gen_c):
         """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start.
@@ -111,25 +106,9 @@ class AdvLatQuaLoss(LossAddon):
         return moved
 
     def transform_fakes(self, phase, gen_z, gen_c, sync):
-        if phase not in D_MAIN_PHASES:
+        if phase not in Phase.mains('D'):
             return gen_z, gen_c
-        # The interface has no per-round mixing switch: pause the main loss's mixing for this
-        # round; accumulate_gradients (called right after the main loss) restores it.
-        self._pause_mixing()
         return self.move_latents(gen_z, gen_c), gen_c
-
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        self._restore_mixing()
-
-    def _pause_mixing(self):
-        if self._saved_mixing_prob is None:
-            self._saved_mixing_prob = self.main.style_mixing_prob
-        self.main.style_mixing_prob = 0
-
-    def _restore_mixing(self):
-        if self._saved_mixing_prob is not None:
-            self.main.style_mixing_prob = self._saved_mixing_prob
-            self._saved_mixing_prob = None
 
 
 @register_loss('advlat-div')
@@ -229,9 +208,9 @@ class AdvLatDivLoss(LossAddon):
         return min(batch, max(1, int(round(self.advlat_div_frac * batch))))
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase in G_MAIN_PHASES:
+        if phase in Phase.mains('G'):
             self.backward_mode_seeking(gen_z, gen_c, sync=sync, gain=gain)
-        elif phase in D_MAIN_PHASES and self.advlat_div_dpair:
+        elif phase in Phase.mains('D') and self.advlat_div_dpair:
             self.backward_D_pair(gen_z, gen_c, sync=sync, gain=gain)
 
     def backward_mode_seeking(self, gen_z, gen_c, sync, gain, start=None):
@@ -260,11 +239,15 @@ class AdvLatDivLoss(LossAddon):
         return loss.detach()
 
     def backward_D_pair(self, gen_z, gen_c, sync, gain, start=None):
-        """dpair: D's fake loss softplus(D(G(z2))) on the mined partners of the D step's z."""
+        """dpair: D's fake loss softplus(D(G(z2))) on the mined partners of the D step's z.
+
+        D is the main loss's `decision` (RFGAN's fused head, LOGAN-B's joint D(G(z2), z2)), the
+        score its own D step trains on.
+        """
         z2 = self.mine_pair(gen_z, gen_c, start=start)
         with torch.no_grad():
             img2 = latent_steps.plugin_generator(self)(z2, gen_c)  # the D step's usual synthesis noise
-        loss = F.softplus(self.main.run_D(img2, gen_c, sync=sync))
+        loss = F.softplus(self.main.decision(img2, gen_c, z=z2, sync=sync))
         training_stats.report('Loss/advlat/div_D_pair', loss)
         loss.mean().mul(gain).backward()
         return loss.detach()

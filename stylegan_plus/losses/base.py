@@ -1,13 +1,26 @@
-"""Base classes of the loss plugins: the official `Loss` seam and the richer `LossPlugin`.
+"""Base classes of the loss plugins: the official `Loss` seam and the plugin contract `LossPlugin`.
 
-See docs/plugins.md for how the training loop drives these objects.
+The contract (docs/plugins.md) is small on purpose:
+- declared, not discovered: `role`, `options` (command-line flags), `base_options` (the preset's
+  loss kwargs `__init__` accepts), `state_attrs` (resume state), `real_decisions` (whether ADA
+  gets real-image signs), and extra networks through one `register_network` call each;
+- `PLUGIN_HOOKS`: the only methods a plugin may override (besides `__init__`); the rest of
+  `LossPlugin` and of the framework classes (`LossAddon`, `StyleGAN2Loss`, `ComposedLoss`) is a
+  toolkit to call, and a subclass that redefines one of its methods is refused when defined.
 """
 
 import torch
 
 from torch_utils import misc
 
-from .declarations import LOSS_ROLES, LossOption  # noqa: F401  (torch-free; re-exported here)
+from . import common
+# Torch-free declarations, re-exported here. BASE_OPTIONS: the preset loss kwargs (`loss_kwargs` of
+# the --cfg presets) that a main loss may accept in __init__, by declaring them in `base_options`.
+from .declarations import BASE_OPTIONS, LOSS_ROLES, LossOption  # noqa: F401
+
+# The methods a plugin may override; see docs/plugins.md for each one's job.
+PLUGIN_HOOKS = ('accumulate_gradients', 'phases', 'sample_z', 'decision', 'load_state_dict',
+                'transform_fakes', 'adjust_training_options')
 
 # Keys of the official snapshot dict (and network keywords of the loop): an extra network may
 # not take one of these names, because it is saved under its name beside them.
@@ -20,10 +33,11 @@ class Loss:
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         """Compute the loss of one accumulation round of `phase` and call `.backward()` on it.
 
-        real_img: [N, C, H, W] float32 in [-1, 1] (or [N, 2] points); real_c, gen_c: [N, c_dim] float32;
-        gen_z: [N, z_dim]; sync: True on the last round (where a DDP-wrapped module would all-reduce;
-        informational in this loop, which wraps nothing); gain: the phase interval, multiplied into
-        the loss before `.backward()`. Returns nothing.
+        phase: a `Phase` (== its official string, e.g. 'Gmain') or a plugin's own phase name;
+        real_img: [N, C, H, W] float32 in [-1, 1] (or [N, 2] points); real_c, gen_c: [N, c_dim]
+        float32; gen_z: [N, z_dim]; sync: True on the last round (informational in this loop,
+        which wraps nothing in DDP); gain: the phase interval, multiplied into the loss before
+        `.backward()`. Returns nothing.
         """
         raise NotImplementedError()
 
@@ -34,20 +48,62 @@ def unwrap_module(module):
         return module.module
     return module
 
+#----------------------------------------------------------------------------
+# Checking the declarations when a plugin class is defined.
+
+def _check_declarations(cls):
+    if cls.role not in LOSS_ROLES:
+        raise TypeError(f'{cls.__qualname__}.role = {cls.role!r}; accepted: {", ".join(LOSS_ROLES)}')
+    unknown = [name for name in cls.base_options if name not in BASE_OPTIONS]
+    if not isinstance(cls.base_options, tuple) or unknown:
+        raise TypeError(f'{cls.__qualname__}.base_options = {cls.base_options!r}: a tuple drawn from '
+                        f'{", ".join(BASE_OPTIONS)}')
+    if cls.role == 'addon' and cls.base_options:
+        raise TypeError(f'{cls.__qualname__} is an add-on: add-ons get no preset kwargs (base_options must be ())')
+    if not all(isinstance(opt, LossOption) for opt in cls.options):
+        raise TypeError(f'{cls.__qualname__}.options must be LossOption objects')
+    if not all(isinstance(name, str) and name.isidentifier() for name in cls.state_attrs):
+        raise TypeError(f'{cls.__qualname__}.state_attrs must be attribute names, got {cls.state_attrs!r}')
+
+
+def _is_method(value):
+    return callable(value) or isinstance(value, (property, classmethod, staticmethod))
+
+
+def _check_overrides(cls):
+    """Refuse a plugin class that redefines a framework method other than a hook."""
+    for name, value in vars(cls).items():
+        if name in PLUGIN_HOOKS or (name.startswith('__') and name.endswith('__')) or not _is_method(value):
+            continue
+        owner = next((base for base in cls.__mro__[1:] if base.__dict__.get('_framework_class') is base
+                      and name in base.__dict__), None)
+        if owner is not None:
+            raise TypeError(f'{cls.__qualname__}.{name} overrides {owner.__qualname__}.{name}, which is not a plugin '
+                            f'hook; a plugin may override {", ".join(PLUGIN_HOOKS)} (docs/plugins.md)')
+
+#----------------------------------------------------------------------------
 
 class LossPlugin(Loss):
     """A loss method as a plugin: networks, prior, phases and resume state beside the loss itself.
 
-    Keywords: `device`; `G_mapping` and `G_synthesis` (a generator with a mapping/synthesis
-    split) or `G` (a generator without one); `D`; `augment_pipe` (or None). The training loop
-    passes plain modules; other callers may pass DDP-wrapped ones. Subclasses add their own
-    keywords (their `options` keys).
+    Keywords: `device`; `G_mapping` and `G_synthesis` (a generator with a mapping/synthesis split)
+    or `G` (one without); `D`; `augment_pipe` (or None). Subclasses add their `options` keys and,
+    for main losses, the `base_options` they declare. Subclassing with `framework=True` marks a
+    class of the framework itself, whose methods are then final for the plugins built on it.
     """
     role = 'main'           # 'main' or 'addon'; one main loss per run
     options = ()            # LossOption tuple: the plugin's command-line options
-    state_attrs = ()        # names of tensor attributes saved by state_dict()
-    style_mixing_prob = 0   # run_G mixes styles with this probability (StyleGAN2Loss sets it)
-    run_dir = None          # the run folder; set by the training loop after construction
+    base_options = ()       # names from BASE_OPTIONS that __init__ accepts (the loop passes only these)
+    state_attrs = ()        # names of tensor attributes saved by state_dict() for resume
+    real_decisions = True   # D scores real images (report_scores('real', ...)), so ADA can adapt
+
+    def __init_subclass__(cls, framework=False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _check_declarations(cls)
+        if framework:
+            cls._framework_class = cls
+        else:
+            _check_overrides(cls)
 
     def __init__(self, device, G_mapping=None, G_synthesis=None, D=None, augment_pipe=None, G=None):
         super().__init__()
@@ -61,9 +117,55 @@ class LossPlugin(Loss):
         self.G = G
         self.D = D
         self.augment_pipe = augment_pipe
-        self._networks = {}     # name -> unwrapped extra module, in declaration order
+        self.run_dir = None             # the run folder; set by the loop after construction
+        self.style_mixing_prob = 0      # run_G mixes styles with this probability (StyleGAN2Loss sets it)
+        self._networks = {}             # name -> extra module, in declaration order
+        self._real_signs = _SignTally()
 
-    # --- Networks ------------------------------------------------------------------------------
+    # --- Hooks: a plugin may override these (and accumulate_gradients) ---------------------------
+
+    def phases(self, default_phases, opt_kwargs):
+        """The phase list (PhaseSpec) the loop runs, given the official one.
+
+        opt_kwargs: EasyDict(G=..., D=...) with the configured (not lazily adjusted) optimizer
+        kwargs, for the plugin's own phases (see `common.extra_opt_kwargs`).
+        """
+        del opt_kwargs
+        return list(default_phases)
+
+    def sample_z(self, n, device):
+        """The latent prior: float32 [n, z_dim] on `device` (standard normal)."""
+        return common.sample_prior('gaussian', n, self.z_dim, device)
+
+    def decision(self, img, c, z=None, sync=False):
+        """The real/fake logit this method's D trains on: img [N, ...], c [N, c_dim], z [N, z_dim] -> [N, 1].
+
+        The baseline's losses and latent mining (AdvLatGAN-qua) use it. Default: `run_D` (augment
+        pipe, then D). RFGAN fuses an encoder's features into it; LOGAN-B's joint D(x, z) needs z.
+        """
+        del z
+        return self.run_D(img, c, sync)
+
+    def load_state_dict(self, state):
+        """Restore what `state_dict()` returned (missing names are an error, extra ones too).
+
+        Override to migrate an older state or to react to the restored values; call super().
+        """
+        if set(state) != set(self.state_attrs):
+            raise KeyError(f'{type(self).__name__} state has keys {sorted(state)}, expected {sorted(self.state_attrs)}')
+        for name in self.state_attrs:
+            getattr(self, name).copy_(torch.as_tensor(state[name]).to(self.device))
+
+    @classmethod
+    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        """Edit the training options before they are written (default: nothing).
+
+        args: the options EasyDict; loss_kwargs: this plugin's own kwargs dict inside it;
+        cfg: the --cfg name; given: names of the options the user set explicitly.
+        """
+        del args, loss_kwargs, cfg, given
+
+    # --- Toolkit: networks ----------------------------------------------------------------------
 
     @property
     def has_mapping(self):
@@ -100,52 +202,10 @@ class LossPlugin(Loss):
         return module
 
     def extra_modules(self):
-        """Extra networks declared with `register_network`: dict name -> unwrapped module."""
+        """Extra networks declared with `register_network`: dict name -> module, in declaration order."""
         return dict(self._networks)
 
-    def set_wrapped_modules(self, wrapped):
-        """Use these (DDP-wrapped) modules for the named extra networks from now on."""
-        for name, module in wrapped.items():
-            if name not in self._networks:
-                raise KeyError(f'no extra network named {name!r}; have {sorted(self._networks)}')
-            setattr(self, name, module)
-
-    # --- Phases, prior, state --------------------------------------------------------------------
-
-    def phases(self, default_phases, opt_kwargs):
-        """The phase list (PhaseSpec) the loop runs, given the official one.
-
-        opt_kwargs: EasyDict(G=..., D=...) with the configured (not lazily adjusted) optimizer kwargs,
-        for plugins that build optimizers of their own from them.
-        """
-        del opt_kwargs
-        return list(default_phases)
-
-    def sample_z(self, n, device):
-        """The latent prior: float32 [n, z_dim] on `device` (standard normal)."""
-        return torch.randn([n, self.z_dim], device=device)
-
-    def state_dict(self):
-        """Resume state: CPU copies of the tensors named in `state_attrs`."""
-        return {name: getattr(self, name).detach().cpu().clone() for name in self.state_attrs}
-
-    def load_state_dict(self, state):
-        """Restore what `state_dict()` returned (missing names are an error, extra ones too)."""
-        if set(state) != set(self.state_attrs):
-            raise KeyError(f'{type(self).__name__} state has keys {sorted(state)}, expected {sorted(self.state_attrs)}')
-        for name in self.state_attrs:
-            getattr(self, name).copy_(torch.as_tensor(state[name]).to(self.device))
-
-    @classmethod
-    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
-        """Edit the training options before they are written (default: nothing).
-
-        args: the options EasyDict; loss_kwargs: this plugin's own kwargs dict inside it;
-        cfg: the --cfg name; given: names of the options the user set explicitly.
-        """
-        del args, loss_kwargs, cfg, given
-
-    # --- Running the networks ----------------------------------------------------------------------
+    # --- Toolkit: running the networks ----------------------------------------------------------
 
     def run_G(self, z, c, sync, mixing=True):
         """Generate images: z [N, z_dim], c [N, c_dim] -> (img, ws).
@@ -155,15 +215,12 @@ class LossPlugin(Loss):
         second random z replace the layers from a random cutoff in [1, num_ws) onward.
         """
         if not self.has_mapping:
-            with misc.ddp_sync(self.G, sync):
-                return self.G(z, c), None
+            return common.run_module(self.G, sync, z, c), None
         with misc.ddp_sync(self.G_mapping, sync):
             ws = self.G_mapping(z, c)
             if mixing and self.style_mixing_prob > 0:
                 ws = self._mix_styles(ws, z, c)
-        with misc.ddp_sync(self.G_synthesis, sync):
-            img = self.G_synthesis(ws)
-        return img, ws
+        return common.run_module(self.G_synthesis, sync, ws), ws
 
     def _mix_styles(self, ws, z, c):
         # Random draws in the order cutoff, coin, second z: the official random stream.
@@ -176,18 +233,8 @@ class LossPlugin(Loss):
         return torch.where(layer >= cutoff, ws_other, ws)
 
     def run_D(self, img, c, sync, return_features=False):
-        """Augment (if a pipe is set) and discriminate: -> logits [N, 1] or (logits, features [N, F])."""
+        """Augment (if a pipe is set) and run D: -> logits [N, 1] or (logits, features [N, F])."""
         return self.discriminate(self.augment(img), c, sync, return_features=return_features)
-
-    def decision(self, img, c, z=None, sync=False):
-        """The real/fake logit this method's D trains on: img [N, ...], c [N, c_dim], z [N, z_dim] -> [N, 1].
-
-        What latent mining (AdvLatGAN-qua) steers by. Default: `run_D` (augment pipe, then D; for
-        RFGAN that is already the fused head). A method whose D also judges the latent (LOGAN-B's
-        joint D(x, z)) overrides this and needs z, the latent paired with img.
-        """
-        del z
-        return self.run_D(img, c, sync)
 
     def augment(self, img):
         """`img` through the augment pipe (same shape and range), or unchanged without one."""
@@ -195,21 +242,53 @@ class LossPlugin(Loss):
 
     def discriminate(self, img, c, sync, return_features=False):
         """D on images that are already augmented: logits [N, 1], or (logits, features [N, F])."""
-        with misc.ddp_sync(self.D, sync):
-            if return_features:
-                return self.D(img, c, return_features=True)
-            return self.D(img, c)
+        if return_features:
+            return common.run_module(self.D, sync, img, c, return_features=True)
+        return common.run_module(self.D, sync, img, c)
+
+    # --- Toolkit: statistics, ADA, state -----------------------------------------------------------
+
+    def report_scores(self, kind, logits):
+        """Report D's logits [N, 1] on 'real' or 'fake' images (`Loss/scores/<kind>`, `Loss/signs/<kind>`).
+
+        The signs of real-image logits are also kept for `ada_signs()`: this call is how a plugin
+        hands ADA what it needs.
+        """
+        signs = common.report_scores(kind, logits)
+        if kind == 'real':
+            self._real_signs.add(signs)
+
+    def ada_signs(self):
+        """The ADA hook: (count, sum) of the real-logit signs reported since the last call, on this
+        process; None when the class declares `real_decisions = False`."""
+        if not self.real_decisions:
+            return None
+        return self._real_signs.take()
+
+    def state_dict(self):
+        """Resume state: CPU copies of the tensors named in `state_attrs`."""
+        return {name: getattr(self, name).detach().cpu().clone() for name in self.state_attrs}
 
 
-class LossAddon(LossPlugin):
-    """A term added to a main loss (e.g. latent mining); `attach(main)` gives it `self.main`."""
+LossPlugin._framework_class = LossPlugin    # its methods are final for plugins (except the hooks)
+
+
+class LossAddon(LossPlugin, framework=True):
+    """A term added to a main loss (e.g. latent mining). `self.main` is the main loss (set by
+    `ComposedLoss`); add-ons get no preset kwargs and override `transform_fakes` and/or
+    `accumulate_gradients` (an extra loss term after the main loss's, in the same round)."""
     role = 'addon'
+    real_decisions = False  # the main loss's D decides; ComposedLoss hands ADA the main loss's signs
 
-    def attach(self, main):
-        self.main = main
+    def __init__(self, device, **networks):
+        super().__init__(device, **networks)
+        self.main = None
 
     def transform_fakes(self, phase, gen_z, gen_c, sync):
-        """Replace the round's latents before the main loss sees them; returns (gen_z, gen_c)."""
+        """The round's latents for the main loss: returns (gen_z, gen_c), the same objects to keep them.
+
+        A round whose latents an add-on replaced runs without style mixing (they are no prior draws).
+        """
         del phase, sync
         return gen_z, gen_c
 
@@ -218,8 +297,30 @@ class LossAddon(LossPlugin):
         del phase, real_img, real_c, gen_z, gen_c, sync, gain
 
 
+class _SignTally:
+    """Signs of real-image logits since the last `take()`: element count (host) and sum (device, float64)."""
+
+    def __init__(self):
+        self.count = 0
+        self.total = None
+
+    def add(self, signs):
+        total = signs.sum(dtype=torch.float64)
+        self.count += signs.numel()
+        self.total = total if self.total is None else self.total + total
+
+    def take(self):
+        """(count, sum as a float) since the previous call; (0, 0.0) when nothing came."""
+        count, total = self.count, (0.0 if self.total is None else float(self.total))
+        self.count, self.total = 0, None
+        return count, total
+
+#----------------------------------------------------------------------------
+# Official-style loss objects in the loop.
+
 class _OfficialLossHooks:
-    """Plugin hooks with their defaults around a loss object that has only `accumulate_gradients`."""
+    """The loop's hooks with their defaults around a loss object that has only `accumulate_gradients`."""
+    real_decisions = False  # its statistics are its own business; nothing is handed to ADA
 
     def __init__(self, loss, z_dim):
         self._loss = loss
@@ -231,16 +332,15 @@ class _OfficialLossHooks:
     def extra_modules(self):
         return {}
 
-    def set_wrapped_modules(self, wrapped):
-        if wrapped:
-            raise KeyError(f'{type(self._loss).__name__} has no extra networks')
-
     def phases(self, default_phases, opt_kwargs):
         del opt_kwargs
         return list(default_phases)
 
     def sample_z(self, n, device):
-        return torch.randn([n, self._z_dim], device=device)
+        return common.sample_prior('gaussian', n, self._z_dim, device)
+
+    def ada_signs(self):
+        return None
 
     def state_dict(self):
         return {}
@@ -251,8 +351,9 @@ class _OfficialLossHooks:
 
 
 def plugin_hooks(loss, z_dim):
-    """`loss` itself when it is a LossPlugin, else an adapter giving the hooks their defaults.
+    """`loss` itself when it is a LossPlugin (or a ComposedLoss), else an adapter giving the hooks
+    their defaults (no extra networks, official phases, N(0, I) prior, no state, no ADA signs).
 
-    z_dim: the generator's latent size, used by the adapter's standard-normal `sample_z`.
+    z_dim: the generator's latent size, used by the adapter's `sample_z`.
     """
     return loss if isinstance(loss, LossPlugin) else _OfficialLossHooks(loss, z_dim)

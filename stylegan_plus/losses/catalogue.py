@@ -21,7 +21,7 @@ import tempfile
 
 from .declarations import LossOption, format_loss_rows
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../stylegan_plus
 _PLAIN_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
 
@@ -76,46 +76,43 @@ def _survives_json(value):
     return False
 
 
-_RANGE_FIELDS = ('min', 'max', 'min_open', 'max_open', 'clamp')
+# A click IntRange/FloatRange given as a LossOption type, recognised by class name (this module
+# does not import click) and recorded as a plain type with bounds.
+_CLICK_RANGES = {'IntRange': 'int', 'FloatRange': 'float'}
 
 
-def _type_record(param_type):
-    """JSON form of a LossOption type: None, a plain type's name, or a click Int/FloatRange as a
-    list [class name, {bounds}]; False for anything else (only the live registry has it)."""
-    if param_type is None:
+def _plain_type_name(param_type):
+    return next((name for name, plain in _PLAIN_TYPES.items() if param_type is plain), None)
+
+
+def _type_record(opt):
+    """{'type': name or None, 'min': ..., 'max': ...} recording `opt`'s type exactly, or None
+    when only the live registry can have it (e.g. a custom click type)."""
+    kind, low, high = opt.type, opt.min, opt.max
+    if kind is not None and _plain_type_name(kind) is None:
+        cls = type(kind)
+        if cls.__module__.split('.')[0] != 'click' or cls.__name__ not in _CLICK_RANGES or \
+                low is not None or high is not None:
+            return None
+        if any(getattr(kind, flag, False) for flag in ('min_open', 'max_open', 'clamp')):
+            return None
+        kind, low, high = _PLAIN_TYPES[_CLICK_RANGES[cls.__name__]], kind.min, kind.max
+    if not (_survives_json(low) and _survives_json(high)):
         return None
-    for name, plain in _PLAIN_TYPES.items():
-        if param_type is plain:
-            return name
-    import click  # pylint: disable=import-outside-toplevel
-    if type(param_type) in (click.IntRange, click.FloatRange):
-        bounds = {field: getattr(param_type, field) for field in _RANGE_FIELDS}
-        if all(_survives_json(v) for v in bounds.values()):
-            return [type(param_type).__name__, bounds]
-    return False
-
-
-def _type_from_record(rec):
-    if rec is None:
-        return None
-    if isinstance(rec, str):
-        return _PLAIN_TYPES[rec]
-    import click  # pylint: disable=import-outside-toplevel
-    kind, bounds = rec
-    return {'IntRange': click.IntRange, 'FloatRange': click.FloatRange}[kind](**bounds)
+    return {'type': None if kind is None else _plain_type_name(kind), 'min': low, 'max': high}
 
 
 def _option_record(opt):
     """JSON dict for a LossOption, or None when it cannot be recorded exactly."""
-    type_name = _type_record(opt.type)
-    if type_name is False:
+    type_record = _type_record(opt)
+    if type_record is None:
         return None
     choices = opt.choices
     if choices is not None and not (isinstance(choices, (list, tuple)) and all(type(c) is str for c in choices)):
         return None
     if not all(_survives_json(v) for v in (opt.default, opt.help, opt.metavar)):
         return None
-    return {'flag': opt.flag, 'default': opt.default, 'help': opt.help, 'type': type_name,
+    return {'flag': opt.flag, 'default': opt.default, 'help': opt.help, **type_record,
             'choices': None if choices is None else [type(choices).__name__, list(choices)], 'metavar': opt.metavar}
 
 
@@ -124,8 +121,9 @@ def _option_from_record(rec):
     if rec['choices'] is not None:
         kind, items = rec['choices']
         choices = tuple(items) if kind == 'tuple' else list(items)
+    param_type = None if rec['type'] is None else _PLAIN_TYPES[rec['type']]
     return LossOption(rec['flag'], rec['default'], help=rec['help'], metavar=rec['metavar'], choices=choices,
-                      type=_type_from_record(rec['type']))
+                      type=param_type, min=rec['min'], max=rec['max'])
 
 
 def _records_from_registry():

@@ -25,7 +25,7 @@ that made a fake; G reconstructs reals from phi(x_real) through its mapping netw
   the latent error cannot fall much below its starting value (on a 64-wide tiny StyleGAN2 with
   z_dim 512 it stayed at 1.00 in Q6) and G would be asked to rebuild every real from a latent
   that says little about it. Make min(cbase / 4, cmax) >= z_dim, or give G z_dim = w_dim = F
-  (the authors' layout; `benchmarks/imgcommon/matched_latent.py` does that for Q6). Runs made
+  (the authors' layout; `benchmarks/common/matched_latent.py` does that for Q6). Runs made
   before this check with such a D can no longer be resumed with `--loss=clr`; their snapshots
   still load everywhere.
 
@@ -39,29 +39,17 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from torch_utils import misc
 from torch_utils import training_stats
 from stylegan_plus.sampling import latent_steps
 
 from .base import LossOption
+from .common import DISTANCES, run_module, sample_distance
+from .phases import Phase
 from .registry import LossSpecError, register_loss
-from .stylegan2 import StyleGAN2Loss, _report_scores
+from .stylegan2 import StyleGAN2Loss
 
-DISTANCES = ('mse', 'l1')
 HEAD_NAME = 'clr_head'
 _HEAD_INIT_SEED = 0     # the head's own init seed: building it must not shift the run's random stream
-
-
-def distance(a, b, kind):
-    """Per-sample distance [N] float32 between a and b of the same shape [N, ...].
-
-    kind 'mse': mean of squared differences over each sample's elements (so the batch mean equals
-    the mean over all elements); 'l1': sum of absolute differences per sample.
-    """
-    if kind not in DISTANCES:
-        raise ValueError(f'unknown CLR distance {kind!r}; expected one of {", ".join(DISTANCES)}')
-    diff = (a.to(torch.float32) - b.to(torch.float32)).flatten(1)
-    return diff.square().mean(dim=1) if kind == 'mse' else diff.abs().sum(dim=1)
 
 
 def stylegan2_feature_width(D):
@@ -101,7 +89,7 @@ def narrow_features_message(width, z_dim):
             f'{width} features covers at most {width} of the {z_dim} latent directions, so the latent '
             f'loss cannot be learned. Use a D with at least {z_dim} features (StyleGAN2: min(cbase / 4, cmax) '
             f'>= {z_dim}, e.g. --cmax=512 --cbase=2048 or more) or a generator with z_dim = w_dim = {width} '
-            f'(the authors\' layout, e.g. benchmarks/imgcommon/matched_latent.py)')
+            f'(the authors\' layout, e.g. benchmarks/common/matched_latent.py)')
 
 
 STYLEGAN2_DISCRIMINATORS = ('training.networks.Discriminator', 'stylegan_plus.networks.stylegan2.Discriminator')
@@ -188,25 +176,31 @@ class CLRLoss(StyleGAN2Loss):
         """phi: D features [N, F] -> predicted z [N, z_dim] (identity without a head)."""
         if self.clr_head is None:
             return features
-        with misc.ddp_sync(self.clr_head, self._sync):
-            return self.clr_head(features)
+        return run_module(self.clr_head, self._sync, features)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         self._sync = sync
-        do_rec = phase in ('Gmain', 'Gboth') and self.clr_lambda_rec != 0
+        step = Phase.of(phase)
+        if step is not None and step.network == 'D' and step.is_main:
+            # The baseline's D step with the latent term on the fake pass (R1 too for Dboth).
+            loss_fake = self.backward_D_fake_with_latent(gen_z, gen_c, gain)
+            self.backward_D_real(real_img, real_c, sync=sync, gain=gain, loss_fake=loss_fake,
+                                 with_r1=(step.is_reg and self.r1_gamma != 0))
+            return
+        do_rec = step is not None and step.network == 'G' and step.is_main and self.clr_lambda_rec != 0
         # When the reconstruction follows in this round, it does the DDP sync instead.
         super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync=(sync and not do_rec), gain=gain)
         if do_rec:
             self.backward_G_reconstruction(real_img, real_c, sync=sync, gain=gain)
 
-    def backward_D_fake(self, gen_z, gen_c, gain):
+    def backward_D_fake_with_latent(self, gen_z, gen_c, gain):
         """Baseline fake term softplus(D(G(z))) plus lambda_latent * dist(phi(G(z)), z), one D pass.
 
-        Returns the baseline per-sample loss [N, 1] (detached), as the baseline does.
+        Returns the baseline per-sample loss [N, 1] (detached), as the baseline's `backward_D_fake`.
         """
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
         gen_logits, gen_features = self.run_D(gen_img, gen_c, sync=False, return_features=True)
-        _report_scores('fake', gen_logits)
+        self.report_scores('fake', gen_logits)
         loss_fake = F.softplus(gen_logits)
         latent = self.latent_consistency(gen_features, gen_z)
         (loss_fake + self.clr_lambda_latent * latent.unsqueeze(1)).mean().mul(gain).backward()
@@ -215,9 +209,9 @@ class CLRLoss(StyleGAN2Loss):
     def latent_consistency(self, features, z):
         """dist(phi(features), z) per sample [N]; reports Loss/clr/latent and Loss/clr/latent_mse."""
         predicted = self.predict_latent(features)
-        latent = distance(predicted, z, self.clr_dist)
+        latent = sample_distance(predicted, z, self.clr_dist)
         training_stats.report('Loss/clr/latent', latent)
-        latent_mse = latent if self.clr_dist == 'mse' else distance(predicted, z, 'mse')
+        latent_mse = latent if self.clr_dist == 'mse' else sample_distance(predicted, z, 'mse')
         training_stats.report('Loss/clr/latent_mse', latent_mse)
         return latent
 
@@ -230,6 +224,6 @@ class CLRLoss(StyleGAN2Loss):
 
     def backward_G_reconstruction(self, real_img, real_c, sync, gain):
         """lambda_rec * dist(G(phi(x)), x) with x the un-augmented reals; reports Loss/clr/rec."""
-        rec = distance(self.reconstruct(real_img, real_c, sync), real_img.detach(), self.clr_dist)
+        rec = sample_distance(self.reconstruct(real_img, real_c, sync), real_img.detach(), self.clr_dist)
         training_stats.report('Loss/clr/rec', rec)
         rec.mul(self.clr_lambda_rec).mean().mul(gain).backward()

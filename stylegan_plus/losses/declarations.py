@@ -1,7 +1,9 @@
-"""Torch-free pieces of the loss-plugin interface: option declarations, roles, list formatting.
+"""Torch-free pieces of the loss-plugin interface: option declarations, base options, roles,
+list formatting.
 
 `train.py --help` and `--loss=help` need these without importing torch (the plugin modules
-themselves do), so they live apart from `base.py`, which re-exports them.
+themselves do), so they live apart from `base.py`, which re-exports them. Nothing here imports
+click: the command line builds its options from these declarations (stylegan_plus/cli/loss_options.py).
 """
 
 import dataclasses
@@ -11,6 +13,19 @@ from typing import Any, Optional, Sequence
 
 LOSS_ROLES = ('main', 'addon')
 DEFAULT_LOSS = 'stylegan2'
+
+# The baseline loss keywords a preset may set (the official presets set r1_gamma, and pl_weight
+# and style_mixing_prob for cifar: docs/compat.md section 1.1). A main loss receives those named
+# in its class attribute `base_options`; add-ons receive none.
+BASE_OPTIONS = ('r1_gamma', 'pl_weight', 'pl_batch_shrink', 'pl_decay', 'style_mixing_prob')
+
+
+def base_options_of(loss_class):
+    """The preset loss keywords `loss_class.__init__` accepts (a tuple drawn from BASE_OPTIONS).
+
+    A class without the attribute is taken to accept all of them, as the baseline does.
+    """
+    return tuple(getattr(loss_class, 'base_options', BASE_OPTIONS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,27 +39,26 @@ class LossOption:
     flag: str                               # '--name-with-dashes'
     default: Any                            # shown in --help
     help: str = ''
-    type: Any = None                        # python type or click ParamType; None = type(default)
-    choices: Optional[Sequence[str]] = None # restrict to these strings (click.Choice)
+    type: Any = None                        # int, float, str or bool (or a click ParamType); None = type(default)
+    choices: Optional[Sequence[str]] = None # restrict to these strings
     metavar: Optional[str] = None
+    min: Optional[float] = None             # smallest accepted value of an int/float option (inclusive)
+    max: Optional[float] = None             # largest accepted value (inclusive)
 
     def __post_init__(self):
         if not re.fullmatch(r'--[a-z0-9]+(-[a-z0-9]+)*', self.flag):
             raise ValueError(f'loss option flag {self.flag!r} must look like --lower-case-words')
+        if (self.min is not None or self.max is not None) and self.value_type not in (int, float):
+            raise ValueError(f'loss option {self.flag}: min/max need type int or float, not {self.value_type!r}')
 
     @property
     def key(self):
         return self.flag[2:].replace('-', '_')
 
-    def click_option(self):
-        """The `click.option` decorator declaring this option (with `show_default`)."""
-        import click  # pylint: disable=import-outside-toplevel  # only the CLI needs click
-        if self.choices is not None:
-            param_type = click.Choice(list(self.choices))
-        else:
-            param_type = self.type if self.type is not None else type(self.default)
-        return click.option(self.flag, self.key, type=param_type, default=self.default, show_default=True,
-                            help=self.help, metavar=self.metavar)
+    @property
+    def value_type(self):
+        """The declared type, or the type of the default when none is declared."""
+        return self.type if self.type is not None else type(self.default)
 
 
 def unknown_name_message(kind, name, choices):

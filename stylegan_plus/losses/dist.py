@@ -50,18 +50,15 @@ D step; give those values to resume them unchanged.
 Statistics: `Loss/dist/rec` (L_R per sample), `Loss/dist/latent_reg` (L_W), `Loss/dist/recon_real`
 (the unweighted D term on reconstructions), `Loss/dist/gp` (penalty per sample, unweighted),
 `Loss/G/loss` (the score distance), plus the baseline's `Loss/D/loss`, `Loss/scores/*`,
-`Loss/signs/*` (ADA reads `Loss/signs/real`).
+`Loss/signs/*` (the real signs also go to ADA, through `report_scores`).
 """
 
 import dataclasses
 import math
 
-import click
 import torch
 import torch.nn.functional as F
 
-import dnnlib
-from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 
@@ -69,13 +66,14 @@ from stylegan_plus.networks.encoders import build_encoder
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .phases import PhaseSpec
+from .common import PRIORS, extra_opt_kwargs, is_point_data, run_module, sample_prior
+from .phases import Phase, PhaseSpec
 from .registry import register_loss
-from .stylegan2 import StyleGAN2Loss, _report_scores
+from .stylegan2 import StyleGAN2Loss
 
 ENCODER_SEED = 0    # the encoder's own init seed: building it leaves the run's random stream alone
 GP_NORMS = ('rms', 'l2')
-PRIORS = ('gaussian', 'uniform')
+AE_PHASE = 'AEmain'     # this plugin's own phase: the autoencoder step
 # The paper's / authors' 2-D settings, the defaults with --cfg=toy. Recon weight 1 (Eq. 5): 0.05 left
 # 2-12 of 25 modes uncovered in Q2.
 TOY_DEFAULTS = dict(dist_lambda_r=0.1, dist_gp=0.1, dist_recon_weight=1.0, dist_prior='uniform', dist_d_steps=5)
@@ -124,14 +122,6 @@ def interpolate(real, fake, eps):
     eps = eps.reshape([-1] + [1] * (real.ndim - 1)).to(real.dtype)
     return real * eps + fake * (1 - eps)
 
-#----------------------------------------------------------------------------
-# Helpers shared with the other encoder-based plugins (LOGAN-B).
-
-def is_point_data(img):
-    """True for 2-D point batches ([N, C] without spatial dimensions)."""
-    return img.ndim == 2
-
-
 def augment_pair(augment_pipe, a, b):
     """Augment a and b (same shape) with identical random draws; without a pipe, return them as is."""
     if augment_pipe is None:
@@ -140,31 +130,6 @@ def augment_pair(augment_pipe, a, b):
     with torch.random.fork_rng(devices=devices):
         a = augment_pipe(a)
     return a, augment_pipe(b)    # the draws of `a` again, then the stream moves on once
-
-
-def extra_opt_kwargs(opt_kwargs):
-    """Optimizer kwargs for an extra phase, from the configured G kwargs (EasyDict copy).
-
-    Betas become floats: the presets write `betas=[0, 0.99]`, which torch's Adam refuses as a
-    mix of int and float (the lazy-regularisation adjustment converts them for G and D only).
-    """
-    kwargs = dnnlib.EasyDict(opt_kwargs)
-    if 'betas' in kwargs:
-        kwargs.betas = [float(beta) for beta in kwargs.betas]
-    return kwargs
-
-
-def sample_prior(prior, n, z_dim, device):
-    """n latents [n, z_dim] float32: 'gaussian' N(0, I) or 'uniform' U[-1, 1] (torch's global stream)."""
-    if prior == 'uniform':
-        return torch.rand([n, z_dim], device=device) * 2 - 1
-    return torch.randn([n, z_dim], device=device)
-
-
-def run_encoder(loss, img, sync):
-    """E(img) through the plugin's (possibly DDP-wrapped) encoder `loss.E`: [N, z_dim] float32."""
-    with misc.ddp_sync(loss.E, sync):
-        return loss.E(img)
 
 #----------------------------------------------------------------------------
 
@@ -191,7 +156,7 @@ class DistGANLoss(StyleGAN2Loss):
                         'sum (the paper\'s norm)'),
         LossOption('--dist-prior', 'gaussian', choices=PRIORS,
                    help='Dist-GAN latent prior; uniform = U[-1, 1] (the paper\'s) (--cfg=toy: uniform)'),
-        LossOption('--dist-d-steps', 1, type=click.IntRange(min=1), metavar='INT',
+        LossOption('--dist-d-steps', 1, type=int, min=1, metavar='INT',
                    help='Dist-GAN: D steps per iteration, each with fresh latents (authors\' 2-D code: 5) '
                         '(--cfg=toy: 5)'),
     )
@@ -236,25 +201,27 @@ class DistGANLoss(StyleGAN2Loss):
 
     def phases(self, default_phases, opt_kwargs):
         """AEmain (E and G, own optimizer with G's settings), the D phases (main: `dist_d_steps` times), G's."""
-        ae_phase = PhaseSpec('AEmain', modules=('E', 'G'), opt='AE', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
-        d_phases = [dataclasses.replace(spec, repeat=self.dist_d_steps) if spec.name in ('Dmain', 'Dboth') else spec
+        ae_phase = PhaseSpec(AE_PHASE, modules=('E', 'G'), opt='AE', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
+        d_phases = [dataclasses.replace(spec, repeat=self.dist_d_steps) if spec.name in Phase.mains('D') else spec
                     for spec in default_phases if 'D' in spec.modules]
         g_phases = [spec for spec in default_phases if 'D' not in spec.modules]
         return [ae_phase] + d_phases + g_phases
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase == 'AEmain':
+        if phase == AE_PHASE:
             self.backward_AE(real_img, real_c, gen_z, gen_c, sync=sync, gain=gain)
-        elif phase in ('Gmain', 'Gboth'):
-            do_pl = phase == 'Gboth' and self.pl_weight != 0
+            return
+        step = Phase.of(phase)
+        if step is None or not step.is_main:    # unknown names (refused there) and Greg/Dreg: the baseline
+            super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+        elif step.network == 'G':
+            do_pl = step.is_reg and self.pl_weight != 0
             self.backward_G_score_distance(real_img, real_c, gen_z, gen_c, sync=(sync and not do_pl), gain=gain)
             if do_pl:
                 self.backward_G_path_length(gen_z, gen_c, sync=sync, gain=gain)
-        elif phase in ('Dmain', 'Dboth'):
-            self.backward_D_dist(real_img, real_c, gen_z, gen_c, sync=sync, gain=gain,
-                                 with_r1=(phase == 'Dboth' and self.r1_gamma != 0))
         else:
-            super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
+            self.backward_D_dist(real_img, real_c, gen_z, gen_c, sync=sync, gain=gain,
+                                 with_r1=(step.is_reg and self.r1_gamma != 0))
 
     # --- AE step ----------------------------------------------------------------------------------
 
@@ -267,7 +234,7 @@ class DistGANLoss(StyleGAN2Loss):
 
     def backward_AE(self, real_img, real_c, gen_z, gen_c, sync, gain):
         """L_R + lambda_r * L_W, gradients into E and G (D frozen)."""
-        z_enc = run_encoder(self, real_img, sync=sync)
+        z_enc = run_module(self.E, sync, real_img)
         rec_img = plugin_generator(self, sync=False)(z_enc, real_c)
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync, mixing=False)
         real_view, rec_view = real_img.detach(), rec_img
@@ -287,11 +254,11 @@ class DistGANLoss(StyleGAN2Loss):
         """Fakes, reconstructions as reals, gradient penalty, then reals (+ R1 for Dboth)."""
         with torch.no_grad():
             gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
-            rec_img = plugin_generator(self, sync=False)(run_encoder(self, real_img, sync=False), real_c)
-        gen_logits = self.run_D(gen_img, gen_c, sync=False)
-        _report_scores('fake', gen_logits)
+            rec_img = plugin_generator(self, sync=False)(run_module(self.E, False, real_img), real_c)
+        gen_logits = self.decision(gen_img, gen_c, z=gen_z)
+        self.report_scores('fake', gen_logits)
         loss_fake = F.softplus(gen_logits)
-        rec_logits = self.run_D(rec_img, real_c, sync=False)
+        rec_logits = self.decision(rec_img, real_c)
         loss_rec = F.softplus(-rec_logits)
         training_stats.report('Loss/dist/recon_real', loss_rec)
         total = loss_fake + self.dist_recon_weight * loss_rec
@@ -307,7 +274,7 @@ class DistGANLoss(StyleGAN2Loss):
         (through the augment pipe)."""
         eps = torch.rand([real_img.shape[0]], device=real_img.device)
         mixed = interpolate(real_img.detach(), gen_img.detach(), eps).requires_grad_(True)
-        logits = self.run_D(mixed, real_c, sync=False)
+        logits = self.decision(mixed, real_c)
         with conv2d_gradfix.no_weight_gradients():
             grads = torch.autograd.grad(outputs=[logits.sum()], inputs=[mixed], create_graph=True)[0]
         return gradient_penalty(grads, self.dist_gp_norm)
@@ -317,10 +284,10 @@ class DistGANLoss(StyleGAN2Loss):
     def backward_G_score_distance(self, real_img, real_c, gen_z, gen_c, sync, gain):
         """|mean sigmoid(D(x)) - mean sigmoid(D(G(z)))| into G (D frozen)."""
         with torch.no_grad():
-            real_logits = self.run_D(real_img, real_c, sync=False)
+            real_logits = self.decision(real_img, real_c)
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync)
-        gen_logits = self.run_D(gen_img, gen_c, sync=False)
-        _report_scores('fake', gen_logits)
+        gen_logits = self.decision(gen_img, gen_c, z=gen_z)
+        self.report_scores('fake', gen_logits)
         loss = score_distance(real_logits, gen_logits)
         training_stats.report('Loss/G/loss', loss)
         loss.mul(gain).backward()

@@ -63,13 +63,11 @@ loop says so). `--loganb-surrogate-opt=own --loganb-surrogate-reduce=mean --loga
 
 Statistics: `Loss/logan-b/E` (E's loss per sample), `Loss/logan-b/rec` (the L1 sum per sample, empty
 on skipped iterations), plus the baseline's `Loss/G/loss` (the loss G minimises, per sample),
-`Loss/D/loss`, `Loss/r1_penalty`, `Loss/D/reg`, `Loss/scores/*`, `Loss/signs/*` (ADA reads
-`Loss/signs/real`), computed with the joint D.
+`Loss/D/loss`, `Loss/r1_penalty`, `Loss/D/reg`, `Loss/scores/*`, `Loss/signs/*` (ADA gets the
+signs of D(x, E(x))), computed with the joint D.
 """
 
 import dataclasses
-
-import click
 
 import torch
 import torch.nn.functional as F
@@ -83,10 +81,10 @@ from stylegan_plus.sampling.decisions import joint_pair_logits
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .dist import PRIORS, extra_opt_kwargs, run_encoder, sample_prior
-from .phases import PhaseSpec
+from .common import PRIORS, extra_opt_kwargs, run_module, sample_distance, sample_prior
+from .phases import Phase, PhaseSpec
 from .registry import register_loss
-from .stylegan2 import StyleGAN2Loss, _report_scores
+from .stylegan2 import StyleGAN2Loss
 
 E_LOSSES = ('bigan', 'cooperative')
 FUSE_CHOICES = ('auto', 'add', 'concat', 'input')
@@ -95,6 +93,8 @@ REDUCTIONS = ('sum', 'mean')
 TOY_DEFAULTS = dict(loganb_prior='uniform', loganb_saturating=True, loganb_surrogate_skip=5)  # the 2-D notebook
 ENCODER_SEED = 0    # own init seeds: building the extra networks leaves the run's random stream alone
 HEAD_SEED = 1
+E_PHASE = 'Emain'   # this plugin's own phases: the encoder's adversarial step and the surrogate step
+S_PHASE = 'Smain'
 
 #----------------------------------------------------------------------------
 # Loss terms as functions of logits (hand-checked in tests/test_loss_loganb.py).
@@ -114,11 +114,6 @@ def e_loss(real_logits, kind, saturating=False):
 def g_loss(fake_logits, saturating):
     """G's loss on D(G(z), z) logits [N, 1]: log(1 - D) (saturating, Eq. 5) or -log D."""
     return -F.softplus(fake_logits) if saturating else F.softplus(-fake_logits)
-
-
-def l1_reconstruction(x, rec):
-    """Per-sample sum of |x - rec| over all elements: [N] float32."""
-    return (x.to(torch.float32) - rec.to(torch.float32)).abs().flatten(1).sum(dim=1)
 
 
 def surrogate_due(done, skip):
@@ -144,7 +139,7 @@ class LOGANBLoss(StyleGAN2Loss):
         LossOption('--loganb-fuse', 'auto', choices=FUSE_CHOICES,
                    help='LOGAN-B joint D: how z meets x (auto = add on conv nets, input on MLPs; add/concat: '
                         'z embedded and fused with D\'s features; input: an MLP D on [x, z], the paper\'s 2-D D)'),
-        LossOption('--loganb-joint-layers', 1, type=click.IntRange(min=0),
+        LossOption('--loganb-joint-layers', 1, type=int, min=0,
                    help='LOGAN-B joint D: hidden dense layers after fusing x-features and z (>= 1: with 0, '
                         'D(x, z) = f(x) + g(z) cannot tell matched pairs from unmatched ones)'),
         LossOption('--loganb-saturating', False, type=bool, metavar='BOOL',
@@ -156,7 +151,7 @@ class LOGANBLoss(StyleGAN2Loss):
         LossOption('--loganb-surrogate-reduce', 'sum', choices=REDUCTIONS,
                    help='LOGAN-B surrogate L1: sum over the batch (the notebooks) or per-sample sum, batch mean '
                         '(the paper\'s expectation)'),
-        LossOption('--loganb-surrogate-skip', 0, type=click.IntRange(min=0), metavar='INT',
+        LossOption('--loganb-surrogate-skip', 0, type=int, min=0, metavar='INT',
                    help='LOGAN-B: leave the surrogate step out on every N-th iteration (2-D notebook: 5, i.e. '
                         '4 of 5 batches; 0 = every iteration, the image notebooks) (--cfg=toy: 5)'),
     )
@@ -222,14 +217,14 @@ class LOGANBLoss(StyleGAN2Loss):
                     if 'D' in spec.modules]
         g_phases = [spec for spec in default_phases if 'D' not in spec.modules]
         if self.loganb_surrogate_opt == 'own':
-            e_phase = PhaseSpec('Emain', modules=('E',), opt='E', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
-            s_phase = PhaseSpec('Smain', modules=('G', 'E'), opt='S', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
+            e_phase = PhaseSpec(E_PHASE, modules=('E',), opt='E', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
+            s_phase = PhaseSpec(S_PHASE, modules=('G', 'E'), opt='S', opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
             return d_phases + g_phases + [e_phase, s_phase]
         shared = ('G', 'E')
         g_phases = [dataclasses.replace(spec, modules=shared) for spec in g_phases]
         kwargs = g_phases[0].opt_kwargs
-        return d_phases + g_phases + [PhaseSpec('Emain', modules=shared, opt=g_phases[0].opt, opt_kwargs=kwargs),
-                                      PhaseSpec('Smain', modules=shared, opt=g_phases[0].opt, opt_kwargs=kwargs)]
+        return d_phases + g_phases + [PhaseSpec(E_PHASE, modules=shared, opt=g_phases[0].opt, opt_kwargs=kwargs),
+                                      PhaseSpec(S_PHASE, modules=shared, opt=g_phases[0].opt, opt_kwargs=kwargs)]
 
     def load_state_dict(self, state):
         # States saved before the surrogate schedule existed lack its counter: start it at 0.
@@ -241,58 +236,62 @@ class LOGANBLoss(StyleGAN2Loss):
 
     def encode(self, img, sync):
         """E(x) [N, z_dim]; tanh-squashed into [-1, 1] with the uniform prior."""
-        z = run_encoder(self, img, sync=sync)
+        z = run_module(self.E, sync, img)
         return torch.tanh(z) if self.loganb_prior == 'uniform' else z
 
-    def joint_logits(self, img, c, z, sync):
-        """D(x, z) logits [N, 1]: x through the augment pipe, then Dz on [x, z] ('input') or on D's features and z."""
+    def decision(self, img, c, z=None, sync=False):
+        """The joint logit D(x, z) [N, 1]: what D trains on, so what latent mining raises. z is required.
+
+        x goes through the augment pipe, then Dz judges [x, z] ('input') or D's features and z; D's
+        own output stays in the graph at weight 0.
+        """
+        if z is None:
+            raise ValueError('LOGAN-B\'s D judges pairs (x, z): its decision needs the latent z paired with img')
         img = self.augment(img)
         with misc.ddp_sync(self.D, sync), misc.ddp_sync(self.Dz, sync):
             joint, d_logits = joint_pair_logits(self.D, self.Dz, img, c, z, on_features=(self.loganb_fuse != 'input'))
         return joint + d_logits * 0
 
-    def decision(self, img, c, z=None, sync=False):
-        """The joint logit D(x, z) [N, 1]: what D trains on, so what latent mining raises. z is required."""
-        if z is None:
-            raise ValueError('LOGAN-B\'s D judges pairs (x, z): its decision needs the latent z paired with img')
-        return self.joint_logits(img, c, z, sync)
-
     # --- Steps ------------------------------------------------------------------------------------
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase in ('Dmain', 'Dreg', 'Dboth'):
-            self.backward_D_joint(phase, real_img, real_c, gen_z, gen_c, sync=sync, gain=gain)
-        elif phase in ('Gmain', 'Gboth'):
-            do_pl = phase == 'Gboth' and self.pl_weight != 0
+        step = Phase.of(phase)
+        if phase == E_PHASE:
+            self.backward_E(real_img, real_c, sync=sync, gain=gain)
+        elif phase == S_PHASE:
+            self.backward_surrogate(real_img, real_c, sync=sync, gain=gain)
+        elif step is not None and step.network == 'D':
+            self.backward_D_joint(step, real_img, real_c, gen_z, gen_c, sync=sync, gain=gain)
+        elif step is not None and step.is_main:
+            do_pl = step.is_reg and self.pl_weight != 0
             self.backward_G_joint(gen_z, gen_c, sync=(sync and not do_pl), gain=gain)
             if do_pl:
                 self.backward_G_path_length(gen_z, gen_c, sync=sync, gain=gain)
-        elif phase == 'Emain':
-            self.backward_E(real_img, real_c, sync=sync, gain=gain)
-        elif phase == 'Smain':
-            self.backward_surrogate(real_img, real_c, sync=sync, gain=gain)
-        else:
+        else:   # Greg (path length) and unknown names (refused there): the baseline
             super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, sync, gain)
 
     def backward_G_joint(self, gen_z, gen_c, sync, gain):
         """G's adversarial loss on D(G(z), z) (`g_loss`, saturating by --loganb-saturating) into G."""
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync)
-        gen_logits = self.joint_logits(gen_img, gen_c, gen_z, sync=False)
-        _report_scores('fake', gen_logits)
+        gen_logits = self.decision(gen_img, gen_c, z=gen_z)
+        self.report_scores('fake', gen_logits)
         loss = g_loss(gen_logits, self.loganb_saturating)
         training_stats.report('Loss/G/loss', loss)
         loss.mean().mul(gain).backward()
 
-    def backward_D_joint(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        """Fake pairs (G(z), z) and real pairs (x, E(x)); R1 on the real pairs w.r.t. x in Dreg/Dboth."""
-        do_main = phase in ('Dmain', 'Dboth')
-        do_r1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
+    def backward_D_joint(self, step, real_img, real_c, gen_z, gen_c, sync, gain):
+        """Fake pairs (G(z), z) and real pairs (x, E(x)); R1 on the real pairs w.r.t. x in Dreg/Dboth.
+
+        step: the D `Phase`.
+        """
+        do_main = step.is_main
+        do_r1 = step.is_reg and self.r1_gamma != 0
         loss_fake = None
         if do_main:
             with torch.no_grad():
                 gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
-            gen_logits = self.joint_logits(gen_img, gen_c, gen_z, sync=False)
-            _report_scores('fake', gen_logits)
+            gen_logits = self.decision(gen_img, gen_c, z=gen_z)
+            self.report_scores('fake', gen_logits)
             loss_fake = F.softplus(gen_logits)
             loss_fake.mean().mul(gain).backward()
             loss_fake = loss_fake.detach()
@@ -301,13 +300,13 @@ class LOGANBLoss(StyleGAN2Loss):
         with torch.no_grad():
             z_enc = self.encode(real_img, sync=False)
         real = real_img.detach().requires_grad_(do_r1)
-        real_logits = self.joint_logits(real, real_c, z_enc, sync=sync)
+        real_logits = self.decision(real, real_c, z=z_enc, sync=sync)
         self.backward_D_real_terms(real, real_logits, gain, loss_fake=loss_fake, with_r1=do_r1)
 
     def backward_E(self, real_img, real_c, sync, gain):
         """E's adversarial loss on D(x, E(x)) (D, Dz frozen), sign by --loganb-e-loss."""
         z_enc = self.encode(real_img, sync=sync)
-        loss = e_loss(self.joint_logits(real_img.detach(), real_c, z_enc, sync=False), self.loganb_e_loss,
+        loss = e_loss(self.decision(real_img.detach(), real_c, z=z_enc), self.loganb_e_loss,
                       saturating=self.loganb_saturating)
         training_stats.report('Loss/logan-b/E', loss)
         loss.mean().mul(gain).backward()
@@ -321,7 +320,7 @@ class LOGANBLoss(StyleGAN2Loss):
             training_stats.report('Loss/logan-b/rec', [])
             return
         rec = plugin_generator(self, sync=sync)(self.encode(real_img, sync=sync), real_c)
-        loss = l1_reconstruction(real_img.detach(), rec)
+        loss = sample_distance(real_img.detach(), rec, 'l1')
         training_stats.report('Loss/logan-b/rec', loss)
         total = loss.sum() if self.loganb_surrogate_reduce == 'sum' else loss.mean()
         total.mul(gain).backward()

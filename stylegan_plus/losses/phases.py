@@ -1,22 +1,74 @@
 """Training phases: what the loop optimises, in which order, how often, with which optimizer.
 
 The default list reproduces the official loop (Gmain/Greg/Dmain/Dreg with lazy regularisation, or
-Gboth/Dboth); plugins edit it in `LossPlugin.phases()`. `build_optimizers` and `run_phase` are the
-loop's side of a phase, kept here so every loop (and the tests) drive plugins the same way.
+Gboth/Dboth); plugins edit it in `LossPlugin.phases()`. `Phase` names those six official phases, so
+plugins test `phase.network` / `phase.is_main` / `phase.is_reg` instead of comparing strings that
+depend on the preset. `build_optimizers` and `run_phase` are the loop's side of a phase, kept here
+so every loop (and the tests) drive plugins the same way. See docs/plugins.md.
 """
 
 import dataclasses
+import enum
 from typing import Optional
 
 import dnnlib
 from torch_utils import misc
 
 
+class Phase(str, enum.Enum):
+    """The six official phases. A `str` enum: `Phase.G_MAIN == 'Gmain'`, so the official
+    `accumulate_gradients(phase='Gmain', ...)` strings keep working in both directions.
+
+    `<net>main` trains on the loss, `<net>reg` on the lazy regulariser (R1 for D, path length for
+    G), `<net>both` does both in one step (a preset without lazy regularisation).
+    """
+    G_MAIN = 'Gmain'
+    G_REG = 'Greg'
+    G_BOTH = 'Gboth'
+    D_MAIN = 'Dmain'
+    D_REG = 'Dreg'
+    D_BOTH = 'Dboth'
+
+    # Formatting gives the bare name ('Gmain'), as the statistics `Timing/<name>` need.
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def network(self):
+        """'G' or 'D': the network this phase trains."""
+        return self.value[0]
+
+    @property
+    def is_main(self):
+        """True for `<net>main` and `<net>both`: the step computes the network's loss."""
+        return self.value[1:] in ('main', 'both')
+
+    @property
+    def is_reg(self):
+        """True for `<net>reg` and `<net>both`: the step computes the network's regulariser."""
+        return self.value[1:] in ('reg', 'both')
+
+    @classmethod
+    def of(cls, name):
+        """The official phase called `name` (a str or a Phase), or None for any other name
+        (a plugin's own phase such as 'AEmain')."""
+        try:
+            return cls(name)
+        except ValueError:
+            return None
+
+    @classmethod
+    def mains(cls, network):
+        """The two phases that compute `network`'s loss: (`<net>main`, `<net>both`)."""
+        return tuple(phase for phase in cls if phase.network == network and phase.is_main)
+
+
 @dataclasses.dataclass
 class PhaseSpec:
     """One optimisation phase.
 
-    name:       passed to `accumulate_gradients`; also the `Timing/<name>` statistic.
+    name:       passed to `accumulate_gradients`; also the `Timing/<name>` statistic. A `Phase`
+                for the official phases, a plain str for a plugin's own.
     modules:    names of the networks trained here ('G', 'D' or extra network names); only
                 these have `requires_grad` during the phase.
     opt:        optimizer key; phases with the same key share one optimizer.
@@ -65,10 +117,10 @@ def network_phases(prefix, modules, opt_kwargs, reg_interval, main_repeat=1):
     Both phases share the optimizer key `prefix`; `main_repeat` is the main phase's `repeat`.
     """
     if reg_interval is None:
-        return [PhaseSpec(f'{prefix}both', modules, prefix, dnnlib.EasyDict(opt_kwargs), 1, main_repeat)]
+        return [PhaseSpec(Phase(f'{prefix}both'), modules, prefix, dnnlib.EasyDict(opt_kwargs), 1, main_repeat)]
     kwargs = lazy_regularization_kwargs(opt_kwargs, reg_interval)
-    return [PhaseSpec(f'{prefix}main', modules, prefix, kwargs, 1, main_repeat),
-            PhaseSpec(f'{prefix}reg', modules, prefix, kwargs, reg_interval, 1)]
+    return [PhaseSpec(Phase(f'{prefix}main'), modules, prefix, kwargs, 1, main_repeat),
+            PhaseSpec(Phase(f'{prefix}reg'), modules, prefix, kwargs, reg_interval, 1)]
 
 
 def default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16, g_steps=1):

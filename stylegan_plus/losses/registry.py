@@ -13,7 +13,8 @@ import re
 import dnnlib
 
 from .base import LossPlugin
-from .declarations import DEFAULT_LOSS, LOSS_ROLES, format_loss_rows, unknown_name_message  # noqa: F401
+from .declarations import (DEFAULT_LOSS, LOSS_ROLES, base_options_of, format_loss_rows,  # noqa: F401
+                           unknown_name_message)
 COMPOSED_CLASS_NAME = 'stylegan_plus.losses.compose.ComposedLoss'
 
 
@@ -26,7 +27,7 @@ class LossEntry:
     name: str           # --loss name
     cls: type           # the LossPlugin subclass
     description: str    # one line for --loss=help
-    class_name: str     # dotted path written to training_options.json
+    class_name: str     # dotted path of the class, as the options name it
 
     @property
     def role(self):
@@ -113,8 +114,8 @@ class LossRegistry:
             raise LossSpecError('; '.join(f'--{key.replace("_", "-")} belongs to --loss={owners[key]}, '
                                           f'which is not in --loss={spec}' for key in stray))
         # With stylegan2 alone this rebuilds the preset's dict unchanged, so the JSON stays official.
-        baseline = {k: v for k, v in args.loss_kwargs.items() if k != 'class_name'}
-        main_kwargs = dnnlib.EasyDict(class_name=main.class_name, **baseline, **_option_kwargs(main, option_values))
+        main_kwargs = dnnlib.EasyDict(class_name=main.class_name, **_base_kwargs(main, args.loss_kwargs),
+                                      **_option_kwargs(main, option_values))
         addon_kwargs = [dnnlib.EasyDict(class_name=e.class_name, **_option_kwargs(e, option_values)) for e in addons]
         if addons:
             args.loss_kwargs = dnnlib.EasyDict(class_name=COMPOSED_CLASS_NAME, main=main_kwargs, addons=addon_kwargs)
@@ -123,6 +124,12 @@ class LossRegistry:
         for entry, kwargs in [(main, main_kwargs), *zip(addons, addon_kwargs)]:
             entry.cls.adjust_training_options(args, kwargs, cfg=cfg, given=frozenset(given))
         return main, addons
+
+
+def _base_kwargs(entry, preset_kwargs):
+    """The preset's loss keywords that the main loss `entry` declares in `base_options` (preset order)."""
+    accepted = base_options_of(entry.cls)
+    return {key: value for key, value in preset_kwargs.items() if key in accepted}
 
 
 def _option_kwargs(entry, option_values):
@@ -162,7 +169,7 @@ def register_loss(name, description=None, class_name=None):
     """Class decorator: make a LossPlugin selectable as `--loss=name`.
 
     description: one line for `--loss=help` (default: the first line of the docstring).
-    class_name: the dotted path recorded in training_options.json (default: where it is defined).
+    class_name: the dotted path the options name it by (default: where it is defined).
     """
     def decorator(cls):
         _registry.register(name, cls, description=description, class_name=class_name)
@@ -205,7 +212,8 @@ def configure_loss(spec, args, option_values=None, *, cfg=None, given=frozenset(
     """Write the loss of `--loss=spec` into `args.loss_kwargs` (in place) and apply plugin adjustments.
 
     args: the training options EasyDict; its `loss_kwargs` holds the preset's baseline kwargs
-    (class_name + r1_gamma, ...), which go to the main loss. option_values: dict option key ->
+    (class_name + r1_gamma, ...); the main loss gets those its class lists in `base_options`
+    (all of them without the attribute), add-ons get none. option_values: dict option key ->
     value (all plugins' options, as click parsed them; missing keys take the option default).
     given: keys set explicitly by the user; a given option of a plugin that is not selected is
     an error. Returns (main entry, [add-on entries]). Raises LossSpecError.

@@ -10,11 +10,11 @@ Reading (docs/methods.md, paper 001):
   augment pipe, h_E the frozen encoder's penultimate features (the output of its last
   convolution stage, as in the paper), h_D D's penultimate features; `fc` is the extra network
   `rf_head`, trained with D by D's optimizer. D's own output layer is not used (kept in the graph
-  with weight 0); this fused logit is the method's `decision` (what latent mining raises;
-  `stylegan_plus.sampling.decisions.snapshot_decision` rebuilds it from a snapshot). Gradients
+  with weight 0); this fused logit is the method's `decision` (the baseline's losses and latent
+  mining use it; `stylegan_plus.sampling.decisions.snapshot_decision` rebuilds it from a snapshot). Gradients
   reach the input through E (G must fool the joint decision; R1 is taken through it), never E's
   weights: E is in no phase after pre-training.
-- The GAN losses and regularisers are the baseline's (`run_D` is the only change).
+- The GAN losses and regularisers are the baseline's (`decision` is the only change).
 - `--g-steps=2` with `--cfg=dcgan` (the paper's DCGAN schedule), unless --g-steps is given.
 
 Pre-training happens inside the run, through the phase `RFae` (first in each iteration): until
@@ -32,7 +32,6 @@ import copy
 import dataclasses
 import os
 import pickle
-import sys
 
 import torch
 
@@ -44,7 +43,7 @@ from stylegan_plus.networks.encoders import build_autoencoder, build_fusion_head
 from stylegan_plus.sampling.decisions import fused_logits
 
 from .base import LossOption, unwrap_module
-from .dist import extra_opt_kwargs
+from .common import extra_opt_kwargs, sample_distance
 from .phases import PhaseSpec
 from .registry import LossSpecError, register_loss
 from .stylegan2 import StyleGAN2Loss
@@ -52,6 +51,7 @@ from .stylegan2 import StyleGAN2Loss
 AE_NAME = 'rf_ae'
 HEAD_NAME = 'rf_head'
 AE_FILE = 'rf-ae.pkl'
+AE_PHASE = 'RFae'   # this plugin's own phase: autoencoder pre-training
 AE_SEED = 0     # own init seeds: building the extra networks leaves the run's random stream alone
 HEAD_SEED = 1
 
@@ -60,8 +60,7 @@ HEAD_SEED = 1
 def denoising_loss(ae, real_img, noise_std):
     """Per-sample mean squared error [N] of AE(x + N(0, noise_std^2)) against x (float32)."""
     noisy = real_img + torch.randn_like(real_img) * noise_std
-    rec = ae(noisy)
-    return (rec.to(torch.float32) - real_img.to(torch.float32)).square().flatten(1).mean(dim=1)
+    return sample_distance(ae(noisy), real_img, 'mse')
 
 
 def load_autoencoder(path):
@@ -79,18 +78,6 @@ def _world():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size(), torch.distributed.get_rank()
     return 1, 0
-
-
-def _run_dir_from_log():
-    """The run folder, found through the log file that the launcher tees stdout into (or None).
-
-    Only a fallback for a loss used outside the training loop, which sets `loss.run_dir`
-    (docs/plugins.md): the launcher's `dnnlib.util.Logger` writes `<run_dir>/log.txt`.
-    """
-    log_file = getattr(getattr(sys.stdout, 'file', None), 'name', None)
-    if isinstance(log_file, str) and os.path.basename(log_file) == 'log.txt':
-        return os.path.dirname(os.path.abspath(log_file))
-    return None
 
 #----------------------------------------------------------------------------
 
@@ -157,7 +144,7 @@ class RFLoss(StyleGAN2Loss):
         if self.rf_ae_path or self.rf_ae_kimg == 0:
             return phases
         # Kept after pre-training (it then does nothing), so resumed runs build the same optimizers.
-        ae_phase = PhaseSpec('RFae', modules=(AE_NAME,), opt=AE_NAME, opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
+        ae_phase = PhaseSpec(AE_PHASE, modules=(AE_NAME,), opt=AE_NAME, opt_kwargs=extra_opt_kwargs(opt_kwargs.G))
         return [ae_phase] + phases
 
     # --- Pre-training -----------------------------------------------------------------------------
@@ -172,7 +159,7 @@ class RFLoss(StyleGAN2Loss):
             self._save_autoencoder()
 
     def _save_autoencoder(self):
-        run_dir = self.run_dir or _run_dir_from_log()
+        run_dir = self.run_dir
         if run_dir is None:
             print(f'RFGAN: autoencoder pre-trained; no run folder known, it is saved in the network snapshots '
                   f'(key "{AE_NAME}").')
@@ -196,7 +183,7 @@ class RFLoss(StyleGAN2Loss):
         self.rf_ae_nimg += real_img.shape[0] * world
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase == 'RFae':
+        if phase == AE_PHASE:
             if not self.pretraining_done():
                 self.backward_autoencoder(real_img, gain)
             return
@@ -213,17 +200,17 @@ class RFLoss(StyleGAN2Loss):
 
     # --- The joint discriminator ------------------------------------------------------------------
 
-    def run_D(self, img, c, sync, return_features=False):
-        """Augment, then logit = rf_head([h_D(x'), h_E(x')], c): [N, 1] (or with D's features [N, F]).
+    def decision(self, img, c, z=None, sync=False):
+        """Augment, then logit = rf_head([h_D(x'), h_E(x')], c): [N, 1]; z is not used.
 
-        This fused logit is also RFGAN's `decision` (what latent mining raises); the same function
+        The baseline's losses and latent mining use this fused logit; the same function
         (`stylegan_plus.sampling.decisions.fused_logits`) computes it from a snapshot's networks.
         """
+        del z
         img = self.augment(img)
         encoder = unwrap_module(self.rf_ae).encoder
         with misc.ddp_sync(self.D, sync), misc.ddp_sync(self.rf_head, sync):
-            joint, logits, features = fused_logits(self.D, encoder, self.rf_head, img, c)
-        joint = joint + logits * 0
-        return (joint, features) if return_features else joint
+            joint, logits, _features = fused_logits(self.D, encoder, self.rf_head, img, c)
+        return joint + logits * 0
 
 #----------------------------------------------------------------------------

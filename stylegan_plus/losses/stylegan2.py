@@ -3,6 +3,11 @@
 Reachable as `training.loss.StyleGAN2Loss` (the official class name in option files) and as
 `--loss=stylegan2`. Works with generators without a mapping/synthesis split (DCGAN, MLP): style
 mixing and path-length regularisation need the split, so they are switched off there.
+
+A framework class (docs/plugins.md): plugins built on it override only the plugin hooks and call
+its steps (`backward_G_main`, `backward_G_path_length`, `backward_D_fake`, `backward_D_real`,
+`backward_D_real_terms`) as building blocks. Its logits come from `decision`, so a plugin that
+changes D's decision (RFGAN) gets the baseline's losses on that decision.
 """
 
 import math
@@ -10,24 +15,21 @@ import math
 import torch
 import torch.nn.functional as F
 
-from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 
-from .base import LossPlugin
+from .base import BASE_OPTIONS, LossPlugin
+from .phases import Phase
 from .registry import register_loss
 
-PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
-
-
 @register_loss('stylegan2', class_name='training.loss.StyleGAN2Loss')
-class StyleGAN2Loss(LossPlugin):
+class StyleGAN2Loss(LossPlugin, framework=True):
     """StyleGAN2-ADA baseline: non-saturating logistic loss, lazy R1, path length, style mixing.
 
-    Phases Gmain/Greg/Gboth/Dmain/Dreg/Dboth as in the official loop; statistics under the
-    official names (`Loss/G/loss`, `Loss/D/reg`, ...). State: `pl_mean`, the running mean of
-    path lengths.
+    The six official phases (`Phase`); statistics under the official names (`Loss/G/loss`,
+    `Loss/D/reg`, ...). State: `pl_mean`, the running mean of path lengths.
     """
+    base_options = BASE_OPTIONS
     state_attrs = ('pl_mean',)
 
     def __init__(self, device, G_mapping=None, G_synthesis=None, D=None, augment_pipe=None,
@@ -50,35 +52,33 @@ class StyleGAN2Loss(LossPlugin):
         self.pl_decay = pl_decay
         self.pl_weight = pl_weight
         self.pl_mean = torch.zeros([], device=self.device)
-        if self.pl_mean.device.type == 'cpu':
-            # CPU training re-allocates the same activation buffers every phase; see the helper.
-            misc.keep_cpu_memory_for_reuse()
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase not in PHASES:
-            raise ValueError(f'StyleGAN2Loss: unknown phase {phase!r}; expected one of {", ".join(PHASES)}')
-        do_Gmain = phase in ('Gmain', 'Gboth')
-        do_Dmain = phase in ('Dmain', 'Dboth')
-        do_Gpl = phase in ('Greg', 'Gboth') and self.pl_weight != 0
-        do_Dr1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
-
-        if do_Gmain:
-            # When path length follows in this round, it does the DDP sync instead.
-            self.backward_G_main(gen_z, gen_c, sync=(sync and not do_Gpl), gain=gain)
-        if do_Gpl:
-            self.backward_G_path_length(gen_z, gen_c, sync=sync, gain=gain)
-        loss_fake = self.backward_D_fake(gen_z, gen_c, gain=gain) if do_Dmain else None
-        if do_Dmain or do_Dr1:
-            self.backward_D_real(real_img, real_c, sync=sync, gain=gain, loss_fake=loss_fake, with_r1=do_Dr1)
+        step = Phase.of(phase)
+        if step is None:
+            raise ValueError(f'{type(self).__name__}: unknown phase {phase!r}; expected one of '
+                             f'{", ".join(p.value for p in Phase)}')
+        if step.network == 'G':
+            with_path_length = step.is_reg and self.pl_weight != 0
+            if step.is_main:
+                # When path length follows in this round, it does the DDP sync instead.
+                self.backward_G_main(gen_z, gen_c, sync=(sync and not with_path_length), gain=gain)
+            if with_path_length:
+                self.backward_G_path_length(gen_z, gen_c, sync=sync, gain=gain)
+            return
+        with_r1 = step.is_reg and self.r1_gamma != 0
+        loss_fake = self.backward_D_fake(gen_z, gen_c, gain=gain) if step.is_main else None
+        if step.is_main or with_r1:     # one real pass serves the loss and R1 (Dboth)
+            self.backward_D_real(real_img, real_c, sync=sync, gain=gain, loss_fake=loss_fake, with_r1=with_r1)
 
     def backward_G_main(self, gen_z, gen_c, sync, gain):
         """Non-saturating G loss softplus(-D(G(z))); returns the per-sample loss [N, 1] (detached)."""
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=sync)
-        return self.backward_G_logits(self.run_D(gen_img, gen_c, sync=False), gain)
+        return self.backward_G_logits(self.decision(gen_img, gen_c, z=gen_z), gain)
 
     def backward_G_logits(self, gen_logits, gain):
         """The non-saturating G loss on D's logits [N, 1] for fakes: reported, backpropagated, returned (detached)."""
-        _report_scores('fake', gen_logits)
+        self.report_scores('fake', gen_logits)
         loss = F.softplus(-gen_logits)
         training_stats.report('Loss/G/loss', loss)
         loss.mean().mul(gain).backward()
@@ -106,8 +106,8 @@ class StyleGAN2Loss(LossPlugin):
     def backward_D_fake(self, gen_z, gen_c, gain):
         """D loss on fakes softplus(D(G(z))); returns the per-sample loss [N, 1] (detached)."""
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
-        gen_logits = self.run_D(gen_img, gen_c, sync=False)
-        _report_scores('fake', gen_logits)
+        gen_logits = self.decision(gen_img, gen_c, z=gen_z)
+        self.report_scores('fake', gen_logits)
         loss = F.softplus(gen_logits)
         loss.mean().mul(gain).backward()
         return loss.detach()
@@ -118,15 +118,15 @@ class StyleGAN2Loss(LossPlugin):
         One D pass serves both; R1 = r1_gamma/2 * sum of squared grads of D(x).sum() w.r.t. x.
         """
         real = real_img.detach().requires_grad_(with_r1)
-        real_logits = self.run_D(real, real_c, sync=sync)
+        real_logits = self.decision(real, real_c, sync=sync)
         self.backward_D_real_terms(real, real_logits, gain, loss_fake=loss_fake, with_r1=with_r1)
 
     def backward_D_real_terms(self, real, real_logits, gain, loss_fake=None, with_r1=False):
         """The real-image terms given D's logits [N, 1] on `real` (which requires grad for R1).
 
-        For plugins whose D decision differs (e.g. a joint D(x, z)): compute the logits, then call this.
+        For plugins whose real pass differs (LOGAN-B's D(x, E(x))): compute the logits, then call this.
         """
-        _report_scores('real', real_logits)
+        self.report_scores('real', real_logits)
         total = real_logits * 0
         if loss_fake is not None:
             loss_real = F.softplus(-real_logits)
@@ -142,7 +142,3 @@ class StyleGAN2Loss(LossPlugin):
             total = total + loss_r1
         total.mean().mul(gain).backward()
 
-
-def _report_scores(kind, logits):
-    training_stats.report(f'Loss/scores/{kind}', logits)
-    training_stats.report(f'Loss/signs/{kind}', logits.sign())

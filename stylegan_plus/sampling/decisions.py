@@ -8,9 +8,10 @@ Most methods decide with D's own logit. Two do not, and for them D's `out` layer
 - LOGAN-B (`--loss=logan-b`): the joint D(x, z), `Dz` on D's features and z, or an MLP on [x, z]
   for the 2-D setting (snapshot key `Dz`).
 
-The loss plugins compute these through the functions below, and the latent steps of sampling
-(`generate.py`/`calc_metrics.py --latent-steps`) build the same decision from a snapshot with
-`snapshot_decision`, so training and "-z" sampling steer by one score.
+The plugins' `decision` hooks (`RFLoss.decision`, `LOGANBLoss.decision`; docs/plugins.md) compute
+these through the functions below, and the latent steps of sampling (`generate.py`/`calc_metrics.py
+--latent-steps`) build the same decision from a snapshot with `snapshot_decision`, so training,
+AdvLatGAN-qua's mining and "-z" sampling steer by one score.
 
 A decision is a callable `(img [N, ...], c [N, c_dim], z [N, z_dim]) -> logits [N, 1] float32`;
 z matters only for a joint D(x, z).

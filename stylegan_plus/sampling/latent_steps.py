@@ -1,8 +1,9 @@
 """Latent steps: I-FGSM on z toward what the discriminator finds real (AdvLatGAN).
 
 One implementation serves every caller, so "qua+"/"div+" numbers and training use the same step:
-- training: `--loss=advlat-qua` moves the latents of D's fakes (`stylegan_plus.losses.advlat`),
-  scored by the main loss's `decision` (for LOGAN-B the joint D(x, z), for RFGAN the fused head);
+- training: `--loss=advlat-qua` moves the latents of D's fakes in the D main phases
+  (`Phase.mains('D')`, `stylegan_plus.losses.advlat`), scored by the main loss's `decision` hook
+  (for LOGAN-B the joint D(x, z), for RFGAN the fused head);
 - sampling ("-z"): `generate.py --latent-steps T --latent-eps EPS`;
 - metrics: `LatentStepGenerator(G_ema, D, steps, eps, D_kwargs=discriminator_kwargs(D, device))`
   stands in for G_ema wherever fakes are drawn as `G(z=..., c=..., **G_kwargs)` (the
@@ -169,8 +170,8 @@ def frozen_batchnorm_stats(layers):
 def plugin_generator(loss, sync=False, noise_mode=None):
     """Callable (z, c) -> images: a loss plugin's generator for latents that are not prior draws.
 
-    loss: a `LossPlugin` (uses its G_mapping/G_synthesis or G, possibly DDP-wrapped). Unlike
-    `loss.run_G` there is no style mixing, the mapping's `w_avg` is not updated (moved or predicted
+    loss: a `LossPlugin` (uses its G_mapping/G_synthesis or G, possibly DDP-wrapped). Unlike the
+    toolkit's `loss.run_G` there is no style mixing, the mapping's `w_avg` is not updated (moved or predicted
     latents must not shift the truncation centre) and BatchNorm running statistics are not updated
     either (they would then describe encoded or moved latents instead of the prior, and G_ema
     copies them); `noise_mode` goes to the synthesis network if given. sync: DDP gradient sync,

@@ -2,7 +2,8 @@
 
 The official presets (auto, stylegan2, paper256, paper512, paper1024, cifar) produce exactly the
 options of the official train.py (docs/compat.md section 1.1), in the same key order, so
-training_options.json matches. `dcgan` and `toy` add the low-resolution DCGAN and the 2-D MLP
+training_options.json matches (once `official_names.to_official` gives the classes their official
+names). `dcgan` and `toy` add the low-resolution DCGAN and the 2-D MLP
 families. A preset is a function `(resolution, num_gpus) -> Preset` registered with
 `@register_config(name, description, ...)`.
 """
@@ -14,9 +15,13 @@ from typing import Callable, Optional
 import dnnlib
 from stylegan_plus.losses.declarations import unknown_name_message
 
-BASELINE_LOSS = 'training.loss.StyleGAN2Loss'
-IMAGE_DATASET = 'training.dataset.ImageFolderDataset'
-POINT_DATASET = 'training.dataset.PointCloudDataset'
+# Classes are named where they live; training_options.json gets the official `training.*` names
+# from the compat table (official_names.py).
+BASELINE_LOSS = 'stylegan_plus.losses.stylegan2.StyleGAN2Loss'
+IMAGE_DATASET = 'stylegan_plus.data.dataset.ImageFolderDataset'
+POINT_DATASET = 'stylegan_plus.data.dataset.PointCloudDataset'
+STYLEGAN2_G = 'stylegan_plus.networks.stylegan2.Generator'
+STYLEGAN2_D = 'stylegan_plus.networks.stylegan2.Discriminator'
 
 
 class ConfigError(ValueError):
@@ -121,9 +126,9 @@ def auto_spec(resolution, num_gpus):
 
 def stylegan2_args(spec, cifar=False):
     """Training options of a StyleGAN2 table row, as the official train.py builds them."""
-    G_kwargs = dnnlib.EasyDict(class_name='training.networks.Generator', z_dim=512, w_dim=512,
+    G_kwargs = dnnlib.EasyDict(class_name=STYLEGAN2_G, z_dim=512, w_dim=512,
                                mapping_kwargs=dnnlib.EasyDict(), synthesis_kwargs=dnnlib.EasyDict())
-    D_kwargs = dnnlib.EasyDict(class_name='training.networks.Discriminator', block_kwargs=dnnlib.EasyDict(),
+    D_kwargs = dnnlib.EasyDict(class_name=STYLEGAN2_D, block_kwargs=dnnlib.EasyDict(),
                                mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
     for kwargs in (G_kwargs.synthesis_kwargs, D_kwargs):
         kwargs.channel_base = int(spec.fmaps * 32768)

@@ -35,13 +35,6 @@ def backend_for(device_type):
     return 'nccl' if device_type == 'cuda' else 'gloo'
 
 
-def process_device(device_type, local_rank):
-    """torch.device of one training process: `cuda:<local_rank>` or `cpu`."""
-    if device_type == 'cuda':
-        return torch.device('cuda', local_rank)
-    return torch.device('cpu')
-
-
 def init_process_group(device_type, rank, world_size, init_file=None):
     """Join the process group (no-op for world_size 1).
 

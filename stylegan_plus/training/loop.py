@@ -11,7 +11,8 @@ Gradients of the `batch_size // (num_gpus * batch_gpu)` accumulation rounds and 
 are averaged before each optimizer step (one all-reduce), so a step equals one on the whole batch;
 modules are never wrapped in DistributedDataParallel. Set-up is seeded identically on every
 process, and per-process seeds (`random_seed * num_gpus + rank`) take over when training starts.
-The loss gets the run folder as `loss.run_dir`.
+The loss gets the run folder as `loss.run_dir`, and hands ADA the signs of its real-image logits
+through its hook `ada_signs()` (docs/plugins.md).
 """
 
 import os
@@ -25,11 +26,19 @@ from stylegan_plus.losses.phases import run_phase
 from torch_utils import misc, training_stats
 
 from . import data as data_lib
-from . import distributed, grids, metrics_hook, progress, rng, setup
+from . import distributed, grids, progress, rng, setup
 from . import resume as resume_lib
 from . import snapshots
 
-_ADA_STAT = 'Loss/signs/real'
+
+def _sum_over_processes(counts, device):
+    """(count, sum) pairs of every process added up: an all-reduce of one float64 pair (exact for
+    sign sums); the pair itself without a process group. Returns (int count, float sum)."""
+    if not distributed.is_distributed():
+        return counts
+    pair = torch.tensor(counts, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(pair)
+    return int(pair[0]), float(pair[1])
 
 
 class Trainer:
@@ -110,8 +119,8 @@ class Trainer:
         if self.rank == 0:
             setup.print_summaries(self.G, self.D, cfg.batch_gpu, self.device)
         self.log('Setting up augmentation...')
-        self.augment_pipe, self.ada_stats = setup.build_augment_pipe(cfg.augment_kwargs, cfg.augment_p,
-                                                                      cfg.ada_target, self.device)
+        self.augment_pipe, self.ada_adapts = setup.build_augment_pipe(cfg.augment_kwargs, cfg.augment_p,
+                                                                       cfg.ada_target, self.device)
         if self.augment_pipe is not None and self.state is not None and self.state.get('augment_p') is not None:
             self.augment_pipe.p.copy_(torch.as_tensor(self.state['augment_p']))
         for module in (self.G, self.D, self.G_ema, self.augment_pipe):
@@ -123,6 +132,11 @@ class Trainer:
         self.loss, self.hooks, self.extras = setup.build_loss(cfg.loss_kwargs, self.G, self.D, self.augment_pipe,
                                                               self.device)
         setup.give_run_dir(self.loss, cfg.run_dir)
+        if self.ada_adapts and not self.hooks.real_decisions:
+            # Said once, here: the loss declared that it has no real/fake logits on real images.
+            self.log(f'ADA cannot adapt: --loss={setup.describe_loss(self.loss)} reports no real-image decisions; '
+                     f'p stays at {float(self.augment_pipe.p):g}.')
+            self.ada_adapts = False
         if self.resume_data is not None:
             resume_lib.copy_networks(self.resume_data, self.extras, cfg.resume_pkl)
         for module in self.extras.values():
@@ -206,7 +220,7 @@ class Trainer:
         self.cur_nimg += cfg.batch_size
         self.consumed += cfg.batch_size
         self.batch_idx += 1
-        if self.ada_stats is not None and self.batch_idx % cfg.ada_interval == 0:
+        if self.ada_adapts and self.batch_idx % cfg.ada_interval == 0:
             self._adapt_augment()
 
     @torch.no_grad()
@@ -222,12 +236,11 @@ class Trainer:
             b_ema.copy_(b)
 
     def _collect_ada(self):
-        """Move the ADA sign statistics gathered since the last call into `ada_pending`."""
-        self.ada_stats.update()
-        num = self.ada_stats.num(_ADA_STAT)
+        """Move the real-logit signs the loss handed over since the last call (all processes) into `ada_pending`."""
+        num, total = _sum_over_processes(self.hooks.ada_signs(), self.device)
         if num > 0:
             self.ada_pending[0] += num
-            self.ada_pending[1] += num * self.ada_stats.mean(_ADA_STAT)
+            self.ada_pending[1] += num * (total / num)     # as a mean times its count, like the statistic it replaces
 
     def _adapt_augment(self):
         cfg = self.cfg
@@ -291,16 +304,17 @@ class Trainer:
             # The pickle appears last, with its state (which records its checksum) already beside it.
             snapshots.write_pair(pkl_path, data, state)
             snapshots.prune_states(cfg.run_dir, cfg.keep_states)
-        with rng.preserved(self.device):
-            results = metrics_hook.evaluate(cfg.metrics, G=data['G_ema'], dataset_kwargs=cfg.training_set_kwargs,
-                                            num_gpus=cfg.num_gpus, rank=self.rank, device=self.device,
-                                            run_dir=cfg.run_dir, snapshot_pkl=pkl_path)
-        return results
+        if not cfg.metrics:
+            return {}
+        with rng.preserved(self.device):     # metrics_fn: the metrics layer's callable (training_loop)
+            return cfg.metrics_fn(cfg.metrics, G=data['G_ema'], dataset_kwargs=cfg.training_set_kwargs,
+                                  num_gpus=cfg.num_gpus, rank=self.rank, device=self.device, run_dir=cfg.run_dir,
+                                  snapshot_pkl=pkl_path)
 
     def _training_state(self, snapshot_basename):
         """Everything a resumed run needs to continue exactly from the end of this tick (plain data)."""
         cfg = self.cfg
-        if self.ada_stats is not None:
+        if self.ada_adapts:
             self._collect_ada()
         gathered = distributed.gather_objects(dict(rng=rng.capture(self.device), loss=self.hooks.state_dict()))
         return dict(

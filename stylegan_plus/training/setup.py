@@ -11,9 +11,11 @@ import os
 import torch
 
 import dnnlib
+from stylegan_plus import devices
 from stylegan_plus.losses.base import plugin_hooks
 from stylegan_plus.losses.phases import build_optimizers, default_phases
-from torch_utils import misc, training_stats
+from stylegan_plus.losses.registry import default_registry
+from torch_utils import misc
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 
 from . import distributed
@@ -26,16 +28,15 @@ def resolve_device(device, rank):
     """
     if isinstance(device, torch.device):
         return device
-    kind = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    if kind not in ('cuda', 'cpu'):
-        raise ValueError(f'device {device!r}: accepted are cuda and cpu')
-    if kind == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('device cuda was requested, but CUDA is not available')
     local_rank = int(os.environ.get('LOCAL_RANK', rank))
-    return distributed.process_device(kind, local_rank)
+    return devices.resolve_device(device, local_rank)   # the project's one device choice
 
 
 def configure_backends(device, cudnn_benchmark, allow_tf32):
+    """Process-wide settings of a run: cuDNN/TF32 on CUDA, the gradfix ops, and on CPU the allocator
+    setting that keeps freed activation buffers for reuse (`misc.keep_cpu_memory_for_reuse`)."""
+    if device.type == 'cpu':
+        misc.keep_cpu_memory_for_reuse()
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = allow_tf32
@@ -89,15 +90,12 @@ def print_summaries(G, D, batch_gpu, device):
 
 
 def build_augment_pipe(augment_kwargs, augment_p, ada_target, device):
-    """(augment_pipe or None, ADA statistics collector or None)."""
+    """(augment_pipe or None, True when ADA adapts its p from the loss's real-logit signs)."""
     if augment_kwargs is None or not (augment_p > 0 or ada_target is not None):
-        return None, None
+        return None, False
     pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
     pipe.p.copy_(torch.as_tensor(augment_p))
-    ada_stats = None
-    if ada_target is not None:
-        ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False)
-    return pipe, ada_stats
+    return pipe, ada_target is not None
 
 
 def build_loss(loss_kwargs, G, D, augment_pipe, device):
@@ -115,6 +113,16 @@ def build_loss(loss_kwargs, G, D, augment_pipe, device):
     for module in extras.values():
         module.requires_grad_(False)
     return loss, hooks, extras
+
+
+def describe_loss(loss):
+    """The `--loss` spelling of a loss object: its registered name(s) joined by '+', else its class path."""
+    names = {entry.cls: entry.name for entry in default_registry().entries()}
+
+    def name_of(obj):
+        cls = type(obj)
+        return names.get(cls, f'{cls.__module__}.{cls.__qualname__}')
+    return '+'.join(name_of(part) for part in getattr(loss, 'parts', [loss]))
 
 
 def give_run_dir(loss, run_dir):

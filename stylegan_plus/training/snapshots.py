@@ -34,6 +34,8 @@ import time
 
 import torch
 
+from .official_names import to_official
+
 SNAPSHOT_PREFIX = 'network-snapshot-'
 STATE_PREFIX = 'training-state-'
 # Fault-injection hook for tests: a write whose target name matches this pattern stops half-way
@@ -202,8 +204,9 @@ def _frozen_copy(module):
 
 
 def snapshot_data(training_set_kwargs, G, D, G_ema, augment_pipe, extras):
-    """The snapshot dict: official keys first, then extra networks (dict name -> module)."""
-    data = dict(training_set_kwargs=dict(training_set_kwargs))
+    """The snapshot dict: official keys first, then extra networks (dict name -> module).
+    `training_set_kwargs` gets official class names: official tools rebuild the data set from it."""
+    data = dict(training_set_kwargs=dict(to_official(training_set_kwargs)))
     for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
         data[name] = _frozen_copy(module)
     for name, module in extras.items():

@@ -1,8 +1,10 @@
-"""`training_loop(...)`: the official entry point of a training process (COMPAT.md section 6).
+"""`training_loop(...)`: the official entry point of a training process (docs/compat.md section 6).
 
-It is called with `rank` plus every key of training_options.json. The keyword arguments after
+It is called with `rank` plus every key of training_options.json (`TrainingOptions.loop_kwargs()`;
+official `training.*` class names work as well as ours). The keyword arguments after
 `progress_fn` are this fork's additions; their defaults reproduce the official behaviour. The
-work is done by `loop.Trainer`.
+work is done by `loop.Trainer`. Metrics come in as a callable (`metrics_fn`), as `abort_fn` does:
+the training layer does not import the metrics layer.
 """
 
 import dnnlib
@@ -19,7 +21,7 @@ def training_loop(
     G_reg_interval=4, D_reg_interval=16, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
     total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50,
     resume_pkl=None, cudnn_benchmark=True, allow_tf32=False, abort_fn=None, progress_fn=None,
-    device=None, g_steps=1, resume_state=None, keep_states=2, precision='fp32',
+    device=None, g_steps=1, resume_state=None, keep_states=2, precision='fp32', metrics_fn=None,
 ):  # pylint: disable=dangerous-default-value,unused-argument
     """Train G and D; write snapshots, logs and statistics into `run_dir`.
 
@@ -71,7 +73,14 @@ def training_loop(
       allow_tf32           let matmuls and convolutions use TF32 on Ampere and newer GPUs
       abort_fn             callable -> bool, asked at every tick; True ends the run early
       progress_fn          callable(cur_kimg, total_kimg), called at the start and every tick
+      metrics_fn           callable(metrics, *, G, dataset_kwargs, num_gpus, rank, device, run_dir,
+                           snapshot_pkl) -> {result name: value}, called on every process at each
+                           network snapshot when `metrics` is not empty (train.py passes
+                           metrics.training_hook.evaluate); required then
     """
+    if metrics and metrics_fn is None:
+        raise ValueError(f'metrics {", ".join(metrics)} were requested but no metrics_fn was given: pass '
+                         f'metrics_fn=metrics.training_hook.evaluate, or metrics=[]')
     cfg = dnnlib.EasyDict(locals())
     trainer = Trainer(cfg)
     trainer.setup()

@@ -1,7 +1,7 @@
 """Data sets from scikit-learn's bundled handwritten digits (1 797 images of 8x8; no download).
 
 The pixels come from the project's own `make_digits` tool (same scaling and bicubic upsampling
-as `python -m stylegan_plus.data.make_digits`), and the data sets are written with its writer,
+as `python -m stylegan_plus.cli.make_digits`), and the data sets are written with its writer,
 so train.py reads exactly what a user would build.
 
 - `halves`: a fixed random split into half A (what the GANs learn) and half B (what the
@@ -66,7 +66,3 @@ def to_tensor(pixels):
         arr = arr[..., None]
     return torch.from_numpy(arr.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
 
-
-def to_uint8(images):
-    """float [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] (the tools' rounding: x * 127.5 + 128, clipped)."""
-    return (images.detach() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,6 +1,6 @@
 """Loss classes for a StyleGAN2 whose latent width equals D's feature width (`--loss=<this module>.NAME`).
 
-Use as `--loss=benchmarks.imgcommon.matched_latent.CLR` (or `.Baseline`), from the repository root.
+Use as `--loss=benchmarks.common.matched_latent.CLR` (or `.Baseline`), from the repository root.
 
 CLR-GAN's authors read the predicted z straight off D's epilogue fc output, which works because
 every config they ship has z_dim = 512 = the fc width. A CPU-sized StyleGAN2 (`--cbase=1024
