@@ -1,7 +1,7 @@
 """CPU speed of the StyleGAN2 networks, this tree against another one (e.g. the code before a rewrite).
 
-    python benchmarks/networks_speed.py --base=/tmp/base            # ~1 min
-    python benchmarks/networks_speed.py --base=/tmp/base --repeats=9
+    python -m benchmarks.networks_speed --base=/tmp/base            # ~1 min
+    python -m benchmarks.networks_speed --base=/tmp/base --repeats=9
 
 Both trees' `stylegan_plus/networks/stylegan2.py` are loaded into one process (sharing this tree's
 torch_utils, so only the network code differs), built with the same seed, and timed interleaved
@@ -14,6 +14,10 @@ shared with other jobs, where wall time also counts waiting for a core).
 Prints the command, the configuration, the times and the ratio base/this (> 1 = this tree faster),
 and the max abs difference between the two trees' outputs (same weights, same inputs).
 """
+
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import argparse
 import importlib.util
@@ -105,7 +109,6 @@ def main(argv=None):
     if not os.path.isfile(os.path.join(args.base, MODULE_PATH)):
         parser.error(f'--base={args.base}: no {MODULE_PATH} there (expected the root of a checkout)')
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, REPO_ROOT)
 
     print('command:', ' '.join([os.path.basename(sys.executable), *sys.argv]))
     print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, repeats {args.repeats}')

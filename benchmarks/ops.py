@@ -1,12 +1,16 @@
 """P1: time the custom ops, CUDA kernel vs reference, side by side in one run.
 
-    python benchmarks/ops.py [--device cuda|cpu] [--repeats 20] [--out results/ops.json]
+    python -m benchmarks.ops [--device cuda|cpu] [--repeats 20] [--out results/ops.json]
 
 For `bias_act` and `upfirdn2d` at the shapes the cifar (32 px, 512 channels) and 256-px configs
 use, fp32 and fp16, forward and forward+backward: median milliseconds of the CUDA kernel and of
 the reference on the same inputs, their ratio, and the largest absolute difference of the
 outputs. Without CUDA only the reference is timed, and the output says so.
 """
+
+if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
+    import _by_path
+    _by_path.rerun_as_module(__file__)
 
 import argparse
 import json
@@ -18,8 +22,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from torch_utils.ops import bias_act, upfirdn2d  # noqa: E402
+from torch_utils.ops import bias_act, upfirdn2d
 
 # (label, N, C, H, W): activations of a G/D block at the resolutions the presets train.
 CASES = [
@@ -109,10 +112,18 @@ def main():
     summary = dict(command=' '.join(sys.argv), torch=torch.__version__, device=str(device),
                    wall_time_sec=time.time() - t0, results=results,
                    goal='on a GPU: CUDA >= 3x the reference, fp32 differences <= 1e-5')
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as fh:
-        json.dump(summary, fh, indent=2)
+    _write_json(args.out, summary)
     print(f'wall time {summary["wall_time_sec"]:.1f} s; results in {args.out}')
+
+
+def _write_json(path, data):
+    """Write `data` to `path` through a temporary file and a rename, so a reader never sees half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+    with open(temp, 'w') as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(temp, path)
 
 
 if __name__ == '__main__':

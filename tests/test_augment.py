@@ -346,3 +346,33 @@ def test_embedded_source_imports_only_official_modules():
     assert imported <= allowed, imported - allowed
 
 #----------------------------------------------------------------------------
+# The CPU resampling of the geometric stage: band matrices instead of depthwise convolutions.
+
+@pytest.mark.parametrize('size', [(5, 7), (19, 40), (44, 44), (76, 61)])
+def test_matrix_resampling_equals_upfirdn2d(size):
+    from torch_utils.ops import upfirdn2d
+    filt = upfirdn2d.setup_filter(augment_impl._SYM6_LOWPASS)
+    gen = torch.Generator().manual_seed(sum(size))
+    x = torch.randn([2, 3, *size], generator=gen, dtype=torch.float64)
+    up = augment_impl._resample2x(x, filt, up=True)
+    torch.testing.assert_close(up, upfirdn2d.upsample2d(x, filt, up=2), rtol=0, atol=1e-12)
+    for crop in (0, 3):
+        if min(size) * 2 > 2 * crop + len(augment_impl._SYM6_LOWPASS):
+            down = augment_impl._resample2x(up, filt, up=False, crop=crop)
+            want = upfirdn2d.downsample2d(up, filt, down=2, padding=-crop, flip_filter=True)
+            torch.testing.assert_close(down, want, rtol=0, atol=1e-12)
+
+
+def test_matrix_resampling_float32_and_large_images():
+    from torch_utils.ops import upfirdn2d
+    filt = upfirdn2d.setup_filter(augment_impl._SYM6_LOWPASS)
+    x = _smooth_images(n=2, size=40)
+    diff = (augment_impl._resample2x(x, filt, up=True) - upfirdn2d.upsample2d(x, filt, up=2)).abs().max()
+    assert diff < 1e-5                                          # float32 rounding only
+    big = torch.randn([1, 1, 8, augment_impl._MATRIX_MAX_SIZE + 1])  # past the dense-matrix limit: upfirdn2d itself
+    assert torch.equal(augment_impl._resample2x(big, filt, up=True), upfirdn2d.upsample2d(big, filt, up=2))
+    before = len(augment_impl._axis_matrices)
+    augment_impl._resample2x(x, filt, up=True)
+    assert len(augment_impl._axis_matrices) == before            # built once per size, then reused
+
+#----------------------------------------------------------------------------

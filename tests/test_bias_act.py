@@ -261,3 +261,68 @@ def test_cuda_kernel_channels_last_and_dim():
     x2, b2 = make_inputs(shape=(2, 5, 4, 3), dim=3, dtype=torch.float32, seed=10)
     torch.testing.assert_close(ba.bias_act(x2.cuda(), b2.cuda(), dim=3, act='swish'),
                                ba.bias_act(x2.cuda(), b2.cuda(), dim=3, act='swish', impl='ref'), rtol=1e-4, atol=1e-4)
+
+#----------------------------------------------------------------------------
+# The fused path of the piecewise-linear activations (CPU, default impl).
+
+FUSED_SETTINGS = [
+    dict(act='lrelu'), dict(act='lrelu', alpha=0.3, gain=0.7), dict(act='relu', gain=2.0),
+    dict(act='linear', gain=0.5), dict(act='lrelu', clamp=0.9), dict(act='relu', dim=2),
+]
+
+
+def _fused_and_ref(x, b, settings, dy):
+    """(y, dx, db) through bias_act's default path and through the reference composition."""
+    results = []
+    for fn in (ba.bias_act, ba._bias_act_ref):
+        xi, bi = x.detach().requires_grad_(True), None if b is None else b.detach().requires_grad_(True)
+        y = fn(xi, bi, **settings)
+        grads = torch.autograd.grad(y, [xi] + ([bi] if bi is not None else []), dy)
+        results.append((y.detach(),) + tuple(grads))
+    return results
+
+
+@pytest.mark.parametrize('settings', FUSED_SETTINGS)
+@pytest.mark.parametrize('layout', ['nchw', 'nhwc', 'nobias'])
+def test_fused_path_is_bitwise_the_reference(settings, layout):
+    dim = settings.get('dim', 1)
+    x, b = make_inputs(shape=(3, 5, 4, 6), dim=dim, dtype=torch.float32, seed=11)
+    if layout == 'nhwc':
+        x = x.contiguous(memory_format=torch.channels_last)
+    b = None if layout == 'nobias' else b
+    dy = torch.randn_like(x)
+    (y, *grads), (y_ref, *grads_ref) = _fused_and_ref(x, b, settings, dy)
+    assert ba._fused_accepts(x, b, ba._settings(dim, settings['act'], settings.get('alpha'), settings.get('gain'),
+                                                settings.get('clamp')))
+    assert torch.equal(y, y_ref) and y.is_contiguous(memory_format=torch.channels_last) == (layout == 'nhwc')
+    for g, g_ref in zip(grads, grads_ref):
+        assert torch.equal(g, g_ref)
+
+
+def test_fused_double_backward_is_linear_in_dy_only():
+    # The second derivative of lrelu is zero: the gradient of dx w.r.t. x and b is zero, and the
+    # fused path builds no graph back into the forward pass for it.
+    x, b = make_inputs(seed=12)
+    x.requires_grad_(True)
+    b.requires_grad_(True)
+    y = ba.bias_act(x, b, act='lrelu', gain=1.3)
+    dy = torch.randn_like(y).requires_grad_(True)
+    dx, db = torch.autograd.grad(y, [x, b], dy, create_graph=True)
+    ddx = torch.randn_like(dx)
+    (ddy,) = torch.autograd.grad(dx, [dy], ddx, retain_graph=True)
+    torch.testing.assert_close(ddy, torch.where(y > 0, ddx, 0.2 * ddx) * 1.3)
+    assert torch.autograd.grad(dx, [x, b], ddx, allow_unused=True) == (None, None)
+    dx_plain, = torch.autograd.grad(ba.bias_act(x, b, act='lrelu'), [x], torch.ones_like(x), create_graph=True)
+    assert not dx_plain.requires_grad
+
+
+def test_paths_outside_the_fused_one_use_the_reference():
+    x, b = make_inputs(seed=13)
+    negative = ba._settings(1, 'lrelu', None, -1.0, None)
+    assert not ba._fused_accepts(x, b, negative)              # y's sign no longer tells the slope
+    assert not ba._fused_accepts(x, b.float(), ba._settings(1, 'relu', None, None, None))  # type promotion
+    assert not ba._fused_accepts(x, None, ba._settings(1, 'linear', None, 1, None))      # the identity
+    assert not ba._fused_accepts(x, b, ba._settings(1, 'tanh', None, None, None))
+    torch.testing.assert_close(ba.bias_act(x, b, act='lrelu', gain=-1.0),
+                               expected_bias_act(x, b, 1, 'lrelu', None, -1.0, None))
+    assert ba.bias_act(x, None) is x

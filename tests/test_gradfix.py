@@ -182,3 +182,114 @@ def test_grid_sample_gradgradcheck():
     grid = grid[:1].requires_grad_(True)
     assert torch.autograd.gradcheck(grid_sample_gradfix.grid_sample, (x, grid))
     assert torch.autograd.gradgradcheck(lambda t: grid_sample_gradfix.grid_sample(t, grid.detach()), (x,))
+
+#----------------------------------------------------------------------------
+# The custom ops' own higher-order gradients (conv_data / conv_weight products).
+
+def _penalty_grads(conv, x, w, kwargs, layout):
+    """R1-style: d/d(x, w) of |d sum(lrelu(conv(x, w)) * t) / dx|^2, with a fixed random t."""
+    x = x.detach().to(memory_format=layout).requires_grad_(True)
+    w = w.detach().requires_grad_(True)
+    y = torch.nn.functional.leaky_relu(conv(x, w, **kwargs), 0.2)
+    t = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
+    (gx,) = torch.autograd.grad((y * t).sum(), [x], create_graph=True)
+    gx_value = gx.detach().clone()
+    gx.square().sum().backward()
+    return gx_value, x.grad, w.grad
+
+
+@pytest.mark.parametrize('kind,kwargs', ALL_CASES)
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_second_order_matches_torch(gradfix_on, kind, kwargs, layout):
+    x, w, _b, ours, theirs = _conv_pair(kind, kwargs, seed=7)
+    x, w = x.double(), w.double()
+    got = _penalty_grads(ours, x, w, kwargs, layout)
+    want = _penalty_grads(theirs, x, w, kwargs, layout)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)        # first order: torch's own kernel
+    for g, g_ref in zip(got[1:], want[1:]):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_second_order_differs_by_rounding_only(gradfix_on):
+    x, w, _b, ours, theirs = _conv_pair('conv2d', dict(stride=1, padding=1), seed=8)
+    got = _penalty_grads(ours, x, w, dict(padding=1), torch.channels_last)
+    want = _penalty_grads(theirs, x, w, dict(padding=1), torch.channels_last)
+    assert torch.equal(got[0], want[0])
+    for g, g_ref in zip(got[1:], want[1:]):
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5 * float(g_ref.abs().max()))
+
+
+class _CountProducts:
+    """Counts the weight-gradient and data-gradient products the custom ops compute."""
+
+    def __init__(self, monkeypatch):
+        self.calls = {'weight': 0, 'data': 0}
+        for name in self.calls:
+            original = getattr(conv2d_gradfix._ConvSpec, name)
+
+            def counted(spec, *args, _name=name, _original=original):
+                self.calls[_name] += 1
+                return _original(spec, *args)
+            monkeypatch.setattr(conv2d_gradfix._ConvSpec, name, counted)
+
+
+def test_input_only_gradient_computes_no_weight_gradient(gradfix_on, monkeypatch):
+    # torch.autograd.grad(..., inputs=[x]) must not pay for the weight gradient, even though w
+    # requires grad and no_weight_gradients() is not used.
+    counter = _CountProducts(monkeypatch)
+    x, w, b, ours, _theirs = _conv_pair('conv2d', dict(padding=1))
+    (gx,) = torch.autograd.grad(ours(x, w, b, padding=1).square().sum(), [x])
+    assert counter.calls == {'weight': 0, 'data': 1} and gx.shape == x.shape
+    ours(x, w, b, padding=1).square().sum().backward()
+    assert counter.calls == {'weight': 1, 'data': 2} and w.grad is not None
+
+
+def test_constant_kernel_gets_no_gradient_in_double_backward(gradfix_on, monkeypatch):
+    # upfirdn2d's FIR taps never require grad: torch's own double backward still computes their
+    # gradient group by group; the custom ops compute no weight product at all.
+    counter = _CountProducts(monkeypatch)
+    x = torch.randn([2, 8, 10, 10], requires_grad=True)
+    taps = torch.rand([8, 1, 4, 4])
+    y = conv2d_gradfix.conv2d(x, taps, padding=1, groups=8)
+    (gx,) = torch.autograd.grad(y.square().sum(), [x], create_graph=True)
+    gx.square().sum().backward()
+    assert counter.calls['weight'] == 0 and x.grad is not None
+
+
+def test_channels_last_input_keeps_weight_gradients_of_every_order(gradfix_on):
+    x, w = _tensors(9, [2, 4, 8, 8], [6, 4, 3, 3])
+    x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    y = conv2d_gradfix.conv2d(x_cl, w, padding=1)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    (gx,) = torch.autograd.grad(y.square().sum(), [x_cl], create_graph=True)
+    gx.sum().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0, 'the second-order weight gradient must arrive'
+    w_ref = w.detach().clone().requires_grad_(True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    (gx_ref,) = torch.autograd.grad(F.conv2d(x_ref, w_ref, padding=1).square().sum(), [x_ref], create_graph=True)
+    gx_ref.sum().backward()
+    torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_plain_call_without_a_graph(gradfix_on):
+    x, w, b = (t.detach() for t in _tensors(10, [1, 2, 5, 5], [3, 2, 3, 3], [3]))
+    assert conv2d_gradfix.conv2d(x, w, b).grad_fn is None
+    with torch.no_grad():
+        assert conv2d_gradfix.conv2d(x.requires_grad_(True), w, b).grad_fn is None
+    assert conv2d_gradfix.higher_order_is_cheap()
+
+
+def test_second_order_under_bf16_autocast_reaches_the_weights(gradfix_on):
+    # The ops cast x and w to the autocast dtype outside themselves, so a penalty's second-order
+    # weight gradient still arrives at the float32 weight (about as fp32 computes it).
+    x, w = _tensors(11, [2, 4, 8, 8], [5, 4, 3, 3])
+    grads = {}
+    for name, ctx in (('fp32', torch.autocast('cpu', enabled=False)), ('bf16', torch.autocast('cpu', torch.bfloat16))):
+        w.grad = None
+        with ctx:
+            y = conv2d_gradfix.conv2d(x, w, padding=1)
+        (gx,) = torch.autograd.grad(y.float().square().sum(), [x], create_graph=True)
+        gx.square().sum().backward()
+        grads[name] = w.grad.clone()
+    assert grads['bf16'].dtype == torch.float32 and grads['bf16'].abs().sum() > 0
+    torch.testing.assert_close(grads['bf16'], grads['fp32'], rtol=0.05, atol=0.05 * float(grads['fp32'].abs().max()))

@@ -512,8 +512,10 @@ def test_discriminator_draw_order():
 #----------------------------------------------------------------------------
 # Pickles, embedded source and the training.networks shim.
 
+# conv2d_gradfix (an official module) is read for whether its ops make NHWC double backward cheap.
 _ALLOWED_IMPORTS = {'numpy', 'torch', 'torch_utils.misc', 'torch_utils.persistence', 'torch_utils.ops.conv2d_resample',
-                    'torch_utils.ops.upfirdn2d', 'torch_utils.ops.bias_act', 'torch_utils.ops.fma'}
+                    'torch_utils.ops.upfirdn2d', 'torch_utils.ops.bias_act', 'torch_utils.ops.fma',
+                    'torch_utils.ops.conv2d_gradfix'}
 
 
 def _imported_modules(source):

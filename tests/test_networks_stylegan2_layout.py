@@ -85,3 +85,23 @@ def test_discriminator_layout_per_phase():
     assert torch.allclose(D(penalised, None), plain, atol=1e-5)
     assert seen == [True, True]
     torch.testing.assert_close(logits, plain, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_discriminator_penalty_runs_nhwc_with_gradfix_ops(monkeypatch):
+    # With conv2d_gradfix's ops on (the training loop's setting) the double backward is as cheap
+    # in NHWC as in NCHW, so D keeps NHWC under R1 too; the penalty's gradients are the same.
+    from torch_utils.ops import conv2d_gradfix
+    img = torch.randn([2, 3, 16, 16])
+    results = {}
+    for enabled in (False, True):
+        monkeypatch.setattr(conv2d_gradfix, 'enabled', enabled)
+        D = _d().train()
+        seen = _record_layouts(D, ['b16.conv0', 'b8.conv1'])
+        penalised = img.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(penalised, None).sum(), penalised, create_graph=True)
+        grad.square().sum().backward()
+        assert seen == [enabled, enabled]
+        results[enabled] = (grad.detach(), D.b16.conv0.weight.grad.clone(), D.b8.conv1.weight.grad.clone())
+    for got, want in zip(results[True], results[False]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

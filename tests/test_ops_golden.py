@@ -34,15 +34,27 @@ def _tolerance(want):
     return 2e-5, 2e-5 * scale
 
 
+def _identically_zero(tensor):
+    return tensor is None or not bool(tensor.abs().max() > 0)
+
+
 @pytest.mark.parametrize('case', list(ops_golden_cases.CASES))
 def test_matches_golden(golden, case):
     outputs = ops_golden_cases.CASES[case]()
     stored = {key.rsplit('/', 1)[1] for key in golden if key.rsplit('/', 1)[0] == case}
-    assert set(outputs) == stored, f'{case}: outputs {sorted(outputs)} but golden has {sorted(stored)}'
+    # A gradient that is identically zero (2nd order of relu/lrelu/linear) may now be absent: the
+    # fused bias_act path builds no graph for it instead of backpropagating zeros.
+    missing = stored - set(outputs)
+    assert all(_identically_zero(golden[f'{case}/{name}']) for name in missing), \
+        f'{case}: outputs {sorted(outputs)} but golden has {sorted(stored)}'
+    assert set(outputs) <= stored, f'{case}: outputs {sorted(outputs)} but golden has {sorted(stored)}'
     for name, got in outputs.items():
         want = golden[f'{case}/{name}']
         if want is None:
             assert got is None, f'{case}/{name} should have no gradient'
+            continue
+        if got is None:
+            assert _identically_zero(want), f'{case}/{name}: gradient missing'
             continue
         assert got is not None and got.shape == want.shape, f'{case}/{name}: shape {getattr(got, "shape", None)}'
         # float64 results were stored as float32; half stays half.

@@ -26,6 +26,7 @@ import torch
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import bias_act
+from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
@@ -669,9 +670,12 @@ class Discriminator(torch.nn.Module):
     def forward(self, img, c, return_features=False, **block_kwargs):
         label_embedding = None if self.c_dim == 0 else self.mapping(None, c)
         h = None
-        # A gradient w.r.t. the image while D trains means a penalty (R1) and a double backward, which
-        # torch runs slower in NHWC (copies, per-group depthwise convs): keep NCHW there.
-        penalty = torch.is_grad_enabled() and img.requires_grad and any(p.requires_grad for p in self.parameters())
+        # A gradient w.r.t. the image while D trains means a penalty (R1) and a double backward. Torch's
+        # own double backward runs slower in NHWC (copies, per-group depthwise convs): keep NCHW there
+        # unless this tree's conv2d_gradfix ops, which are faster in NHWC to any order, are on.
+        cheap = getattr(conv2d_gradfix, 'higher_order_is_cheap', lambda: False)()
+        penalty = (not cheap and torch.is_grad_enabled() and img.requires_grad
+                   and any(p.requires_grad for p in self.parameters()))
         for block in [getattr(self, f'b{res}') for res in self.block_resolutions]:
             h, img = block(h, img, cpu_nhwc=not penalty, **block_kwargs)
         return self.b4(h, img, label_embedding, return_features=return_features)

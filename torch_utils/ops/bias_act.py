@@ -9,7 +9,10 @@ gradient (orders 1 and 2), so the autograd wrapper is two Functions: one for the
 backward is the other, the order-1 product; that one is differentiable again w.r.t. the incoming
 gradient (linear in it) and, for activations with a second derivative, w.r.t. x and b through
 order 2. Anything else (CPU, other dtypes, a failed build, impl='ref') uses the composition of
-torch ops in `_bias_act_ref`, differentiable to any order.
+torch ops in `_bias_act_ref`, differentiable to any order, except for the piecewise-linear
+activations (linear, relu, lrelu) with a positive gain off CUDA: there `_FusedBiasAct` computes
+the same values in one output buffer (bias add, then activation, gain and clamp in place) and
+keeps only that output for backward, whose derivative it determines (see `_fused_accepts`).
 """
 
 import os
@@ -144,6 +147,8 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     settings = _settings(_checked_dim(x, b, dim), act, alpha, gain, clamp)
     if impl == 'cuda' and _kernel_accepts(x, b) and _init():
         return settings.apply(x, b)
+    if impl == 'cuda' and _fused_accepts(x, b, settings):
+        return _fused_bias_act(x, b, settings)
     return _bias_act_ref(x, b, **settings._asdict())
 
 
@@ -167,6 +172,101 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
+
+#----------------------------------------------------------------------------
+# Fused path for piecewise-linear activations (CPU, or CUDA without the plugin).
+#
+# The reference allocates x + b, act(.), * gain and clamp(.) one after the other and keeps x + b
+# for the activation's backward. For linear, relu and lrelu with gain > 0 the output y alone
+# fixes the derivative: the slope is gain where y > 0 and gain * alpha (relu: 0) elsewhere, and
+# the clamp cut where |y| reached it. So one buffer is written in place and y, which the next
+# layer keeps anyway, is all that backward needs. Values and gradients are bitwise those of the
+# reference (same ops in the same order), except where an activation lands exactly on +-clamp:
+# the reference still passes that gradient, this path does not.
+
+_FUSED_ACTS = ('linear', 'relu', 'lrelu')
+
+
+def _fused_accepts(x, b, settings):
+    """Whether the fused path computes this call: a piecewise-linear activation, a gain > 0 (so y's
+    sign is the activation input's), a floating x, and no type promotion by b; not the identity
+    (linear, no bias, gain 1, no clamp), which the reference returns as x itself."""
+    identity = settings.act == 'linear' and b is None and settings.gain == 1 and settings.clamp is None
+    return (settings.act in _FUSED_ACTS and settings.gain > 0 and x.is_floating_point()
+            and (b is None or b.dtype == x.dtype) and not identity)
+
+
+def _bias_shape(x, dim):
+    along_dim = [1] * x.ndim
+    along_dim[dim] = -1
+    return along_dim
+
+
+def _fused_forward(x, b, settings):
+    """act(x + b) * gain, clamped: the first step that runs allocates the output, the rest work in place."""
+    y = None if b is None else torch.add(x, b.reshape(_bias_shape(x, settings.dim)))
+    if settings.act == 'relu':
+        y = torch.relu(x) if y is None else y.relu_()
+    elif settings.act == 'lrelu':
+        y = torch.nn.functional.leaky_relu(x if y is None else y, settings.alpha, inplace=y is not None)
+    if settings.gain != 1:
+        y = x * settings.gain if y is None else y.mul_(settings.gain)
+    if settings.clamp is not None:
+        y = x.clamp(-settings.clamp, settings.clamp) if y is None else y.clamp_(-settings.clamp, settings.clamp)
+    return x.clone() if y is None else y
+
+
+def _fused_slope(dy, y, settings):
+    """dy times the derivative of the op, read off its output y (the reference's backward chain)."""
+    if settings.clamp is not None:
+        dy = dy.masked_fill(y.abs() >= settings.clamp, 0)
+    if settings.gain != 1:
+        dy = dy * settings.gain
+    if settings.act == 'relu':
+        return torch.ops.aten.threshold_backward(dy, y, 0)
+    if settings.act == 'lrelu':
+        return torch.ops.aten.leaky_relu_backward(dy, y, settings.alpha, True)
+    return dy
+
+
+def _fused_bias_act(x, b, settings):
+    if torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)):
+        return _FusedBiasAct.apply(settings, x, b)
+    return _fused_forward(x, b, settings)
+
+
+class _FusedBiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, settings, x, b):
+        y = _fused_forward(x, b, settings)
+        ctx.settings = settings
+        ctx.save_for_backward(y if (settings.act != 'linear' or settings.clamp is not None) else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        # y only selects slopes: detached, so a double backward (R1, path length) sends nothing
+        # back through the forward graph, where the reference sends zeros through every layer.
+        dx = _FusedBiasActGrad.apply(ctx.settings, dy, None if y is None else y.detach())
+        db = _bias_grad(dx, ctx.settings.dim) if ctx.needs_input_grad[2] else None
+        return None, (dx if ctx.needs_input_grad[1] else None), db
+
+
+class _FusedBiasActGrad(torch.autograd.Function):
+    """dx = dy * slope(y): linear in dy, and the slope is piecewise constant in y (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, settings, dy, y):
+        ctx.settings = settings
+        ctx.save_for_backward(y)
+        return _fused_slope(dy, y, settings)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        (y,) = ctx.saved_tensors
+        grad_dy = _FusedBiasActGrad.apply(ctx.settings, ddx, y) if ctx.needs_input_grad[1] else None
+        return None, grad_dy, None
 
 #----------------------------------------------------------------------------
 # Kernel path.

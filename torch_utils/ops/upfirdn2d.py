@@ -217,17 +217,34 @@ def _fir_pass(x, taps, up, down, pad):
     px0, px1, py0, py1 = pad
     channels = x.shape[1]
     if ux == 1 and uy == 1:
-        x = torch.nn.functional.pad(x, [px0, px1, py0, py1])
+        # Zero padding common to both sides is the convolution's own (no padded copy, no copy back
+        # in backward); only an asymmetric or negative rest goes through F.pad.
+        (px0, px1, pw), (py0, py1, ph) = _common_part(px0, px1, 1), _common_part(py0, py1, 1)
+        x = _pad_if_needed(x, [px0, px1, py0, py1])
         return conv2d_gradfix.conv2d(x, taps[None, None].repeat([channels, 1, 1, 1]), stride=(dy, dx),
-                                     groups=channels)
+                                     padding=(ph, pw), groups=channels)
     # A stride-u transposed convolution is the correlation with the mirrored kernel of the
     # zero-stuffed input padded by k - 1 on each side (without stuffing's u - 1 trailing zeros);
-    # the pad/crop below turns that margin into the requested one.
+    # the pad/crop below turns that margin into the requested one. Cropping common to both sides
+    # is the transposed convolution's own `padding`.
     kh, kw = taps.shape
     mirrored = taps.flip([0, 1])[None, None].repeat([channels, 1, 1, 1])
-    x = conv2d_gradfix.conv_transpose2d(x, mirrored, stride=(uy, ux), groups=channels)
-    x = torch.nn.functional.pad(x, [px0 - (kw - 1), px1 + ux - kw, py0 - (kh - 1), py1 + uy - kh])
+    (px0, px1, cw), (py0, py1, ch) = (_common_part(px0 - (kw - 1), px1 + ux - kw, -1),
+                                      _common_part(py0 - (kh - 1), py1 + uy - kh, -1))
+    x = conv2d_gradfix.conv_transpose2d(x, mirrored, stride=(uy, ux), padding=(ch, cw), groups=channels)
+    x = _pad_if_needed(x, [px0, px1, py0, py1])
     return x[:, :, ::dy, ::dx]
+
+
+def _common_part(a0, a1, sign):
+    """Split pads (a0, a1) into (rest0, rest1, common): `common` >= 0 is the amount both sides pad
+    (sign=1) or crop (sign=-1), which a (transposed) convolution applies itself."""
+    common = max(0, min(sign * a0, sign * a1))
+    return a0 - sign * common, a1 - sign * common, common
+
+
+def _pad_if_needed(x, pads):
+    return torch.nn.functional.pad(x, pads) if any(pads) else x
 
 
 @misc.profiled_function
