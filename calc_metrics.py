@@ -38,6 +38,7 @@ from stylegan_plus.io import network_files
 from stylegan_plus.networks.inference import prepare_generator
 from stylegan_plus.sampling import decisions
 from stylegan_plus.sampling import latent_steps as latent_mining
+from stylegan_plus.sampling import prior
 from torch_utils import misc
 
 
@@ -114,7 +115,7 @@ def _metric_kwargs(args, rank, device):
                                               steps=args.latent_steps, eps=args.latent_eps, D_kwargs=D_kwargs,
                                               decision=decisions.snapshot_decision(nets, D_kwargs))
     return dict(G=G, G_kwargs=dnnlib.EasyDict(), dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
-                rank=rank, device=device, max_samples=args.max_samples)
+                rank=rank, device=device, max_samples=args.max_samples, z_dist=args.z_dist)
 
 
 def _run_process(rank, args, temp_dir):
@@ -215,6 +216,10 @@ def calc_metrics(network_pkl, metrics, data, mirror, num_gpus, verbose, device_n
                            D=snapshot.get('D'), latent_steps=latent_steps, latent_eps=latent_eps,
                            decision_nets={key: snapshot[key] for key in decisions.DECISION_KEYS
                                           if snapshot.get(key) is not None})
+    try:
+        args.z_dist = prior.snapshot_z_dist(snapshot)   # the fakes' latents follow the training prior
+    except ValueError as err:
+        raise click.BadParameter(f'{network_pkl}: {err}', param_hint='--network') from None
     if latent_steps > 0 and args.D is None:
         raise click.BadParameter(f'{network_pkl!r} has no discriminator "D", which --latent-steps needs',
                                  param_hint='--network')

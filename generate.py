@@ -61,7 +61,8 @@ def _outputs_to_numpy(out):
 
 
 @cli_types.no_grad
-def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=print, move_latents=None):
+def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=print, move_latents=None,
+                 z_dist='normal'):
     """Render one image (or point) per seed.
 
     G: generator on its device; seeds: list of ints in [0, 2**32-1]; label: [1, c_dim] float32.
@@ -72,8 +73,9 @@ def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=prin
     (`memory_budget.generation_chunk`) says so (eval mode: samples do not interact).
     Returns (outputs, z [N, z_dim] float64, w [N, num_ws, w_dim] float32 or None when G has no
     mapping network). outputs: pixels [N, H, W, C] uint8 for image generators, float32 [N, D]
-    for point generators. z of seed s is `np.random.RandomState(s).randn(1, z_dim)` (official
-    draw), or what `move_latents` made of it.
+    for point generators. z of seed s is drawn from RandomState(s) in the prior `z_dist` the
+    snapshot records (`images.seed_to_z`; normal: `randn(1, z_dim)`, the official draw), or what
+    `move_latents` made of it.
     """
     # pylint: disable=import-outside-toplevel
     from stylegan_plus.networks.inference import has_mapping_synthesis
@@ -89,7 +91,7 @@ def render_seeds(G, seeds, label, truncation_psi=1, noise_mode='const', log=prin
             log(f'Generating image for seed {chunk[0]} ({start}/{len(seeds)}) ...')
         else:
             log(f'Generating seeds {chunk[0]}..{chunk[-1]} ({start}/{len(seeds)}) ...')
-        z = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in chunk])
+        z = np.concatenate([images.seed_to_z(seed, G.z_dim, z_dist) for seed in chunk])
         z_used = torch.from_numpy(z).to(device=label.device, dtype=torch.float32)
         if move_latents is not None:
             z_used = move_latents(z_used, label)
@@ -214,21 +216,37 @@ def _save_vectors(path, seeds, z, w, z_start=None):
 
 
 def _load_generator(network_pkl, device, truncation_psi, noise_mode, projected_w, latent_steps, latent_eps):
-    """(G_ema ready on `device`, latent mover or None); with --latent-steps, D and the method's
-    decision networks are loaded from the same read of the pickle."""
+    """(G_ema ready on `device`, latent mover or None, the snapshot's prior name); with
+    --latent-steps, D and the method's decision networks are loaded from the same read of the pickle."""
     # pylint: disable=import-outside-toplevel
     from stylegan_plus.cli import device as devices
     from stylegan_plus.networks.inference import prepare_generator
+    from stylegan_plus.sampling import prior
     from stylegan_plus.sampling.decisions import DECISION_KEYS
     keys = ('G_ema', 'D') if latent_steps > 0 else ('G_ema',)
-    nets = devices.load_networks(network_pkl, keys, optional_keys=DECISION_KEYS if latent_steps > 0 else ())
+    optional = (prior.SNAPSHOT_KEY, *(DECISION_KEYS if latent_steps > 0 else ()))
+    nets = devices.load_networks(network_pkl, keys, optional_keys=optional)
+    z_dist = _snapshot_prior(nets, network_pkl)
     _check_plain_generator(nets['G_ema'], truncation_psi, projected_w)
     G = prepare_generator(nets['G_ema'], device)
     if latent_steps == 0:
-        return G, None
+        return G, None, z_dist
     D = nets['D'].eval().requires_grad_(False).to(device)
     extra = {key: nets[key].eval().requires_grad_(False).to(device) for key in DECISION_KEYS if key in nets}
-    return G, latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode, extra_nets=extra)
+    return G, latent_step_mover(G, D, latent_steps, latent_eps, truncation_psi, noise_mode, extra_nets=extra), z_dist
+
+
+def _snapshot_prior(snapshot, network_pkl):
+    """The latent prior a snapshot records ('normal' when it records none, as official pickles);
+    click.BadParameter naming the file for a name this version does not know."""
+    from stylegan_plus.sampling import prior  # pylint: disable=import-outside-toplevel
+    try:
+        z_dist = prior.snapshot_z_dist(snapshot)
+    except ValueError as err:
+        raise click.BadParameter(f'{network_pkl}: {err}', param_hint='--network') from None
+    if z_dist != prior.DEFAULT_Z_DIST:
+        print(f'Latents: {z_dist} prior, as the snapshot records')
+    return z_dist
 
 
 @click.command()
@@ -264,8 +282,8 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
     from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
-    G, move_latents = _load_generator(network_pkl, device, truncation_psi, noise_mode, projected_w,
-                                      latent_steps, latent_eps)
+    G, move_latents, z_dist = _load_generator(network_pkl, device, truncation_psi, noise_mode, projected_w,
+                                              latent_steps, latent_eps)
 
     if projected_w is not None:
         if seeds is not None:
@@ -276,7 +294,8 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
         return
 
     label = devices.class_label(G, class_idx, device)
-    rendered, z, w = render_seeds(G, seeds, label, truncation_psi, noise_mode, move_latents=move_latents)
+    rendered, z, w = render_seeds(G, seeds, label, truncation_psi, noise_mode, move_latents=move_latents,
+                                  z_dist=z_dist)
     if rendered.ndim == 2:
         _save_points(rendered, seeds, outdir, grid, title=f'{len(seeds)} points from {os.path.basename(network_pkl)}')
     else:
@@ -284,7 +303,7 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, p
     if vector_out is not None:
         z_start = None
         if move_latents is not None:
-            z_start = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in seeds])
+            z_start = np.concatenate([images.seed_to_z(seed, G.z_dim, z_dist) for seed in seeds])
         _save_vectors(vector_out, seeds, z, w, z_start)
 
 if __name__ == '__main__':

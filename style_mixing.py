@@ -21,19 +21,21 @@ from stylegan_plus.cli import cli_types, outputs
 from stylegan_plus.cli import device as devices
 from stylegan_plus.io import images
 from stylegan_plus.networks.inference import prepare_generator
+from stylegan_plus.sampling import prior
 
 DEFAULT_STYLES = 7  # without --styles: ws 0-6 (the official default), or fewer if the network has fewer
 
 @torch.no_grad()
-def style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi=1, noise_mode='const'):
+def style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi=1, noise_mode='const', z_dist='normal'):
     """Mix the styles of row and column seeds.
 
     G: generator on its device; label: [1, c_dim] float32; col_styles: ws indices in
     [0, G.num_ws) taken from the column seed. W is truncated as `w_avg + (w - w_avg) * psi`.
+    z_dist: the prior the snapshot records; each seed's z is drawn from it (`images.seed_to_z`).
     Returns {(row_seed, col_seed): [H, W, C] uint8}, including (s, s) for every seed.
     """
     seeds = sorted(set(row_seeds) | set(col_seeds))
-    z = np.concatenate([images.seed_to_z(seed, G.z_dim) for seed in seeds])
+    z = np.concatenate([images.seed_to_z(seed, G.z_dim, z_dist) for seed in seeds])
     z = torch.from_numpy(z).to(device=label.device, dtype=torch.float32)
     w = G.mapping(z, label.expand(len(seeds), -1))
     w_avg = G.mapping.w_avg
@@ -85,7 +87,12 @@ def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation
     outputs.check_outdir(outdir)
     device = devices.resolve_device(device_name)
     print(f'Loading networks from "{network_pkl}"...')
-    G = devices.load_network(network_pkl)
+    nets = devices.load_networks(network_pkl, ('G_ema',), optional_keys=(prior.SNAPSHOT_KEY,))
+    try:
+        z_dist = prior.snapshot_z_dist(nets)    # official pickles record none: normal
+    except ValueError as err:
+        raise click.BadParameter(f'{network_pkl}: {err}', param_hint='--network') from None
+    G = nets['G_ema']
     devices.require_mapping_synthesis(G, 'style_mixing.py')  # mixing swaps per-layer ws
     G = prepare_generator(G, device)
     if col_styles is None:
@@ -96,7 +103,7 @@ def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation
                                  f'accepted are 0..{G.num_ws - 1}', param_hint='--styles')
     label = devices.class_label(G, class_idx, device)
 
-    mixed = style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi, noise_mode)
+    mixed = style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi, noise_mode, z_dist)
     print('Saving images...')
     outputs.make_outdir(outdir)
     for (row_seed, col_seed), pixels in mixed.items():

@@ -30,6 +30,7 @@ import numpy as np
 from benchmarks.common import figures, reconstruction, report, runner, runs
 from benchmarks.common import toy_losses, toy_metrics
 from stylegan_plus.data import toy_data
+from stylegan_plus.sampling import prior as prior_lib
 
 BENCH_ID = 'q1'
 TITLE = 'LOGAN-B vs GAN vs BiGAN on the 8-Gaussian ring: reconstruction errors'
@@ -74,11 +75,12 @@ def evaluate(job, proto, x_test, centres):
     """Reconstruction errors and coverage of one run; also the points for the figure."""
     snap = runs.load_final_snapshot(job.run_dir)
     G, D, E = snap['G'], snap['D'], snap['E']
-    ad_hoc_rec = reconstruction.reconstruct(G, E, x_test, PRIOR)
+    prior = prior_lib.snapshot_z_dist(snap)     # the run's prior (uniform: LOGAN-B's --cfg=toy default)
+    ad_hoc_rec = reconstruction.reconstruct(G, E, x_test, prior)
     errors, post_hoc_rec = reconstruction.post_hoc_errors(
-        G, D, x_test, PRIOR, proto['post_hoc_seeds'], proto['post_hoc_iterations'], batch=BATCH, lr=POST_HOC_LR,
+        G, D, x_test, prior, proto['post_hoc_seeds'], proto['post_hoc_iterations'], batch=BATCH, lr=POST_HOC_LR,
         betas=reconstruction.NOTEBOOK_BETAS)
-    samples = toy_metrics.generate_points(G, toy_metrics.sample_prior(2000, G.z_dim, PRIOR, 123))
+    samples = toy_metrics.generate_points(G, toy_metrics.sample_prior(2000, G.z_dim, prior, 123))
     metrics = dict(ad_hoc=toy_metrics.l1_reconstruction_error(x_test, ad_hoc_rec),
                    post_hoc=report.mean_std(errors))
     metrics.update(toy_metrics.mode_coverage(samples, centres, 0.1414, 20))

@@ -6,17 +6,17 @@ Protocol (docs/benchmarks.md Q2, Dist-GAN paper section 4.1): 25 Gaussians at (2
 -2..2, std 0.05, 2 000 points a mode (50 000); the authors' 2-D settings: MLPs 128-128-128 with
 ReLU, z_dim 2 with z ~ U[-1, 1] (so lambda_w = sqrt(d_z / d_x) = 1), lambda_r = lambda_p = 0.1,
 5 D steps per iteration, the gradient penalty on the RMS of the gradient and L_R as a mean over
-dimensions (the code's forms), Adam lr 1e-3 with beta1 = 0.8, batch 128, and reconstructions
+dimensions (the code's forms), Adam lr 1e-3 with beta1 = 0.8, batch 128, the code's learning-rate
+decay x0.9 every 10 000 iterations (`--lr-schedule=step:0.9:10000`), and reconstructions
 counted as real with the weight 1 of the paper's Eq. 5 (`--dist-recon-weight=1`; the plugin's
 default 0.05 comes from the authors' image code, and on this grid it left Dist-GAN at 13 of 25
-modes after 50 epochs). These are the plugin's `--cfg=toy` defaults, given explicitly here. Not
-reproduced: the code's learning-rate decay (x0.9 every 10 000 optimizer steps), which needs a
-schedule in the training loop; the baseline GAN keeps N(0, I) and one D step. train.py has no options
+modes after 50 epochs). These are the plugin's `--cfg=toy` defaults, given explicitly here. The
+baseline GAN keeps the loop's defaults: N(0, I), one D step, constant rates. train.py has no options
 for the activation or Adam's betas, so both methods name a loss class of
 `benchmarks.common.toy_losses` that writes them into the training options (DistGrid =
 `--loss=dist` unchanged, GANGrid = `--loss=stylegan2` unchanged). For each seed, 2 000 points
 from the final snapshot's G (what the paper evaluates) and from G_ema (its moving average, what
-generate.py uses) are scored, with latents from each run's own prior: a point registers with a mode within 0.1414 of its centre, a mode
+generate.py uses) are scored, with latents from the prior each snapshot records: a point registers with a mode within 0.1414 of its centre, a mode
 is missed with fewer than 20 registered points.
 
 Length: the paper trains 500 epochs and reports all 25 modes after about 50 (its Fig. 5a); the
@@ -41,7 +41,8 @@ LOSS_PREFIX = 'benchmarks.common.toy_losses.'
 METHODS = {
     'gan': [f'--loss={LOSS_PREFIX}GANGrid'],
     'dist': [f'--loss={LOSS_PREFIX}DistGrid', '--dist-lambda-r=0.1', '--dist-gp=0.1', '--dist-recon-weight=1',
-             '--dist-prior=uniform', '--dist-d-steps=5', '--dist-gp-norm=rms', '--dist-recon-mean=1'],
+             '--z-dist=uniform', '--d-steps=5', '--lr-schedule=step:0.9:10000', '--dist-gp-norm=rms',
+             '--dist-recon-mean=1'],
 }
 PROTOCOLS = {
     'full': dict(kimg=2500, seeds=[0, 1, 2]),     # 50 epochs of 50 000 points

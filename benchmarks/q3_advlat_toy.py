@@ -30,6 +30,7 @@ import torch
 from benchmarks.common import figures, report, runner, runs, toy_losses, toy_metrics
 from stylegan_plus.sampling import latent_steps
 from stylegan_plus.data import toy_data
+from stylegan_plus.sampling import prior as prior_lib
 
 BENCH_ID = 'q3'
 TITLE = 'AdvLatGAN -z and -qua on the ring (std 0.001) and the grid (std 0.0025)'
@@ -83,7 +84,7 @@ def evaluate(run_dir, centres, std, latents, z_steps):
     """Scores before and after -z on the same latents, and both point sets."""
     snap = runs.load_final_snapshot(run_dir)
     G, D = snap['G'], snap['D']
-    z0 = toy_metrics.sample_prior(latents, G.z_dim, 'gaussian', SAMPLE_SEED)
+    z0 = toy_metrics.sample_prior(latents, G.z_dim, prior_lib.snapshot_z_dist(snap), SAMPLE_SEED)
     c = torch.zeros([latents, G.c_dim])
     generator, discriminator = latent_steps.network_callables(G, D)
     z1 = latent_steps.mine_latents(z0, c, generator, discriminator, eps=Z_EPS, steps=z_steps)

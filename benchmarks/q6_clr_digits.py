@@ -31,6 +31,7 @@ import torch
 from benchmarks.common import classifier, digits, figures, report, runner, runs
 from stylegan_plus.cli import device as devices
 from stylegan_plus.io import images
+from stylegan_plus.sampling import prior as prior_lib
 
 BENCH_ID = 'q6_clr_digits'
 RESOLUTION = 16
@@ -74,9 +75,9 @@ def prepare_data(rep, proto):
 
 
 @torch.no_grad()
-def fakes(G, count, seed=EVAL_Z_SEED, batch=250):
-    """count images [N, C, H, W] in [-1, 1] from G at fixed latents (noise_mode const)."""
-    z = torch.randn([count, G.z_dim], generator=torch.Generator().manual_seed(seed))
+def fakes(G, count, seed=EVAL_Z_SEED, batch=250, z_dist='normal'):
+    """count images [N, C, H, W] in [-1, 1] from G at fixed latents of the prior `z_dist` (noise_mode const)."""
+    z = prior_lib.draw_z(z_dist, count, G.z_dim, generator=torch.Generator().manual_seed(seed))
     c = torch.zeros([count, G.c_dim])
     return torch.cat([G(z[i:i + batch], c[i:i + batch], noise_mode='const') for i in range(0, count, batch)])
 
@@ -101,7 +102,7 @@ def evaluate_run(run_dir, loss, ctx, proto):
     for kimg, path in runs.snapshots(run_dir):
         nets = runs.load_snapshot(path)     # with CLR's `clr_head` where D's fc width differs from z_dim
         G_ema = devices.prepare_generator(nets['G_ema'], torch.device('cpu'))
-        fake_images = fakes(G_ema, proto['fakes'])
+        fake_images = fakes(G_ema, proto['fakes'], z_dist=prior_lib.snapshot_z_dist(nets))
         out['kimg'].append(kimg)
         out['fd'].append(classifier.frechet_distance(classifier.apply(ctx['net'], fake_images, 'features'),
                                                      ctx['real_features']))

@@ -26,6 +26,7 @@ import torch
 
 from benchmarks.common import classifier, digits, figures, report, runner, runs
 from stylegan_plus.io import images
+from stylegan_plus.sampling import prior as prior_lib
 
 BENCH_ID = 'q7_dist_stacked'
 CONFIDENT = 0.9         # stricter count: all three digits classified with at least this probability
@@ -63,7 +64,7 @@ def prepare_data(rep, proto):
 
 
 @torch.no_grad()
-def count_modes(G, net, count, seed=123, batch=500):
+def count_modes(G, net, count, seed=123, batch=500, z_dist='normal'):
     """Mode coverage of `count` samples of G: dict(modes, kl, confident_share, confident_modes) and 64 samples.
 
     confident_*: only samples whose three digits are all classified with probability >= CONFIDENT
@@ -73,7 +74,7 @@ def count_modes(G, net, count, seed=123, batch=500):
     modes, confidence, first = [], [], None
     for start in range(0, count, batch):
         n = min(batch, count - start)
-        fake_images = G(torch.randn([n, G.z_dim], generator=gen), torch.zeros([n, G.c_dim]))
+        fake_images = G(prior_lib.draw_z(z_dist, n, G.z_dim, generator=gen), torch.zeros([n, G.c_dim]))
         found, conf = classifier.stacked_modes(net, fake_images, return_confidence=True)
         modes.append(found)
         confidence.append(conf)
@@ -92,8 +93,9 @@ def train_and_count(rep, width, loss, seed, ctx, proto):
                                    extra=[f'--cbase={WIDTHS[width]}'], **length)
     job = runner.run_job(runner.TrainJob(f'{width.replace("/", "")}-{loss}-seed{seed}', args), rep.out)
     rep.add_runs([job])
-    G = runs.load_final_snapshot(job.run_dir, ['G_ema'])['G_ema']
-    found, samples = count_modes(G, ctx['net'], proto['samples'])
+    snap = runs.load_final_snapshot(job.run_dir, ['G_ema'])
+    G = snap['G_ema']
+    found, samples = count_modes(G, ctx['net'], proto['samples'], z_dist=prior_lib.snapshot_z_dist(snap))
     sec_per_kimg = runs.training_sec_per_kimg(runs.read_stats(job.run_dir))
     print(f'  {width}/{loss}/seed{seed}: {found["modes"]} modes, KL {found["kl"]:.3f}; '
           f'{found["confident_share"]:.2f} of the samples confident, covering {found["confident_modes"]} modes')

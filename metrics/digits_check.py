@@ -28,6 +28,7 @@ import scipy.ndimage
 import torch
 
 from stylegan_plus.data import make_digits
+from stylegan_plus.sampling import prior
 
 THRESHOLD = 0.9         # the confidence a sample must reach to count as recognised
 HELDOUT_SHARE = 0.25    # digits kept away from the classifier, for the reals' figure
@@ -156,8 +157,9 @@ def check_reals(checker, threshold=THRESHOLD):
 
 
 @torch.no_grad()
-def sample_digits(G, count, seed=0, batch=64, device='cpu', return_labels=False):
-    """uint8 [count, R, R] grayscale samples of G (z ~ N(0, I) from `seed`, noise_mode const).
+def sample_digits(G, count, seed=0, batch=64, device='cpu', return_labels=False, z_dist='normal'):
+    """uint8 [count, R, R] grayscale samples of G (z from `seed` in the snapshot's prior `z_dist`,
+    N(0, I) by default; noise_mode const).
 
     A conditional G (c_dim > 0) gets one-hot labels drawn uniformly (from `seed`, apart from the
     latents); `return_labels` also returns them (int64 [count], or None for an unconditional G).
@@ -165,7 +167,7 @@ def sample_digits(G, count, seed=0, batch=64, device='cpu', return_labels=False)
     """
     if G.img_channels != 1:
         raise ValueError(f'the digits check needs a grayscale generator; this one draws {G.img_channels} channels')
-    z = torch.from_numpy(np.random.RandomState(seed).randn(count, G.z_dim)).to(torch.float32)
+    z = torch.from_numpy(prior.draw_z_numpy(z_dist, np.random.RandomState(seed), count, G.z_dim)).to(torch.float32)
     # A stream of its own, so the first k samples are the same whatever `count` is.
     labels = np.random.RandomState([seed, 1]).randint(G.c_dim, size=count) if G.c_dim > 0 else None
     c = torch.zeros([count, G.c_dim])

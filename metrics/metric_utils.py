@@ -18,7 +18,7 @@ import dnnlib
 from metrics import detectors
 from stylegan_plus import devices
 from stylegan_plus.networks.inference import prepare_generator
-from stylegan_plus.sampling import memory_budget
+from stylegan_plus.sampling import memory_budget, prior
 from torch_utils import misc
 
 # FeatureStats and ProgressMonitor live in their own modules; this one keeps their official import path.
@@ -45,10 +45,12 @@ class MetricOptions:
     cache:          reuse/store the real-image statistics in the dnnlib cache.
     max_samples:    cap on every sample count (reals, fakes, PPL samples), for quick smoke runs;
                     None (default) computes the metric as defined.
+    z_dist:         the latent prior G was trained on, as its snapshot records it ('normal', the
+                    official N(0, I), also for None; or 'uniform'); every fake's z is drawn from it.
     """
 
     def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None, progress=None,
-                 cache=True, *, max_samples=None):
+                 cache=True, *, max_samples=None, z_dist=None):
         if not 0 <= rank < num_gpus:
             raise ValueError(f'rank must be in 0..{num_gpus - 1} for num_gpus={num_gpus}, got {rank}')
         if max_samples is not None and max_samples < 1:
@@ -62,6 +64,7 @@ class MetricOptions:
         self.progress = progress.sub() if progress is not None and rank == 0 else ProgressMonitor()
         self.cache = cache
         self.max_samples = max_samples
+        self.z_dist = prior.canonical_z_dist(z_dist)
 
     def capped(self, count):
         """`count` limited by max_samples; None means unlimited on either side."""
@@ -224,7 +227,7 @@ def _image_source(opts, G, labels, batch_gen, jit):
         with torch.random.fork_rng(devices=[opts.device] if opts.device.type == 'cuda' else []), \
                 misc.suppress_tracer_warnings():
             run = torch.jit.trace(run, example, check_trace=False)
-    return lambda: run(torch.randn([batch_gen, G.z_dim], device=opts.device), labels(batch_gen))
+    return lambda: run(prior.draw_z(opts.z_dist, batch_gen, G.z_dim, opts.device), labels(batch_gen))
 
 
 def _fitting_batch_gen(G, opts, batch_size, batch_gen):

@@ -11,6 +11,7 @@ import torch
 
 from metrics.detectors import VGG16_URL
 from stylegan_plus.networks.inference import describe_generator, has_mapping_synthesis
+from stylegan_plus.sampling import prior
 
 from . import metric_utils
 from .feature_stats import all_gather_interleaved
@@ -48,11 +49,15 @@ def slerp(a, b, t):
     return out / out.norm(dim=-1, keepdim=True)
 
 
-def _path_endpoints(G, c, epsilon, space, sampling):
-    """ws [2N, num_ws, w_dim]: the first N at t, the last N at t + epsilon along random paths."""
+def _path_endpoints(G, c, epsilon, space, sampling, z_dist='normal'):
+    """ws [2N, num_ws, w_dim]: the first N at t, the last N at t + epsilon along random paths.
+
+    The path ends are drawn from the snapshot's prior `z_dist`; in z space the path is the
+    official slerp between their directions, whatever the prior.
+    """
     n = c.shape[0]
     t = torch.rand([n], device=c.device) * (1 if sampling == 'full' else 0)
-    z0, z1 = torch.randn([n * 2, G.z_dim], device=c.device).chunk(2)
+    z0, z1 = prior.draw_z(z_dist, n * 2, G.z_dim, c.device).chunk(2)
     if space == 'w':
         w0, w1 = G.mapping(z=torch.cat([z0, z1]), c=torch.cat([c, c])).chunk(2)
         t = t[:, None, None]
@@ -81,7 +86,7 @@ def _lpips_ready(img, G, crop):
     return img.repeat([1, 3, 1, 1]) if img.shape[1] == 1 else img
 
 
-def path_length_samples(G, vgg16, c, *, epsilon, space, sampling, crop, G_kwargs=None):
+def path_length_samples(G, vgg16, c, *, epsilon, space, sampling, crop, G_kwargs=None, z_dist='normal'):
     """One PPL sample per label row: float32 [N] of squared LPIPS distance / epsilon^2.
 
     G: generator (its noise_const buffers are re-randomised, so pass a private copy);
@@ -90,7 +95,7 @@ def path_length_samples(G, vgg16, c, *, epsilon, space, sampling, crop, G_kwargs
     for name, buf in G.named_buffers():
         if name.endswith('.noise_const'):
             buf.copy_(torch.randn_like(buf))  # fresh noise per pair, shared by both ends of the pair
-    ws = _path_endpoints(G, c, epsilon, space, sampling)
+    ws = _path_endpoints(G, c, epsilon, space, sampling, z_dist)
     img = G.synthesis(ws=ws, noise_mode='const', force_fp32=True, **(G_kwargs or {}))
     lpips_t0, lpips_t1 = vgg16(_lpips_ready(img, G, crop), resize_images=False, return_lpips=True).chunk(2)
     return (lpips_t0 - lpips_t1).square().sum(dim=1) / epsilon ** 2
@@ -124,7 +129,7 @@ def compute_ppl(opts, num_samples, epsilon, space, sampling, crop, batch_size, j
     samples, done = [], 0
     while done < num_samples:
         dist = path_length_samples(G, vgg16, labels(batch_size), epsilon=epsilon, space=space, sampling=sampling,
-                                   crop=crop, G_kwargs=opts.G_kwargs)
+                                   crop=crop, G_kwargs=opts.G_kwargs, z_dist=opts.z_dist)
         samples.append(all_gather_interleaved(dist, opts.num_gpus))
         done += batch_size * opts.num_gpus
         progress.update(min(done, num_samples))

@@ -27,9 +27,10 @@ def check_detectors(names):
         metric_main.check_metric_requirements(list(names))
 
 
-def evaluate(metrics, *, G, dataset_kwargs, num_gpus, rank, device, run_dir, snapshot_pkl):
+def evaluate(metrics, *, G, dataset_kwargs, num_gpus, rank, device, run_dir, snapshot_pkl, z_dist=None):
     """Compute `metrics` (list of names) for generator G; rank 0 appends each result to the run's
     metric-<name>.jsonl. Every process must call it (the metrics split the work between them).
+    z_dist: the run's latent prior (None = normal), which the fakes' latents are drawn from.
 
     dataset_kwargs: the training set (`class_name` + arguments), as the loop has it.
     Returns {result name: float} over all metrics (for TensorBoard).
@@ -40,7 +41,7 @@ def evaluate(metrics, *, G, dataset_kwargs, num_gpus, rank, device, run_dir, sna
     results = {}
     for metric in metrics:
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus,
-                                         rank=rank, device=device)
+                                         rank=rank, device=device, z_dist=z_dist)
         if rank == 0:
             metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result.results)

@@ -24,7 +24,7 @@ class ExtraNetLoss(StyleGAN2Loss):
     options = (
         LossOption('--testx-weight', 1.0, help='weight of the regression loss'),
         LossOption('--testx-lr', 0.01, help='learning rate of H'),
-        LossOption('--testx-prior', 'normal', choices=('normal', 'uniform'), help='latent prior'),
+        LossOption('--testx-prior', 'normal', choices=('normal', 'uniform'), help='latent prior (sets --z-dist)'),
     )
     state_attrs = StyleGAN2Loss.state_attrs + ('h_calls', 'h_loss_avg')
 
@@ -45,15 +45,13 @@ class ExtraNetLoss(StyleGAN2Loss):
         other = [spec for spec in default_phases if 'G' not in spec.modules]
         return g_phases + [h_phase] + other
 
-    def sample_z(self, n, device):
-        if self.testx_prior == 'uniform':
-            return torch.rand([n, self.z_dim], device=device) * 2 - 1
-        return super().sample_z(n, device)
-
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
         if cfg == 'dcgan' and 'g_steps' not in given:
             args.g_steps = 2
+        # The plugin's prior is a default of the loop's --z-dist (plugins draw no prior of their own).
+        if 'z_dist' not in given and loss_kwargs.get('testx_prior', 'normal') != 'normal':
+            args.z_dist = loss_kwargs['testx_prior']
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if phase != H_PHASE:

@@ -90,7 +90,7 @@ def test_uniform_prior_is_in_range_and_seeded():
     z = toy_metrics.sample_prior(1000, 5, 'uniform', seed=3)
     assert z.shape == (1000, 5) and float(z.min()) >= -1 and float(z.max()) <= 1
     assert np.array_equal(z.numpy(), toy_metrics.sample_prior(1000, 5, 'uniform', seed=3).numpy())
-    with pytest.raises(ValueError, match='gaussian, uniform'):
+    with pytest.raises(ValueError, match='gaussian, normal, uniform'):
         toy_metrics.sample_prior(4, 2, 'laplace', seed=0)
 
 #----------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_loganb_ring_sets_the_paper_networks():
     assert args.D_kwargs.hidden_features == [10, 10]
     assert args.D_kwargs.lrelu_slope == 0.1
     assert args.G_opt_kwargs.betas == [0.9, 0.999] and args.D_opt_kwargs.betas == [0.9, 0.999]  # the notebook's Adam
-    assert kwargs.loganb_prior == 'uniform'     # the plugin's own --cfg=toy defaults still apply
+    assert args.z_dist == 'uniform'     # the plugin's own --cfg=toy defaults still apply (the prior: a loop option)
     assert kwargs.loganb_saturating is True and kwargs.loganb_surrogate_skip == 5
 
 

@@ -310,7 +310,8 @@ def test_common_helpers():
     uniform = common.sample_prior('uniform', 4000, 3, 'cpu')
     assert uniform.min() >= -1 and uniform.max() <= 1 and uniform.abs().max() > 0.99
     assert common.sample_prior('gaussian', 4000, 3, 'cpu').abs().max() > 1.5
-    with pytest.raises(ValueError, match="unknown latent prior 'laplace'; expected one of gaussian, uniform"):
+    assert common.sample_prior('normal', 4000, 3, 'cpu').abs().max() > 1.5
+    with pytest.raises(ValueError, match="unknown latent distribution 'laplace'; accepted: normal, uniform"):
         common.sample_prior('laplace', 1, 1, 'cpu')
     assert common.extra_opt_kwargs(dict(lr=0.1, betas=[0, 0.99])).betas == [0.0, 0.99]
     collector = training_stats.Collector(regex='Loss/(scores|signs)/probe')

@@ -185,7 +185,8 @@ def check_snapshot(path, extra_keys):
     with open(path, 'rb') as f:
         unpickler = RecordingUnpickler(f)
         data = unpickler.load()
-    assert list(data) == OFFICIAL_KEYS + list(extra_keys)
+    assert list(data) == OFFICIAL_KEYS + list(extra_keys) + ['z_dist']     # the prior last, a plain str
+    assert data['z_dist'] in ('normal', 'uniform')
     assert not [m for m in unpickler.modules if m.split('.')[0] in ('stylegan_plus', 'tests')]
     with open(path, 'rb') as f:
         loaded = legacy.load_network_pkl(f)
@@ -352,18 +353,18 @@ def test_image_features_and_phases():
     assert loss.E(x).shape == (3, 4)
     names = [spec.name for spec in loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))]
     assert names == ['AEmain', 'Dmain', 'Dreg', 'Gmain', 'Greg']
-    loss.dist_d_steps = 5       # the authors' 2-D code: 5 D steps (main phase only; R1 keeps its interval)
-    phases = loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))
+    # --d-steps=5 (the authors' 2-D code): the loop's D main phase repeats; R1 keeps its interval.
+    phases = loss.phases(default_phases(ADAM, ADAM, 4, 16, d_steps=5), dnnlib.EasyDict(G=ADAM, D=ADAM))
     assert [(spec.name, spec.repeat, spec.interval) for spec in phases] == [
         ('AEmain', 1, 1), ('Dmain', 5, 1), ('Dreg', 1, 16), ('Gmain', 1, 1), ('Greg', 1, 4)]
-    phases = loss.phases(default_phases(ADAM, ADAM, None, None), dnnlib.EasyDict(G=ADAM, D=ADAM))
+    phases = loss.phases(default_phases(ADAM, ADAM, None, None, d_steps=5), dnnlib.EasyDict(G=ADAM, D=ADAM))
     assert [(spec.name, spec.repeat) for spec in phases] == [('AEmain', 1), ('Dboth', 5), ('Gboth', 1)]
     ae_phase = loss.phases(default_phases(ADAM, ADAM, None, None), dnnlib.EasyDict(G=ADAM, D=ADAM))[0]
     assert (ae_phase.modules, ae_phase.opt, ae_phase.opt_kwargs.betas) == (('E', 'G'), 'AE', [0.0, 0.99])
 
 
-IMAGE_DEFAULTS = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0, dist_gp_norm='rms', dist_recon_mean=True,
-                      dist_prior='gaussian', dist_d_steps=1)
+IMAGE_DEFAULTS = dict(dist_lambda_r=1.0, dist_recon_weight=0.05, dist_gp=1.0, dist_gp_norm='rms', dist_recon_mean=True)
+TOY_LOOP = dict(z_dist='uniform', d_steps=5, lr_schedule='step:0.9:10000')   # the authors' 2-D code
 
 
 def test_option_defaults_and_toy_defaults():
@@ -371,19 +372,22 @@ def test_option_defaults_and_toy_defaults():
     args = dnnlib.EasyDict()
     kwargs = dict(IMAGE_DEFAULTS)
     DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_gp'}))
-    assert kwargs == dict(IMAGE_DEFAULTS, dist_lambda_r=0.1, dist_recon_weight=1.0, dist_prior='uniform',
-                          dist_d_steps=5)
-    kwargs = dict(IMAGE_DEFAULTS, dist_recon_weight=0.3, dist_d_steps=2)
-    DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_recon_weight', 'dist_d_steps'}))
-    assert kwargs == dict(IMAGE_DEFAULTS, dist_lambda_r=0.1, dist_recon_weight=0.3, dist_gp=0.1, dist_prior='uniform',
-                          dist_d_steps=2)
-    kwargs = dict(IMAGE_DEFAULTS)
+    assert kwargs == dict(IMAGE_DEFAULTS, dist_lambda_r=0.1, dist_recon_weight=1.0)
+    assert args == TOY_LOOP
+    args = dnnlib.EasyDict(d_steps=2)
+    kwargs = dict(IMAGE_DEFAULTS, dist_recon_weight=0.3)
+    DistGANLoss.adjust_training_options(args, kwargs, cfg='toy', given=frozenset({'dist_recon_weight', 'd_steps',
+                                                                                   'lr_schedule'}))
+    assert kwargs == dict(IMAGE_DEFAULTS, dist_lambda_r=0.1, dist_recon_weight=0.3, dist_gp=0.1)
+    assert args == dict(z_dist='uniform', d_steps=2)     # given loop options are the user's
+    args, kwargs = dnnlib.EasyDict(), dict(IMAGE_DEFAULTS)
     DistGANLoss.adjust_training_options(args, kwargs, cfg='dcgan', given=frozenset())
-    assert kwargs == IMAGE_DEFAULTS
+    assert kwargs == IMAGE_DEFAULTS and args == {}
 
 
 def test_priors_and_bad_values():
-    loss, _G, _D = hand_loss(dist_prior='uniform')
+    loss, _G, _D = hand_loss()
+    loss.z_dist = 'uniform'     # the loop gives the run's --z-dist to the loss
     z = loss.sample_z(2000, 'cpu')
     assert z.shape == (2000, 1) and float(z.min()) >= -1 and float(z.max()) <= 1 and float(z.std()) > 0.5
     default = hand_loss()[0]
@@ -392,8 +396,7 @@ def test_priors_and_bad_values():
     torch.manual_seed(3)
     assert torch.equal(gaussian, torch.randn([4, 1]))
     G, D = tiny_nets()
-    for bad, message in [(dict(dist_gp=-1), 'dist_gp=-1'), (dict(dist_gp_norm='l1'), "dist_gp_norm='l1'"),
-                         (dict(dist_prior='laplace'), "dist_prior='laplace'"), (dict(dist_d_steps=0), 'dist_d_steps=0')]:
+    for bad, message in [(dict(dist_gp=-1), 'dist_gp=-1'), (dict(dist_gp_norm='l1'), "dist_gp_norm='l1'")]:
         with pytest.raises(ValueError, match=message):
             DistGANLoss('cpu', G=G, D=D, **bad)
 
@@ -429,7 +432,9 @@ def test_train_toy(datasets, tmp_path):
                     '--nimg=16', '--dist-gp=0.5')
     kwargs = options(run)['loss_kwargs']
     assert (kwargs['dist_lambda_r'], kwargs['dist_gp'], kwargs['dist_recon_weight']) == (0.1, 0.5, 1.0)
-    assert (kwargs['dist_prior'], kwargs['dist_d_steps'], kwargs['dist_gp_norm']) == ('uniform', 5, 'rms')
+    assert kwargs['dist_gp_norm'] == 'rms' and 'dist_prior' not in kwargs and 'dist_d_steps' not in kwargs
+    assert {key: options(run)[key] for key in TOY_LOOP} == TOY_LOOP
+    assert 'Progress/lr_factor' in stat_names(run)
     assert 'Timing/Dboth' in stat_names(run)
     data = check_snapshot(snapshot(run), ['E'])
     assert data['E'](torch.zeros(3, 2)).shape == (3, 2)

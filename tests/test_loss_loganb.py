@@ -136,7 +136,8 @@ def test_surrogate_skip_counts_iterations_and_resumes(monkeypatch):
 
 def test_cooperative_encoder_and_uniform_prior(monkeypatch):
     stats = StatsRecorder(monkeypatch)
-    loss, _G, _D = hand_loss(loganb_e_loss='cooperative', loganb_prior='uniform')
+    loss, _G, _D = hand_loss(loganb_e_loss='cooperative')
+    loss.z_dist = 'uniform'     # the loop gives the run's --z-dist to the loss
     step(loss, 'Emain', [loss.E])
     # Uniform prior: E(x) = tanh([1, 0.5]); cooperative: -log D(x, E(x)).
     assert stats['Loss/logan-b/E'] == approx(softplus([-(2 + math.tanh(1)), -(1 + math.tanh(0.5))]))
@@ -223,16 +224,16 @@ def test_phases_and_toy_defaults():
         ('Dmain', ('D', 'Dz'), 'D'), ('Dreg', ('D', 'Dz'), 'D'), ('Gmain', ('G', 'E'), 'G'), ('Greg', ('G', 'E'), 'G'),
         ('Emain', ('G', 'E'), 'G'), ('Smain', ('G', 'E'), 'G')]
     check_phases(phases, {'G', 'D', 'E', 'Dz'})
-    toy = dict(loganb_prior='gaussian', loganb_saturating=False, loganb_surrogate_skip=0)
-    LOGANBLoss.adjust_training_options(dnnlib.EasyDict(), toy, cfg='toy', given=frozenset())
-    assert toy == dict(loganb_prior='uniform', loganb_saturating=True, loganb_surrogate_skip=5)
-    kept = dict(loganb_prior='gaussian', loganb_saturating=False, loganb_surrogate_skip=0)
-    LOGANBLoss.adjust_training_options(dnnlib.EasyDict(), kept, cfg='toy',
-                                       given=frozenset({'loganb_prior', 'loganb_saturating', 'loganb_surrogate_skip'}))
-    assert kept == dict(loganb_prior='gaussian', loganb_saturating=False, loganb_surrogate_skip=0)
-    images = dict(loganb_prior='gaussian')
-    LOGANBLoss.adjust_training_options(dnnlib.EasyDict(), images, cfg='dcgan', given=frozenset())
-    assert images == dict(loganb_prior='gaussian')
+    toy, toy_args = dict(loganb_saturating=False, loganb_surrogate_skip=0), dnnlib.EasyDict()
+    LOGANBLoss.adjust_training_options(toy_args, toy, cfg='toy', given=frozenset())
+    assert toy == dict(loganb_saturating=True, loganb_surrogate_skip=5) and toy_args == dict(z_dist='uniform')
+    kept, kept_args = dict(loganb_saturating=False, loganb_surrogate_skip=0), dnnlib.EasyDict()
+    LOGANBLoss.adjust_training_options(kept_args, kept, cfg='toy',
+                                       given=frozenset({'z_dist', 'loganb_saturating', 'loganb_surrogate_skip'}))
+    assert kept == dict(loganb_saturating=False, loganb_surrogate_skip=0) and kept_args == {}
+    images, image_args = {}, dnnlib.EasyDict()
+    LOGANBLoss.adjust_training_options(image_args, images, cfg='dcgan', given=frozenset())
+    assert images == {} and image_args == {}
     for bad in (dict(loganb_surrogate_opt='sgd'), dict(loganb_surrogate_reduce='max'), dict(loganb_surrogate_skip=-1)):
         with pytest.raises(ValueError, match=list(bad)[0]):
             hand_loss(**bad)
@@ -304,7 +305,7 @@ def test_train_stylegan2_snapshot_and_generate(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["images"]}', '--loss=logan-b', *SMALL_CONV, '--batch=4',
                     '--nimg=4', '--aug=ada', '--augpipe=color', '--kimg-per-tick=100')
     kwargs = options(run)['loss_kwargs']
-    assert (kwargs['loganb_e_loss'], kwargs['loganb_prior'], kwargs['loganb_fuse']) == ('bigan', 'gaussian', 'auto')
+    assert (kwargs['loganb_e_loss'], kwargs['loganb_fuse']) == ('bigan', 'auto') and 'z_dist' not in options(run)
     assert kwargs['loganb_joint_layers'] == 1
     assert (kwargs['loganb_saturating'], kwargs['loganb_surrogate_opt'], kwargs['loganb_surrogate_reduce'],
             kwargs['loganb_surrogate_skip']) == (False, 'shared', 'sum', 0)     # the image notebooks
@@ -328,7 +329,8 @@ def test_train_toy(datasets, tmp_path):
     run = train_run(tmp_path / 'runs', f'--data={datasets["points"]}', '--cfg=toy', '--loss=logan-b', '--batch=8',
                     '--nimg=16')
     kwargs = options(run)['loss_kwargs']
-    assert (kwargs['loganb_prior'], kwargs['loganb_saturating'], kwargs['loganb_surrogate_skip']) == ('uniform', True, 5)
+    assert (kwargs['loganb_saturating'], kwargs['loganb_surrogate_skip']) == (True, 5)
+    assert options(run)['z_dist'] == 'uniform'
     data = check_snapshot(snapshot(run), ['E', 'Dz'])
     # auto on the toy MLPs: the joint D is one MLP on [x, z] (2 + z_dim inputs), as the paper's.
     assert data['Dz'].in_features == 2 + data['E'].out_dim

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 import dnnlib
+from stylegan_plus.training import setup
 import training.loss
 from stylegan_plus.cli import loss_options
 from stylegan_plus.losses import (ComposedLoss, LossAddon, LossOption, LossPlugin, LossRegistry, LossSpecError,
@@ -277,6 +278,7 @@ def _make_run(seed=0, prior='normal'):
     G, D = _toy_nets(seed)
     loss = dnnlib.util.construct_class_by_name(class_name=EXTRA_PATH, device='cpu', G=G, D=D, augment_pipe=None,
                                                r1_gamma=1.0, pl_weight=0, style_mixing_prob=0, testx_prior=prior)
+    setup.give_z_dist(loss, prior)     # as the loop does: the run's --z-dist, which the plugin defaulted
     modules = {'G': G, 'D': D, **loss.extra_modules()}
     for module in loss.extra_modules().values():
         module.requires_grad_(False)

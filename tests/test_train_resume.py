@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow  # every test runs train.py as a subprocess
 
 PLUGIN = 'tests.plugins_for_tests.ExtraNetLoss'
 COMMON = ['--cfg=dcgan', '--cbase=128', '--batch=8', '--aug=ada', '--metrics=none', '--device=cpu', '--workers=1',
-          '--kimg-per-tick=0.008', '--snap=100', f'--loss={PLUGIN}', '--testx-prior=uniform']
+          '--kimg-per-tick=0.008', '--snap=100', f'--loss={PLUGIN}', '--testx-prior=uniform',
+          '--lr-schedule=step:0.5:5']     # rates halve at iterations 5 and 10: B resumes at 6, between them
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +53,9 @@ def test_resumed_run_equals_uninterrupted_run(runs):
     assert os.path.basename(last_snapshot(dirs['A'])) == 'network-snapshot-000000_096.pkl'
     a = load_pickle(last_snapshot(dirs['A']))
     b = load_pickle(last_snapshot(dirs['B2']))
-    assert list(a) == ['training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe', 'H']   # plugin network last
+    # Plugin network after the official keys, then the prior the plugin chose for the run (--testx-prior).
+    assert list(a) == ['training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe', 'H', 'z_dist']
+    assert a['z_dist'] == b['z_dist'] == 'uniform'
     for key in ('G', 'D', 'G_ema', 'H', 'augment_pipe'):
         assert max_weight_difference(a[key], b[key]) == 0, key
     assert float(a['augment_pipe'].p) > 0      # ADA moved p, and the resumed run moved it the same way
@@ -83,6 +86,10 @@ def test_training_state_contents(runs):
     assert state_b['snapshot'] == os.path.basename(last_snapshot(dirs['B2']))
     assert state_b['snapshot_bytes'] == os.path.getsize(last_snapshot(dirs['B2']))
     assert options['g_steps'] == 2 and options['loss_kwargs']['testx_prior'] == 'uniform'
+    assert options['z_dist'] == 'uniform' and options['lr_schedule'] == 'step:0.5:5'
+    with open(os.path.join(dirs['B2'], 'stats.jsonl')) as f:
+        factors = [json.loads(line)['Progress/lr_factor']['mean'] for line in f]
+    assert factors[-1] == 0.25      # at the end (iteration 12): two halvings, derived from the iteration count
     with open(os.path.join(dirs['B2'], 'log.txt')) as f:
         assert '(full training state)' in f.read()
 

@@ -3,9 +3,11 @@
 Run names are `<method>-seed<seed>`. Both generators of a run's final snapshot are scored: `G`,
 the trained network (what the papers evaluate), and `G_ema`, its moving average (what
 generate.py and the metrics use). Each draws `samples` points from the run's prior (same latents;
-uniform when a `*_prior` loss option says so, e.g. Dist-GAN's on --cfg=toy),
+the `z_dist` the snapshot records, e.g. uniform for Dist-GAN on --cfg=toy),
 scored with `toy_metrics.mode_coverage` (Dist-GAN rule) and `toy_metrics.high_quality` (3 std).
 """
+
+from stylegan_plus.sampling import prior as prior_lib
 
 from . import figures, report, runner, runs, toy_metrics
 
@@ -29,11 +31,8 @@ def run_name(method, seed):
 
 
 def run_prior(run_dir):
-    """The latent prior a run trained with: 'uniform' when a loss option of its says so, else 'gaussian'."""
-    kwargs = runs.read_options(run_dir).get('loss_kwargs', {})
-    parts = [kwargs.get('main', kwargs), *kwargs.get('addons', [])]
-    return 'uniform' if any(value == 'uniform' for part in parts for key, value in part.items()
-                            if key.endswith('_prior')) else 'gaussian'
+    """The latent prior a run trained with ('normal' or 'uniform'): what its final snapshot records."""
+    return prior_lib.snapshot_z_dist(runs.load_final_snapshot(run_dir))
 
 
 def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count, prior=None):
@@ -41,8 +40,8 @@ def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count,
 
     prior: the latents' distribution; None = the one the run trained with (`run_prior`).
     """
-    prior = prior or run_prior(run_dir)
     snapshot = runs.load_final_snapshot(run_dir)
+    prior = prior or prior_lib.snapshot_z_dist(snapshot)
     metrics, points = {}, {}
     for net in NETS:
         G = snapshot[net]

@@ -11,6 +11,7 @@ import torch
 
 import dnnlib
 from stylegan_plus.io import plot_stats
+from stylegan_plus.sampling import prior as prior_lib
 from stylegan_plus.training import official_names
 
 _SNAPSHOT_RE = re.compile(r'network-snapshot-(\d+)(?:_\d{3})?\.pkl$')   # _NNN: a later snapshot of the same kimg
@@ -36,14 +37,15 @@ def final_snapshot_path(run_dir):
 
 def load_snapshot(path, keys=None):
     """The snapshot's entries (G, D, G_ema, ..., a loss plugin's extra networks), modules on CPU in eval
-    mode without gradients; `keys`: only those entries (KeyError naming a missing one)."""
+    mode without gradients; `keys`: only those entries (KeyError naming a missing one), plus the
+    recorded prior `z_dist` when there is one (`prior_lib.snapshot_z_dist` reads it)."""
     with dnnlib.util.open_url(path) as f:
         data = pickle.load(f)
     if keys is not None:
         missing = [key for key in keys if key not in data]
         if missing:
             raise KeyError(f'{path} has no {missing}; it holds {sorted(data)}')
-        data = {key: data[key] for key in keys}
+        data = {key: data[key] for key in (*keys, prior_lib.SNAPSHOT_KEY) if key in data}
     for value in data.values():
         if isinstance(value, torch.nn.Module):
             value.eval().requires_grad_(False)

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from stylegan_plus.data import toy_data
+from stylegan_plus.sampling import prior as prior_lib
 from stylegan_plus.io import images
 
-PRIORS = ('gaussian', 'uniform')
+PRIORS = ('gaussian', 'normal', 'uniform')     # gaussian: the older name of normal
 
 
 def write_toy_set(path, kind, std, points_per_mode, seed=0):
@@ -34,12 +35,10 @@ def write_toy_set(path, kind, std, points_per_mode, seed=0):
 
 
 def draw_prior(n, z_dim, prior, generator):
-    """z float32 [n, z_dim] from a torch.Generator: N(0, I) ('gaussian') or U[-1, 1] ('uniform')."""
+    """z float32 [n, z_dim] from a torch.Generator: N(0, I) ('normal'/'gaussian') or U[-1, 1] ('uniform')."""
     if prior not in PRIORS:
         raise ValueError(f'unknown prior {prior!r}; expected one of {", ".join(PRIORS)}')
-    if prior == 'uniform':
-        return torch.rand([n, z_dim], generator=generator) * 2 - 1
-    return torch.randn([n, z_dim], generator=generator)
+    return prior_lib.draw_z(prior, n, z_dim, generator=generator)     # the project's one prior helper
 
 
 def sample_prior(n, z_dim, prior, seed):

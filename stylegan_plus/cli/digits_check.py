@@ -14,17 +14,24 @@ from stylegan_plus.cli import device as devices
 from stylegan_plus.data import make_digits
 from stylegan_plus.data.dataset_errors import DatasetToolError
 from stylegan_plus.networks.inference import prepare_generator
+from stylegan_plus.sampling import prior
 
 
 def _digit_generator(network_pkl):
-    """G_ema of the pickle on CPU; BadParameter unless it draws grayscale digits of a known size."""
-    G = prepare_generator(devices.load_network(network_pkl), torch.device('cpu'), log=click.echo)
+    """(G_ema of the pickle on CPU, the prior its snapshot records); BadParameter unless it draws
+    grayscale digits of a known size."""
+    nets = devices.load_networks(network_pkl, ('G_ema',), optional_keys=(prior.SNAPSHOT_KEY,))
+    try:
+        z_dist = prior.snapshot_z_dist(nets)
+    except ValueError as err:
+        raise click.BadParameter(f'{network_pkl}: {err}', param_hint='--network') from None
+    G = prepare_generator(nets['G_ema'], torch.device('cpu'), log=click.echo)
     resolution = int(G.img_resolution)
     if resolution not in make_digits.RESOLUTIONS or int(G.img_channels) != 1:
         raise click.BadParameter(f'{network_pkl} draws {G.img_channels}-channel images of {resolution} px; the '
                                  f'digits check needs grayscale images of '
                                  f'{", ".join(map(str, make_digits.RESOLUTIONS))} px', param_hint='--network')
-    return G
+    return G, z_dist
 
 
 def _report(checker, pixels, generated, threshold, grid_path):
@@ -51,12 +58,12 @@ def _report(checker, pixels, generated, threshold, grid_path):
               metavar='PNG')
 def main(network_pkl, samples, seed, threshold, require, grid_path):
     """Classify generated digits with a classifier trained on scikit-learn's digits; print the shares."""
-    G = _digit_generator(network_pkl)
+    G, z_dist = _digit_generator(network_pkl)
     try:
         checker = digits_check.fit_checker(int(G.img_resolution))
     except DatasetToolError as err:   # scikit-learn missing
         raise click.ClickException(str(err)) from None
-    pixels, labels = digits_check.sample_digits(G, samples, seed=seed, return_labels=True)
+    pixels, labels = digits_check.sample_digits(G, samples, seed=seed, return_labels=True, z_dist=z_dist)
     # A class-conditional G over the 10 digits is also scored on drawing the class it was asked for.
     asked = labels if G.c_dim == digits_check.NUM_CLASSES else None
     generated = digits_check.check(checker, pixels, asked, threshold=threshold)

@@ -150,9 +150,11 @@ def scatter_plot(points: np.ndarray, size: int = 512, title: str = None) -> np.n
     return np.asarray(canvas)
 
 
-def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
-    """The latent of one seed, as the official tools draw it: [1, z_dim] float64, N(0, 1).
+def seed_to_z(seed: int, z_dim: int, z_dist: str = 'normal') -> np.ndarray:
+    """The latent of one seed: [1, z_dim] float64 from np.random.RandomState(seed).
 
-    seed: int in [0, 2**32 - 1] (what np.random.RandomState accepts).
+    seed: int in [0, 2**32 - 1] (what np.random.RandomState accepts). z_dist: the prior the
+    snapshot records ('normal': N(0, 1), exactly the official tools' draw; 'uniform': U[-1, 1]).
     """
-    return np.random.RandomState(seed).randn(1, z_dim)
+    from stylegan_plus.sampling import prior  # pylint: disable=import-outside-toplevel  (keeps this module torch-free)
+    return prior.z_for_seed(z_dist, seed, z_dim)

@@ -13,13 +13,17 @@ import torch
 
 from torch_utils import misc
 
+from stylegan_plus.sampling import prior as prior_lib
+
 from . import common
 # Torch-free declarations, re-exported here. BASE_OPTIONS: the preset loss kwargs (`loss_kwargs` of
 # the --cfg presets) that a main loss may accept in __init__, by declaring them in `base_options`.
 from .declarations import BASE_OPTIONS, LOSS_ROLES, LossOption  # noqa: F401
 
 # The methods a plugin may override; see docs/plugins.md for each one's job.
-PLUGIN_HOOKS = ('accumulate_gradients', 'phases', 'sample_z', 'decision', 'load_state_dict',
+# `sample_z` is not among them: the prior is the run's `--z-dist` (`self.z_dist`, set by the loop), so a
+# plugin states its paper's prior as a default in `adjust_training_options` instead of drawing its own.
+PLUGIN_HOOKS = ('accumulate_gradients', 'phases', 'decision', 'load_state_dict',
                 'transform_fakes', 'adjust_training_options')
 
 # Keys of the official snapshot dict (and network keywords of the loop): an extra network may
@@ -118,6 +122,7 @@ class LossPlugin(Loss):
         self.D = D
         self.augment_pipe = augment_pipe
         self.run_dir = None             # the run folder; set by the loop after construction
+        self.z_dist = prior_lib.DEFAULT_Z_DIST  # the run's latent prior (--z-dist); set by the loop likewise
         self.style_mixing_prob = 0      # run_G mixes styles with this probability (StyleGAN2Loss sets it)
         self._networks = {}             # name -> extra module, in declaration order
         self._real_signs = _SignTally()
@@ -132,10 +137,6 @@ class LossPlugin(Loss):
         """
         del opt_kwargs
         return list(default_phases)
-
-    def sample_z(self, n, device):
-        """The latent prior: float32 [n, z_dim] on `device` (standard normal)."""
-        return common.sample_prior('gaussian', n, self.z_dim, device)
 
     def decision(self, img, c, z=None, sync=False):
         """The real/fake logit this method's D trains on: img [N, ...], c [N, c_dim], z [N, z_dim] -> [N, 1].
@@ -166,6 +167,10 @@ class LossPlugin(Loss):
         del args, loss_kwargs, cfg, given
 
     # --- Toolkit: networks ----------------------------------------------------------------------
+
+    def sample_z(self, n, device):
+        """n draws from the run's prior `self.z_dist` (`--z-dist`): float32 [n, z_dim] on `device`."""
+        return prior_lib.draw_z(self.z_dist, n, self.z_dim, device)
 
     @property
     def has_mapping(self):
@@ -228,7 +233,7 @@ class LossPlugin(Loss):
         cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
         keep_all = torch.rand([], device=ws.device) >= self.style_mixing_prob
         cutoff = torch.where(keep_all, torch.full_like(cutoff, num_ws), cutoff)
-        ws_other = self.G_mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+        ws_other = self.G_mapping(prior_lib.draw_z_like(self.z_dist, z), c, skip_w_avg_update=True)
         layer = torch.arange(num_ws, device=ws.device).view(1, num_ws, 1)
         return torch.where(layer >= cutoff, ws_other, ws)
 
@@ -322,9 +327,10 @@ class _OfficialLossHooks:
     """The loop's hooks with their defaults around a loss object that has only `accumulate_gradients`."""
     real_decisions = False  # its statistics are its own business; nothing is handed to ADA
 
-    def __init__(self, loss, z_dim):
+    def __init__(self, loss, z_dim, z_dist=prior_lib.DEFAULT_Z_DIST):
         self._loss = loss
         self._z_dim = z_dim
+        self.z_dist = z_dist
 
     def accumulate_gradients(self, *args, **kwargs):
         return self._loss.accumulate_gradients(*args, **kwargs)
@@ -337,7 +343,7 @@ class _OfficialLossHooks:
         return list(default_phases)
 
     def sample_z(self, n, device):
-        return common.sample_prior('gaussian', n, self._z_dim, device)
+        return prior_lib.draw_z(self.z_dist, n, self._z_dim, device)
 
     def ada_signs(self):
         return None
@@ -350,10 +356,11 @@ class _OfficialLossHooks:
             raise KeyError(f'{type(self._loss).__name__} keeps no state, got {sorted(state)}')
 
 
-def plugin_hooks(loss, z_dim):
+def plugin_hooks(loss, z_dim, z_dist=prior_lib.DEFAULT_Z_DIST):
     """`loss` itself when it is a LossPlugin (or a ComposedLoss), else an adapter giving the hooks
-    their defaults (no extra networks, official phases, N(0, I) prior, no state, no ADA signs).
+    their defaults (no extra networks, official phases, no state, no ADA signs).
 
-    z_dim: the generator's latent size, used by the adapter's `sample_z`.
+    z_dim, z_dist: the generator's latent size and the run's prior, used by the adapter's `sample_z`
+    (a plugin gets `z_dist` from the loop as an attribute).
     """
-    return loss if isinstance(loss, LossPlugin) else _OfficialLossHooks(loss, z_dim)
+    return loss if isinstance(loss, LossPlugin) else _OfficialLossHooks(loss, z_dim, z_dist)

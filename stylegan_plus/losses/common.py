@@ -8,10 +8,11 @@ See docs/plugins.md.
 import torch
 
 import dnnlib
+from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc
 from torch_utils import training_stats
 
-PRIORS = ('gaussian', 'uniform')
+PRIORS = prior_lib.Z_DISTS
 DISTANCES = ('mse', 'l1')
 
 #----------------------------------------------------------------------------
@@ -51,15 +52,12 @@ def mean_abs_distance(a, b):
 # Latent prior.
 
 def sample_prior(prior, n, z_dim, device):
-    """n latents [n, z_dim] float32 from torch's global stream.
+    """n latents [n, z_dim] float32 from torch's global stream (`stylegan_plus.sampling.prior.draw_z`).
 
-    prior: 'gaussian' (N(0, I), the project's and the official prior) or 'uniform' (U[-1, 1]).
+    prior: 'normal' (or its older name 'gaussian': N(0, I), the official prior) or 'uniform'
+    (U[-1, 1]). Plugins normally draw through their `sample_z`, which follows the run's `--z-dist`.
     """
-    if prior not in PRIORS:
-        raise ValueError(f'unknown latent prior {prior!r}; expected one of {", ".join(PRIORS)}')
-    if prior == 'uniform':
-        return torch.rand([n, z_dim], device=device) * 2 - 1
-    return torch.randn([n, z_dim], device=device)
+    return prior_lib.draw_z(prior, n, z_dim, device)
 
 #----------------------------------------------------------------------------
 # Extra networks.

@@ -4,7 +4,8 @@ Reading (docs/methods.md, paper 004 and the authors' notebooks; the paper is a s
 report, so where it is silent the notebooks decide):
 
 - E: D's architecture, unconditional, output `z_dim` (`stylegan_plus.networks.encoders`); with the
-  uniform prior its output goes through tanh, so E(x) lies in the prior's support [-1, 1].
+  uniform prior (`--z-dist=uniform`) its output goes through tanh, so E(x) lies in the prior's
+  support [-1, 1].
 - Joint discriminator D(x, z), the extra network `Dz`, trained with D by D's optimizer
   (`--loganb-fuse`):
   - `add` (auto on convolutional D's, as the authors' DCGAN) / `concat`: D's penultimate
@@ -42,13 +43,14 @@ report, so where it is silent the notebooks decide):
   - `--loganb-surrogate-skip=N`: leave the step out on every N-th iteration (the 2-D notebook's
     `idx % 5 != 0`, i.e. 4 of 5 batches: N = 5, the default with `--cfg=toy`; 0 = every
     iteration, the image notebooks).
-- Prior: `--loganb-prior=gaussian` (the project's prior) or `uniform` in [-1, 1] (the paper's;
-  the default with `--cfg=toy`).
+- Prior: the loop's `--z-dist`; this plugin sets `uniform` (U[-1, 1], the paper's) on `--cfg=toy`
+  unless `--z-dist` is given, and leaves the loop's `normal` elsewhere.
 - Order per iteration: D phases, G phases, Emain, Smain (the notebooks' D, G, E, surrogate).
 
 Deviations kept, and why:
-- The prior is Gaussian on images: generate.py and the metrics draw N(0, I) until the loop records
-  the prior with the run.
+- The prior is N(0, I) on images, as the official presets the other losses are compared with;
+  `--z-dist=uniform` gives the paper's (every snapshot records it, and generate.py and the
+  metrics draw from it).
 - The batch sum is over one accumulation round (`--batch-gpu` samples, the whole batch when there
   is one round, as in every benchmark); the loop averages rounds.
 - The skip counter runs over the whole run; the notebook restarts it every epoch (79 batches).
@@ -59,7 +61,8 @@ Deviations kept, and why:
 Resume: training states written before the surrogate options existed have optimizers `G` (G
 only), `E` and `S`; with `--loganb-surrogate-opt=shared` they no longer fit and start fresh (the
 loop says so). `--loganb-surrogate-opt=own --loganb-surrogate-reduce=mean --loganb-surrogate-skip=0
---loganb-saturating=0` is the earlier behaviour and resumes them exactly.
+--loganb-saturating=0` is the earlier behaviour and resumes them exactly. Their `loganb_prior`
+kwarg is moved to `z_dist` when the options are read (one notice).
 
 Statistics: `Loss/logan-b/E` (E's loss per sample), `Loss/logan-b/rec` (the L1 sum per sample, empty
 on skipped iterations), plus the baseline's `Loss/G/loss` (the loss G minimises, per sample),
@@ -81,7 +84,7 @@ from stylegan_plus.sampling.decisions import joint_pair_logits
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .common import PRIORS, extra_opt_kwargs, run_module, sample_distance, sample_prior
+from .common import extra_opt_kwargs, run_module, sample_distance
 from .phases import Phase, PhaseSpec
 from .registry import register_loss
 from .stylegan2 import StyleGAN2Loss
@@ -90,7 +93,8 @@ E_LOSSES = ('bigan', 'cooperative')
 FUSE_CHOICES = ('auto', 'add', 'concat', 'input')
 SURROGATE_OPTS = ('shared', 'own')
 REDUCTIONS = ('sum', 'mean')
-TOY_DEFAULTS = dict(loganb_prior='uniform', loganb_saturating=True, loganb_surrogate_skip=5)  # the 2-D notebook
+TOY_DEFAULTS = dict(loganb_saturating=True, loganb_surrogate_skip=5)  # the 2-D notebook
+TOY_LOOP_DEFAULTS = dict(z_dist='uniform')  # ... and its prior (a loop option)
 ENCODER_SEED = 0    # own init seeds: building the extra networks leaves the run's random stream alone
 HEAD_SEED = 1
 E_PHASE = 'Emain'   # this plugin's own phases: the encoder's adversarial step and the surrogate step
@@ -133,9 +137,6 @@ class LOGANBLoss(StyleGAN2Loss):
         LossOption('--loganb-e-loss', 'bigan', choices=E_LOSSES,
                    help='LOGAN-B encoder loss: bigan = make D(x, E(x)) look fake (paper), '
                         'cooperative = toward real (authors\' code)'),
-        LossOption('--loganb-prior', 'gaussian', choices=PRIORS,
-                   help='LOGAN-B latent prior; uniform = U[-1, 1] with tanh on E (the paper\'s; '
-                        'the default with --cfg=toy)'),
         LossOption('--loganb-fuse', 'auto', choices=FUSE_CHOICES,
                    help='LOGAN-B joint D: how z meets x (auto = add on conv nets, input on MLPs; add/concat: '
                         'z embedded and fused with D\'s features; input: an MLP D on [x, z], the paper\'s 2-D D)'),
@@ -159,7 +160,6 @@ class LOGANBLoss(StyleGAN2Loss):
 
     def __init__(self, device,
                  loganb_e_loss='bigan',             # 'bigan' or 'cooperative'
-                 loganb_prior='gaussian',           # 'gaussian' or 'uniform' (with tanh on E)
                  loganb_fuse='auto',                # 'auto', 'add', 'concat' or 'input'
                  loganb_joint_layers=1,             # hidden layers of the joint head (0 = separable)
                  loganb_saturating=False,           # saturating G (and bigan E) losses
@@ -168,7 +168,7 @@ class LOGANBLoss(StyleGAN2Loss):
                  loganb_surrogate_skip=0,           # skip the surrogate on every N-th iteration (0 = never)
                  **kwargs):                         # networks and baseline options
         super().__init__(device, **kwargs)
-        for name, value, choices in [('loganb_e_loss', loganb_e_loss, E_LOSSES), ('loganb_prior', loganb_prior, PRIORS),
+        for name, value, choices in [('loganb_e_loss', loganb_e_loss, E_LOSSES),
                                      ('loganb_fuse', loganb_fuse, FUSE_CHOICES),
                                      ('loganb_surrogate_opt', loganb_surrogate_opt, SURROGATE_OPTS),
                                      ('loganb_surrogate_reduce', loganb_surrogate_reduce, REDUCTIONS)]:
@@ -179,7 +179,6 @@ class LOGANBLoss(StyleGAN2Loss):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f'{name}={value!r} is not supported; expected an integer >= 0')
         self.loganb_e_loss = loganb_e_loss
-        self.loganb_prior = loganb_prior
         self.loganb_saturating = bool(loganb_saturating)
         self.loganb_surrogate_opt = loganb_surrogate_opt
         self.loganb_surrogate_reduce = loganb_surrogate_reduce
@@ -203,9 +202,9 @@ class LOGANBLoss(StyleGAN2Loss):
             for key, value in TOY_DEFAULTS.items():
                 if key not in given:
                     loss_kwargs[key] = value
-
-    def sample_z(self, n, device):
-        return sample_prior(self.loganb_prior, n, self.z_dim, device)
+            for key, value in TOY_LOOP_DEFAULTS.items():
+                if key not in given:
+                    args[key] = value
 
     def phases(self, default_phases, opt_kwargs):
         """D phases (with Dz), G phases, Emain (E), Smain (E and G).
@@ -235,9 +234,9 @@ class LOGANBLoss(StyleGAN2Loss):
     # --- Networks ---------------------------------------------------------------------------------
 
     def encode(self, img, sync):
-        """E(x) [N, z_dim]; tanh-squashed into [-1, 1] with the uniform prior."""
+        """E(x) [N, z_dim]; tanh-squashed into [-1, 1] with the uniform prior (the run's `z_dist`)."""
         z = run_module(self.E, sync, img)
-        return torch.tanh(z) if self.loganb_prior == 'uniform' else z
+        return torch.tanh(z) if self.z_dist == 'uniform' else z
 
     def decision(self, img, c, z=None, sync=False):
         """The joint logit D(x, z) [N, 1]: what D trains on, so what latent mining raises. z is required.

@@ -123,10 +123,11 @@ def network_phases(prefix, modules, opt_kwargs, reg_interval, main_repeat=1):
             PhaseSpec(Phase(f'{prefix}reg'), modules, prefix, kwargs, reg_interval, 1)]
 
 
-def default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16, g_steps=1):
-    """The official phase list: G phases then D phases; `g_steps` G main steps per iteration."""
+def default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16, g_steps=1, d_steps=1):
+    """The official phase list: G phases then D phases; `g_steps` G and `d_steps` D main steps per
+    iteration (`--g-steps`, `--d-steps`; each execution draws its own latents)."""
     return (network_phases('G', ('G',), G_opt_kwargs, G_reg_interval, main_repeat=g_steps) +
-            network_phases('D', ('D',), D_opt_kwargs, D_reg_interval))
+            network_phases('D', ('D',), D_opt_kwargs, D_reg_interval, main_repeat=d_steps))
 
 
 def check_phases(phases, module_names):

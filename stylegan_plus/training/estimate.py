@@ -78,12 +78,13 @@ class _Run:
         pipe = None
         if args.get('augment_kwargs') is not None and (args.get('augment_p', 0) > 0 or args.get('ada_target')):
             pipe = dnnlib.util.construct_class_by_name(**args.augment_kwargs).train().requires_grad_(False).to(device)
-        self.loss, self.hooks, extras = setup.build_loss(args.loss_kwargs, self.G, self.D, pipe, device)
+        self.loss, self.hooks, extras = setup.build_loss(args.loss_kwargs, self.G, self.D, pipe, device,
+                                                         z_dist=args.get('z_dist'))
         self.modules = dict(G=self.G, D=self.D, **extras)
         self.phases = setup.plan_phases(
             self.hooks, G_opt_kwargs=args.G_opt_kwargs, D_opt_kwargs=args.D_opt_kwargs,
             G_reg_interval=args.get('G_reg_interval', 4), D_reg_interval=args.get('D_reg_interval', 16),
-            g_steps=args.get('g_steps', 1))
+            g_steps=args.get('g_steps', 1), d_steps=args.get('d_steps', 1))
         self.optimizers = None
         self.G_ema = None
 

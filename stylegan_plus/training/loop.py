@@ -23,10 +23,12 @@ import torch
 
 import dnnlib
 from stylegan_plus.losses.phases import run_phase
+from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc, training_stats
 
 from . import data as data_lib
 from . import distributed, grids, progress, rng, setup
+from . import lr_schedule as lr_lib
 from . import resume as resume_lib
 from . import snapshots
 
@@ -115,6 +117,7 @@ class Trainer:
             kind = 'full training state' if self.state is not None else 'weights only, as the official trainer'
             self.log(f'Resuming from "{cfg.resume_pkl}" ({kind})')
             self.resume_data = resume_lib.load_snapshot(cfg.resume_pkl)
+            self._check_resumed_prior()
             resume_lib.copy_networks(self.resume_data, dict(G=self.G, D=self.D, G_ema=self.G_ema), cfg.resume_pkl)
         if self.rank == 0:
             setup.print_summaries(self.G, self.D, cfg.batch_gpu, self.device)
@@ -126,11 +129,22 @@ class Trainer:
         for module in (self.G, self.D, self.G_ema, self.augment_pipe):
             distributed.broadcast_module(module)
 
+    def _check_resumed_prior(self):
+        """Say once when the snapshot's G was trained on another latent prior than this run draws from."""
+        try:
+            trained = prior_lib.snapshot_z_dist(self.resume_data)
+        except ValueError as err:
+            self.log(f'Note: {err}; this run draws from {prior_lib.canonical_z_dist(self.cfg.z_dist)}.')
+            return
+        if trained != prior_lib.canonical_z_dist(self.cfg.z_dist):
+            self.log(f'Note: "{self.cfg.resume_pkl}" was trained on the {trained} prior; this run draws z from '
+                     f'{prior_lib.canonical_z_dist(self.cfg.z_dist)} (--z-dist).')
+
     def _setup_loss(self):
         cfg = self.cfg
         self.log('Setting up training phases...')
         self.loss, self.hooks, self.extras = setup.build_loss(cfg.loss_kwargs, self.G, self.D, self.augment_pipe,
-                                                              self.device)
+                                                              self.device, z_dist=cfg.z_dist)
         setup.give_run_dir(self.loss, cfg.run_dir)
         if self.ada_adapts and not self.hooks.real_decisions:
             # Said once, here: the loss declared that it has no real/fake logits on real images.
@@ -145,7 +159,11 @@ class Trainer:
         self.phases, self.optimizers = setup.build_phases(
             self.hooks, self.modules, G_opt_kwargs=cfg.G_opt_kwargs, D_opt_kwargs=cfg.D_opt_kwargs,
             G_reg_interval=cfg.G_reg_interval, D_reg_interval=cfg.D_reg_interval, g_steps=cfg.g_steps,
-            num_gpus=cfg.num_gpus, rounds=cfg.batch_size // (cfg.num_gpus * cfg.batch_gpu))
+            d_steps=cfg.d_steps, num_gpus=cfg.num_gpus, rounds=cfg.batch_size // (cfg.num_gpus * cfg.batch_gpu))
+        # The configured rates, taken before a resumed optimizer state overwrites them: the schedule
+        # multiplies these, so the rate at any iteration depends on the iteration count alone.
+        self.lr_schedule = lr_lib.parse_schedule(cfg.lr_schedule)
+        self.configured_lrs = lr_lib.configured_rates(self.optimizers)
         if self.state is not None:
             resume_lib.load_optimizer_states(self.optimizers, self.state['optimizers'])
             resume_lib.load_loss_state(self.hooks, self.state['loss'], self.rank)
@@ -203,6 +221,8 @@ class Trainer:
             z_slices = data_lib.rank_slices(z, executions, cfg.num_gpus, self.rank)
             c_slices = data_lib.rank_slices(c, executions, cfg.num_gpus, self.rank)
 
+        if self.lr_schedule is not None:
+            lr_lib.apply_factor(self.optimizers, self.configured_lrs, self.lr_factor())
         slot = 0
         for spec in self.phases:
             for _repeat in range(spec.repeat):
@@ -222,6 +242,10 @@ class Trainer:
         self.batch_idx += 1
         if self.ada_adapts and self.batch_idx % cfg.ada_interval == 0:
             self._adapt_augment()
+
+    def lr_factor(self):
+        """The learning-rate multiplier of the current iteration (1.0 without `--lr-schedule`)."""
+        return 1.0 if self.lr_schedule is None else self.lr_schedule.factor_at(self.batch_idx)
 
     @torch.no_grad()
     def _update_ema(self):
@@ -266,6 +290,8 @@ class Trainer:
                                     augment_p=augment_p, device=self.device)
         self.live.tick()
         self.log(line)
+        if self.lr_schedule is not None:    # only with a schedule: the official runs keep the official stats
+            training_stats.report0('Progress/lr_factor', self.lr_factor())
         if not done and cfg.abort_fn is not None and cfg.abort_fn():
             done = True
             self.log()
@@ -296,7 +322,7 @@ class Trainer:
         """Write the snapshot pickle and its training state (rank 0); evaluate metrics (all ranks)."""
         cfg = self.cfg
         data = snapshots.snapshot_data(cfg.training_set_kwargs, self.G, self.D, self.G_ema, self.augment_pipe,
-                                       self.extras)
+                                       self.extras, z_dist=cfg.z_dist)
         pkl_path = os.path.join(cfg.run_dir, snapshots.snapshot_name(self.cur_nimg, self.last_snapshot_nimg))
         self.last_snapshot_nimg = self.cur_nimg
         state = self._training_state(os.path.basename(pkl_path))
@@ -309,7 +335,7 @@ class Trainer:
         with rng.preserved(self.device):     # metrics_fn: the metrics layer's callable (training_loop)
             return cfg.metrics_fn(cfg.metrics, G=data['G_ema'], dataset_kwargs=cfg.training_set_kwargs,
                                   num_gpus=cfg.num_gpus, rank=self.rank, device=self.device, run_dir=cfg.run_dir,
-                                  snapshot_pkl=pkl_path)
+                                  snapshot_pkl=pkl_path, z_dist=data[prior_lib.SNAPSHOT_KEY])
 
     def _training_state(self, snapshot_basename):
         """Everything a resumed run needs to continue exactly from the end of this tick (plain data)."""

@@ -12,6 +12,7 @@ are written at its place in the order. Class paths inside the `*_kwargs` are can
 (`official_names`).
 """
 
+import copy
 import dataclasses
 from typing import Any, Dict, List, Optional, Union
 
@@ -61,7 +62,8 @@ class TrainingOptions:
     Written when set (else UNSET): G_reg_interval, D_reg_interval (int or None), ada_target,
       augment_p (float), augment_kwargs (EasyDict), resume_pkl (path or URL), ada_kimg (float),
       resume_state (path), cudnn_benchmark, allow_tf32 (bool), device ('cuda' or 'cpu'),
-      g_steps (int > 1), extra (plugin keys), precision ('fp32' or 'bf16'), kimg_per_tick (float),
+      g_steps, d_steps (int > 1), z_dist ('uniform'; normal is not written), lr_schedule
+      ('step:FACTOR:EVERY'), extra (plugin keys), precision ('fp32' or 'bf16'), kimg_per_tick (float),
       run_dir (str; set when the run folder is chosen).
     Not written: desc, the run-name part after the id (`<id>-<desc>`).
     """
@@ -95,6 +97,9 @@ class TrainingOptions:
     allow_tf32: Union[bool, Unset] = UNSET
     device: Union[str, Unset] = UNSET
     g_steps: Union[int, Unset] = UNSET
+    d_steps: Union[int, Unset] = UNSET
+    z_dist: Union[str, Unset] = UNSET
+    lr_schedule: Union[str, Unset] = UNSET
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
     precision: Union[str, Unset] = UNSET
     kimg_per_tick: Union[float, Unset] = UNSET
@@ -129,7 +134,7 @@ class TrainingOptions:
         canonical; keys that are not fields go to `extra`)."""
         known = {field.name for field in dataclasses.fields(cls)} - {'extra', 'desc'}
         options = cls(desc=desc)
-        for key, value in official_names.to_canonical(dict(kwargs)).items():
+        for key, value in migrate_retired_options(official_names.to_canonical(dict(kwargs))).items():
             if key in known:
                 setattr(options, key, value)
             else:
@@ -149,3 +154,53 @@ class TrainingOptions:
             f'Conditional model:  {data.use_labels}',
             f'Dataset x-flips:    {data.xflip}',
         ]
+
+
+# Plugin options that became loop options: loss kwarg -> (loop option, how its value maps). Runs
+# written before the change still resume: `migrate_retired_options` moves them on reading.
+RETIRED_LOSS_OPTIONS = {
+    'dist_prior': ('z_dist', lambda value: 'normal' if value == 'gaussian' else value),
+    'loganb_prior': ('z_dist', lambda value: 'normal' if value == 'gaussian' else value),
+    'dist_d_steps': ('d_steps', int),
+}
+
+
+def _loss_kwargs_parts(loss_kwargs):
+    """The kwargs dicts of a loss: itself, or a composed loss's `main` and `addons`."""
+    if not isinstance(loss_kwargs, dict):
+        return []
+    if isinstance(loss_kwargs.get('main'), dict):
+        return [loss_kwargs['main'], *[part for part in loss_kwargs.get('addons', []) if isinstance(part, dict)]]
+    return [loss_kwargs]
+
+
+def migrate_retired_options(kwargs, log=print):
+    """Move retired plugin options (`dist_prior`, `loganb_prior`, `dist_d_steps` in `loss_kwargs`)
+    to the loop options that replaced them (`z_dist`, `d_steps`), with one notice.
+
+    kwargs: a loop_kwargs / training_options.json dict; returned as a new dict (nested loss kwargs
+    copied) whether or not anything moved. A default value maps to nothing (normal prior, one D
+    step are the loop's defaults), so the rewritten options are those a new run would write.
+    """
+    kwargs = dict(kwargs)
+    if not isinstance(kwargs.get('loss_kwargs'), dict):
+        return kwargs
+    loss_kwargs = copy.deepcopy(kwargs['loss_kwargs'])
+    moved = []
+    for part in _loss_kwargs_parts(loss_kwargs):
+        for old_key in [key for key in part if key in RETIRED_LOSS_OPTIONS]:
+            new_key, convert = RETIRED_LOSS_OPTIONS[old_key]
+            value = convert(part.pop(old_key))
+            if new_key not in kwargs:
+                kwargs[new_key] = value
+            moved.append(f'{old_key}={value!r} -> {new_key}')
+    if not moved:
+        return kwargs
+    kwargs['loss_kwargs'] = loss_kwargs
+    if kwargs.get('z_dist') == 'normal':
+        del kwargs['z_dist']
+    if kwargs.get('d_steps') == 1:
+        del kwargs['d_steps']
+    log(f'Note: options of an older run were moved to the loop options that replaced them '
+        f'({", ".join(moved)}); the run continues unchanged.')
+    return kwargs

@@ -23,9 +23,11 @@ import torch
 import dnnlib
 from stylegan_plus.losses import registry
 from stylegan_plus.losses.declarations import DEFAULT_LOSS, base_options_of
+from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc
 
 from . import configs
+from . import lr_schedule as lr_lib
 from . import resume as resume_lib
 from .choices import RESUME_SPECS, augpipe_specs
 from .options import UNSET, TrainingOptions, UserError
@@ -374,19 +376,59 @@ def _loss_options(options, values, given, entry):
     plugin_keys |= {opt.key for entry_ in (main, *addons) for opt in entry_.cls.options}
     option_values = {key: values[key] for key in plugin_keys if key in values}
     loss_given = {name for name in given if name in plugin_keys}
-    if values.get('g_steps') is not None:
-        _require(values['g_steps'] >= 1, f'--g-steps={values["g_steps"]}: must be at least 1')
-        loss_given.add('g_steps')
-        options.g_steps = values['g_steps']
+    for flag in ('g_steps', 'd_steps'):
+        if values.get(flag) is not None:
+            _require(values[flag] >= 1, f'--{flag.replace("_", "-")}={values[flag]}: must be at least 1')
+            loss_given.add(flag)
+            setattr(options, flag, values[flag])
+    if values.get('z_dist') is not None:
+        options.z_dist = _checked_z_dist(values['z_dist'], '--z-dist')
+        loss_given.add('z_dist')
+    if values.get('lr_schedule') is not None:
+        options.lr_schedule = _checked_lr_schedule(values['lr_schedule'], '--lr-schedule')
+        loss_given.add('lr_schedule')
     view = options.loop_kwargs()
     try:
         registry.configure_loss(spec, view, option_values, cfg=entry.name, given=frozenset(loss_given))
     except registry.LossSpecError as err:
         raise UserError(f'--loss: {err}') from None
     options = TrainingOptions.from_dict(view, desc=options.desc)
-    if options.g_steps in (UNSET, 1):
-        options.g_steps = UNSET     # one G step is the official loop: not written
+    _loop_option_defaults(options, spec)
     return options
+
+
+def _checked_z_dist(value, source):
+    try:
+        return prior_lib.canonical_z_dist(value)
+    except ValueError:
+        raise UserError(f'{source}={value}: accepted are {", ".join(prior_lib.Z_DISTS)}') from None
+
+
+def _checked_lr_schedule(value, source):
+    try:
+        return lr_lib.canonical_spelling(value) or 'none'
+    except lr_lib.ScheduleError as err:
+        raise UserError(str(err).replace('--lr-schedule', source, 1)) from None
+
+
+def _loop_option_defaults(options, spec):
+    """Leave out loop options at their official value (one G or D step, the normal prior, constant
+    rates): the default options JSON stays the official one. Values a plugin set are checked too."""
+    for flag in ('g_steps', 'd_steps'):
+        value = getattr(options, flag)
+        if value is UNSET:
+            continue
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                 f'{flag}={value!r} (set by --loss={spec}): must be an integer >= 1')
+        if value == 1:
+            setattr(options, flag, UNSET)
+    if options.z_dist is not UNSET:
+        options.z_dist = _checked_z_dist(options.z_dist, f'z_dist (--loss={spec} or --z-dist)')
+        if options.z_dist == prior_lib.DEFAULT_Z_DIST:
+            options.z_dist = UNSET
+    if options.lr_schedule is not UNSET:
+        spelled = _checked_lr_schedule(options.lr_schedule, f'lr_schedule (--loss={spec} or --lr-schedule)')
+        options.lr_schedule = UNSET if spelled == 'none' else spelled
 
 
 def _schedule_options(options, values):

@@ -12,9 +12,10 @@ import torch
 
 import dnnlib
 from stylegan_plus import devices
-from stylegan_plus.losses.base import plugin_hooks
+from stylegan_plus.losses.base import LossPlugin, plugin_hooks
 from stylegan_plus.losses.phases import build_optimizers, default_phases
 from stylegan_plus.losses.registry import default_registry
+from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 
@@ -98,17 +99,21 @@ def build_augment_pipe(augment_kwargs, augment_p, ada_target, device):
     return pipe, ada_target is not None
 
 
-def build_loss(loss_kwargs, G, D, augment_pipe, device):
+def build_loss(loss_kwargs, G, D, augment_pipe, device, z_dist=None):
     """(loss object, its plugin hooks, extra networks dict).
 
     Generators with a mapping/synthesis split get the official keywords; others get `G=`.
+    z_dist: the run's latent prior (`--z-dist`; None = normal), given to the loss and each of its
+    parts as `z_dist` before anything is drawn (`sample_z`, style mixing).
     """
     if hasattr(G, 'mapping') and hasattr(G, 'synthesis'):
         nets = dict(G_mapping=G.mapping, G_synthesis=G.synthesis)
     else:
         nets = dict(G=G)
     loss = dnnlib.util.construct_class_by_name(device=device, **nets, D=D, augment_pipe=augment_pipe, **loss_kwargs)
-    hooks = plugin_hooks(loss, G.z_dim)
+    z_dist = prior_lib.canonical_z_dist(z_dist)
+    give_z_dist(loss, z_dist)
+    hooks = plugin_hooks(loss, G.z_dim, z_dist)
     extras = hooks.extra_modules()
     for module in extras.values():
         module.requires_grad_(False)
@@ -136,6 +141,17 @@ def give_run_dir(loss, run_dir):
             obj.run_dir = run_dir
         except AttributeError:
             pass    # an official-style loss with read-only attributes simply does not get one
+
+
+def give_z_dist(loss, z_dist):
+    """Set `z_dist` (the run's prior name) on the loss and on each part of a composed loss.
+
+    An official-style loss object without plugin hooks gets none (the adapter of `plugin_hooks`
+    draws its latents).
+    """
+    for obj in (loss, *getattr(loss, 'parts', ())):
+        if isinstance(obj, LossPlugin):
+            obj.z_dist = z_dist
 
 
 def check_batch_split(batch_size, num_gpus, batch_gpu):
@@ -177,9 +193,10 @@ class _MeanGradientOptimizer:
         self.optimizer.load_state_dict(state)
 
 
-def plan_phases(hooks, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps):
-    """The phase list: the official phases, edited by the plugin."""
-    defaults = default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps)
+def plan_phases(hooks, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps, d_steps=1):
+    """The phase list: the official phases (`g_steps` / `d_steps` executions of the G / D main
+    phase per iteration), edited by the plugin."""
+    defaults = default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps, d_steps)
     return hooks.phases(defaults, dnnlib.EasyDict(G=G_opt_kwargs, D=D_opt_kwargs))
 
 

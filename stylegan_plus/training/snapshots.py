@@ -34,6 +34,8 @@ import time
 
 import torch
 
+from stylegan_plus.sampling import prior as prior_lib
+
 from .official_names import to_official
 
 SNAPSHOT_PREFIX = 'network-snapshot-'
@@ -203,14 +205,17 @@ def _frozen_copy(module):
     return copy.deepcopy(module).eval().requires_grad_(False).cpu()
 
 
-def snapshot_data(training_set_kwargs, G, D, G_ema, augment_pipe, extras):
-    """The snapshot dict: official keys first, then extra networks (dict name -> module).
+def snapshot_data(training_set_kwargs, G, D, G_ema, augment_pipe, extras, z_dist=None):
+    """The snapshot dict: official keys first, then extra networks (dict name -> module), then
+    `z_dist`, the latent prior G was trained on ('normal' or 'uniform'; None = normal), which
+    generate.py, the metrics and the benchmarks draw from (`stylegan_plus.sampling.prior`).
     `training_set_kwargs` gets official class names: official tools rebuild the data set from it."""
     data = dict(training_set_kwargs=dict(to_official(training_set_kwargs)))
     for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
         data[name] = _frozen_copy(module)
     for name, module in extras.items():
         data[name] = _frozen_copy(module)
+    data[prior_lib.SNAPSHOT_KEY] = prior_lib.canonical_z_dist(z_dist)   # a plain str: official loaders skip it
     return data
 
 

@@ -10,6 +10,7 @@ the training layer does not import the metrics layer.
 import dnnlib
 
 from .loop import Trainer
+from .options import migrate_retired_options
 
 __all__ = ['training_loop']
 
@@ -22,6 +23,7 @@ def training_loop(
     total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50,
     resume_pkl=None, cudnn_benchmark=True, allow_tf32=False, abort_fn=None, progress_fn=None,
     device=None, g_steps=1, resume_state=None, keep_states=2, precision='fp32', metrics_fn=None,
+    d_steps=1, z_dist=None, lr_schedule=None,
 ):  # pylint: disable=dangerous-default-value,unused-argument
     """Train G and D; write snapshots, logs and statistics into `run_dir`.
 
@@ -42,6 +44,11 @@ def training_loop(
                            over batch_size // (batch_gpu * num_gpus) such rounds
       device               'cuda', 'cpu', or None for CUDA whenever it is available
       g_steps              how many times the G main phase runs per iteration (1 = official)
+      d_steps              likewise the D main phase (1 = official); each execution draws its own latents
+      z_dist               the latent prior: 'normal' (N(0, I), official; also None) or 'uniform'
+                           (U[-1, 1]); the loss draws from it and every snapshot records it
+      lr_schedule          None/'none' (constant rates, official) or 'step:FACTOR:EVERY': every
+                           optimizer's configured lr times FACTOR ** (iteration // EVERY)
       precision            'fp32' (official), or 'bf16': every phase's forward/backward runs under
                            torch.autocast(bfloat16) on CPUs with AMX/AVX512-BF16 and on bf16-capable
                            GPUs (parameters, gradients, optimizer state stay float32); elsewhere fp32
@@ -74,14 +81,21 @@ def training_loop(
       abort_fn             callable -> bool, asked at every tick; True ends the run early
       progress_fn          callable(cur_kimg, total_kimg), called at the start and every tick
       metrics_fn           callable(metrics, *, G, dataset_kwargs, num_gpus, rank, device, run_dir,
-                           snapshot_pkl) -> {result name: value}, called on every process at each
+                           snapshot_pkl, z_dist) -> {result name: value}, called on every process at each
                            network snapshot when `metrics` is not empty (train.py passes
                            metrics.training_hook.evaluate); required then
     """
     if metrics and metrics_fn is None:
         raise ValueError(f'metrics {", ".join(metrics)} were requested but no metrics_fn was given: pass '
                          f'metrics_fn=metrics.training_hook.evaluate, or metrics=[]')
+    # Options of runs written before --z-dist / --d-steps replaced plugin options still work.
+    moved = migrate_retired_options(dict(loss_kwargs=loss_kwargs))
+    if moved['loss_kwargs'] is not loss_kwargs:
+        loss_kwargs = moved['loss_kwargs']
+        z_dist = z_dist if z_dist is not None else moved.get('z_dist')
+        d_steps = d_steps if d_steps != 1 else moved.get('d_steps', 1)
     cfg = dnnlib.EasyDict(locals())
+    del cfg['moved']
     trainer = Trainer(cfg)
     trainer.setup()
     trainer.run()
