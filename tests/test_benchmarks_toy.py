@@ -187,7 +187,7 @@ def test_q2_smoke(tmp_path, monkeypatch):
     # Each run is scored on its own prior: Dist-GAN's U[-1, 1] (the paper's), the baseline's N(0, I).
     run_dirs = {run['name']: run['run_dir'] for run in saved['runs']}
     assert coverage.run_prior(run_dirs['dist-seed0']) == 'uniform'
-    assert coverage.run_prior(run_dirs['gan-seed0']) == 'gaussian'
+    assert coverage.run_prior(run_dirs['gan-seed0']) == 'normal'
 
 
 @pytest.mark.slow
