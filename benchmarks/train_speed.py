@@ -212,7 +212,8 @@ def goal_figure(path, family, ratios):
     ax.bar(range(len(names)), values, width=0.6, color=[figures.PALETTE[2] if ok else figures.PALETTE[3] for ok in met])
     for x, name in enumerate(names):
         ax.hlines(GOALS[name], x - 0.38, x + 0.38, color='black', linewidth=2)
-        ax.annotate(f'{values[x]:.2f}x', (x, values[x]), xytext=(0, 3), textcoords='offset points', ha='center',
+        top = max(values[x], GOALS[name])     # the label clears the goal tick
+        ax.annotate(f'{values[x]:.2f}x', (x, top), xytext=(0, 3), textcoords='offset points', ha='center',
                     va='bottom', fontsize=7)
     ax.axhline(1.0, color='#555555', linestyle='--', linewidth=1)
     ax.set_xticks(range(len(names)), names, fontsize=7)
