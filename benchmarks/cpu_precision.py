@@ -6,7 +6,7 @@
 The network is our Generator with the official cifar settings and the precision settings a
 cifar pickle stores (z_dim = w_dim = 512, 10 classes, 2 mapping layers, channel_base 32768,
 channel_max 512, num_fp16_res 4, conv_clamp 256, 32 px RGB), random weights (seed 0).
-- ours: the tools' device preparation (`stylegan_plus.cli.device.prepare_generator`, used by
+- ours: the tools' device preparation (`stylegan_plus.networks.inference.prepare_generator`, used by
   generate.py, projector.py and calc_metrics.py) rebuilds the fp16 blocks in fp32 on CPU, with
   one notice;
 - forced fp16: the same module called as is on CPU, which is what the official tools do: its
@@ -108,10 +108,10 @@ def compare_outputs(G16, G32, samples):
 
 def build_pair(net_kwargs):
     """(G16 as built, G32 prepared by the tools, the notices the preparation printed)."""
-    from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.networks import inference  # pylint: disable=import-outside-toplevel
     G16 = build_generator(net_kwargs)
     notices = []
-    G32 = devices.prepare_generator(copy.deepcopy(G16), torch.device('cpu'), log=notices.append)
+    G32 = inference.prepare_generator(copy.deepcopy(G16), torch.device('cpu'), log=notices.append)
     return G16, G32, notices
 
 

@@ -26,7 +26,6 @@ if __name__ == '__main__' and not __package__:     # started by path: rerun as `
     _by_path.rerun_as_module(__file__)
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -166,16 +165,6 @@ def profile(data_dir, workdir, base, iterations, cbase, top):
     stats.print_callees(r'phases\.py:\d+\(run_phase\)')
 
 
-def _write_json(path, data):
-    """Write `data` to `path` through a temporary file and a rename, so a reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
-    with open(temp, 'w') as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(temp, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--iterations', type=int, default=2 * R1_INTERVAL,
@@ -215,7 +204,8 @@ def main():
     print('train.py command: ' + ' '.join(_train_py_argv('DATA', args.base + args.iterations, args.cbase, 'OUT')[1:]))
     print('load average at end: ' + ', '.join(f'{v:.2f}' for v in os.getloadavg()))
     if args.out:
-        _write_json(args.out, dict(command=' '.join(sys.argv), iterations=args.iterations, base=args.base,
+        from benchmarks.common.report import write_json  # pylint: disable=import-outside-toplevel  # not in the timed child
+        write_json(args.out, dict(command=' '.join(sys.argv), iterations=args.iterations, base=args.base,
                                    cpu_sec_per_kimg=cost, ratio=ratio, runs=runs, load_average=os.getloadavg()))
     return 0
 

@@ -13,7 +13,6 @@ if __name__ == '__main__' and not __package__:     # started by path: rerun as `
     _by_path.rerun_as_module(__file__)
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,6 +21,7 @@ import time
 
 import torch
 
+from benchmarks.common.report import write_json
 from torch_utils.ops import bias_act, upfirdn2d
 
 # (label, N, C, H, W): activations of a G/D block at the resolutions the presets train.
@@ -112,18 +112,8 @@ def main():
     summary = dict(command=' '.join(sys.argv), torch=torch.__version__, device=str(device),
                    wall_time_sec=time.time() - t0, results=results,
                    goal='on a GPU: CUDA >= 3x the reference, fp32 differences <= 1e-5')
-    _write_json(args.out, summary)
+    write_json(args.out, summary)
     print(f'wall time {summary["wall_time_sec"]:.1f} s; results in {args.out}')
-
-
-def _write_json(path, data):
-    """Write `data` to `path` through a temporary file and a rename, so a reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
-    with open(temp, 'w') as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(temp, path)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import classifier, digits, figures, report, runner, runs
-from stylegan_plus.cli import device as devices
+from stylegan_plus.networks import inference
 from stylegan_plus.io import images
 from stylegan_plus.sampling import prior as prior_lib
 
@@ -101,7 +101,7 @@ def evaluate_run(run_dir, loss, ctx, proto):
     out = dict(kimg=[], fd=[], rec_l1=[])
     for kimg, path in runs.snapshots(run_dir):
         nets = runs.load_snapshot(path)     # with CLR's `clr_head` where D's fc width differs from z_dim
-        G_ema = devices.prepare_generator(nets['G_ema'], torch.device('cpu'))
+        G_ema = inference.prepare_generator(nets['G_ema'], torch.device('cpu'))
         fake_images = fakes(G_ema, proto['fakes'], z_dist=prior_lib.snapshot_z_dist(nets))
         out['kimg'].append(kimg)
         out['fd'].append(classifier.frechet_distance(classifier.apply(ctx['net'], fake_images, 'features'),

@@ -74,7 +74,8 @@ def time_generate(pkl, count):
     """images/s of generate.render_seeds on CPU (seeds 0..count-1, class 0)."""
     import generate  # pylint: disable=import-outside-toplevel
     from stylegan_plus.cli import device as devices  # pylint: disable=import-outside-toplevel
-    G = devices.prepare_generator(devices.load_network(pkl), torch.device('cpu'), log=lambda *a: None)
+    from stylegan_plus.networks import inference  # pylint: disable=import-outside-toplevel
+    G = inference.prepare_generator(devices.load_network(pkl), torch.device('cpu'), log=lambda *a: None)
     label = devices.class_label(G, 0, torch.device('cpu'))
     generate.render_seeds(G, [0], label, log=lambda *a: None)     # warm-up
     start = time.perf_counter()

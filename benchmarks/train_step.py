@@ -278,19 +278,11 @@ def main():
     print(f'wall time {time.time() - start:.1f} s; load average at end: '
           + ', '.join(f'{v:.2f}' for v in os.getloadavg()))
     if args.out:
-        _write_json(args.out, dict(command=' '.join(sys.argv), repeats=args.repeats, cycles=args.cycles,
+        # Imported here: a worker runs this file inside another tree, where our benchmarks package must not load.
+        from benchmarks.common.report import write_json  # pylint: disable=import-outside-toplevel
+        write_json(args.out, dict(command=' '.join(sys.argv), repeats=args.repeats, cycles=args.cycles,
                                    gradfix=args.gradfix, load_average=os.getloadavg(), results=best))
     return 0
-
-
-def _write_json(path, data):
-    """Write `data` to `path` through a temporary file and a rename, so a reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
-    with open(temp, 'w') as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(temp, path)
 
 
 if __name__ == '__main__':

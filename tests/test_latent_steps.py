@@ -14,8 +14,8 @@ import PIL.Image
 import pytest
 import torch
 
+from stylegan_plus.networks import inference
 from stylegan_plus.sampling import latent_steps
-from stylegan_plus.cli import device as devices
 from tests.test_legacy import REPO, load_pickle, make_snapshot, write_pickle
 from training import networks
 
@@ -122,7 +122,7 @@ def test_latent_step_generator_as_metrics_use_it():
     """calc_metrics wiring: deep-copied, prepared like G_ema, called G(z=..., c=..., **G_kwargs) under no_grad."""
     data = make_snapshot()
     wrapped = latent_steps.LatentStepGenerator(data['G_ema'], data['D'], steps=3, eps=0.05)
-    prepared = devices.prepare_generator(copy.deepcopy(wrapped), torch.device('cpu'))
+    prepared = inference.prepare_generator(copy.deepcopy(wrapped), torch.device('cpu'))
     z = torch.randn([4, 8])
     with torch.no_grad():
         img = prepared(z=z, c=empty_c(4), noise_mode='const')

@@ -42,6 +42,13 @@ MODES = ('smoke', 'quick', 'full')
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
+def write_json(path, data):
+    """Write `data` as indented JSON to `path` atomically (temporary file, then rename), creating its folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = json.dumps(data, indent=2)
+    images.write_atomic(path, lambda f: f.write(text.encode('utf-8')))
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Key names of one results.json layout: top-level `keys` in order (`renamed`: key -> record
@@ -358,8 +365,7 @@ class Report:
     def save(self):
         """Write results.json as it stands (atomically); returns its path."""
         path = self.path('results.json')
-        text = json.dumps(self.data, indent=2)
-        images.write_atomic(path, lambda f: f.write(text.encode('utf-8')))
+        write_json(path, self.data)
         return path
 
     def finish(self, results=None):

@@ -11,12 +11,9 @@ import torch
 from stylegan_plus import devices
 from stylegan_plus.io import network_files
 from stylegan_plus.networks.inference import describe_generator, has_mapping_synthesis
-# Re-exported for the benchmarks that still import them from here; they live in the core.
-from stylegan_plus.networks.inference import prepare_generator, rebuild_fp32
 from stylegan_plus.cli.cli_types import DEVICE_HELP
 
-__all__ = ['resolve_device', 'load_network', 'load_networks', 'require_mapping_synthesis', 'class_label',
-           'prepare_generator', 'rebuild_fp32', 'describe_generator', 'has_mapping_synthesis', 'DEVICE_HELP']
+__all__ = ['resolve_device', 'load_network', 'load_networks', 'require_mapping_synthesis', 'class_label', 'DEVICE_HELP']
 
 
 def resolve_device(name: str = None, param_hint: str = '--device') -> torch.device:
