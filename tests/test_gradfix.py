@@ -103,8 +103,10 @@ def test_r1_style_double_backward(gradfix_on):
     (g_ref,) = torch.autograd.grad(run(F.conv2d, x_ref, w1_ref, w2_ref), [x_ref], create_graph=True)
     g_ref.square().sum().backward()
     torch.testing.assert_close(g, g_ref, rtol=0, atol=0)
-    torch.testing.assert_close(w1.grad, w1_ref.grad)
-    torch.testing.assert_close(w2.grad, w2_ref.grad)
+    # The weight gradients go through a different (transposed) convolution than plain autograd's,
+    # so they agree to float32 rounding only; how much rounding depends on the CPU's kernels.
+    torch.testing.assert_close(w1.grad, w1_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w2.grad, w2_ref.grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('op,kwargs', [
