@@ -13,7 +13,7 @@ usual fp16 -> fp32 preparation on CPU. Measured, each with the code path the too
   Inception detector; the digits at 32 px) and `compute_feature_stats_for_generator` (G + detector).
 Detectors: NVIDIA's inception-2015-12-05.pt / vgg16.pt when found offline (--detector-dir,
 $STYLEGAN_PLUS_DETECTOR_DIR, the download cache); otherwise the tiny TorchScript stand-ins of the
-test suite (tests/test_metrics_detectors.py), and the results say so: then the detector's share of
+test suite (tests/metrics/test_metrics_detectors.py), and the results say so: then the detector's share of
 the time is far below the real one's. No goal: the numbers make regressions visible run to run.
 """
 
@@ -64,9 +64,9 @@ def choose_detectors(rep):
         return 'official'
     except detectors.DetectorNotFoundError:
         pass
-    from tests.test_metrics_detectors import save_tiny_detectors  # pylint: disable=import-outside-toplevel
+    from tests.metrics.test_metrics_detectors import save_tiny_detectors  # pylint: disable=import-outside-toplevel
     detectors.set_detector_dir(save_tiny_detectors(rep.path('tiny-detectors')))
-    print('Official detectors not found offline: using the tiny test detectors (tests/test_metrics_detectors.py).')
+    print('Official detectors not found offline: using the tiny test detectors (tests/metrics/test_metrics_detectors.py).')
     return 'tiny'
 
 

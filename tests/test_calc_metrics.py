@@ -14,8 +14,8 @@ import calc_metrics
 from metrics import metric_utils
 from metrics import detectors
 from tests.test_legacy import REPO, make_snapshot, write_pickle
-from tests.test_metrics_detectors import save_tiny_detectors
-from tests.test_metrics_pipeline import write_image_folder
+from tests.metrics.test_metrics_detectors import save_tiny_detectors
+from tests.metrics.test_metrics_pipeline import write_image_folder
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 

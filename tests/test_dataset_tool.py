@@ -18,7 +18,7 @@ import pytest
 from stylegan_plus.data.dataset_convert import archive_name
 from training.dataset import ImageFolderDataset
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import REPO
 
 
 def run_tool(*args, env_path=None):

@@ -25,8 +25,8 @@ from metrics import detectors
 from stylegan_plus.cli import projection
 from stylegan_plus.io import images
 from tests.test_legacy import REPO, load_pickle, write_pickle
-from tests.test_metrics_detectors import save_tiny_detectors
-from tests.test_metrics_pipeline import write_image_folder
+from tests.metrics.test_metrics_detectors import save_tiny_detectors
+from tests.metrics.test_metrics_pipeline import write_image_folder
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 

@@ -11,6 +11,7 @@ from stylegan_plus.cli import loss_options
 from stylegan_plus.losses import catalogue, registry
 
 from stylegan_plus.losses.base import LossOption, LossPlugin
+import tests
 
 
 class _ExtraLoss(LossPlugin):
@@ -18,7 +19,7 @@ class _ExtraLoss(LossPlugin):
     options = (LossOption('--helptestx-w', 1.0, help='weight'),)
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(tests.REPO)
 
 
 def _run(args, cache_dir):

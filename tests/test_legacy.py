@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import legacy
 from training import networks
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import REPO
 
 #----------------------------------------------------------------------------
 # Tiny native snapshots.

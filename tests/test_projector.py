@@ -15,7 +15,7 @@ from skimage import data as skimage_data  # real photos bundled with scikit-imag
 from metrics import detectors
 from stylegan_plus.cli import projection
 from tests.test_legacy import REPO, load_pickle, make_snapshot, write_pickle
-from tests.test_metrics_detectors import TinyVGG16, save_tiny_detectors
+from tests.metrics.test_metrics_detectors import TinyVGG16, save_tiny_detectors
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 

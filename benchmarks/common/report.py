@@ -67,7 +67,7 @@ LAYOUTS = {
                     row=('what', 'paper', 'ours', 'goal', 'met'),
                     renamed=dict(versions='environment', wall_time_s='wall_sec')),
 }
-RESULT_KEYS = LAYOUTS['toy'].keys      # the toy layout's keys (what tests/test_benchmarks_toy.py checks)
+RESULT_KEYS = LAYOUTS['toy'].keys      # the toy layout's keys (what tests/benchmarks/test_benchmarks_toy.py checks)
 
 #----------------------------------------------------------------------------
 # Command line.

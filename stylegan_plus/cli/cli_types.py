@@ -34,7 +34,7 @@ class _LazyModule:
 def lazy_module(name):
     """A stand-in for `import name` that imports it when first used (keeps `--help` free of torch).
 
-    Meant for third-party packages; tests/test_layers.py refuses it for modules of this project.
+    Meant for third-party packages; tests/project/test_layers.py refuses it for modules of this project.
     """
     return _LazyModule(name)
 

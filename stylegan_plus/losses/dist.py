@@ -88,7 +88,7 @@ TOY_DEFAULTS = dict(dist_lambda_r=0.1, dist_gp=0.1, dist_recon_weight=1.0)
 TOY_LOOP_DEFAULTS = dict(z_dist='uniform', d_steps=5, lr_schedule='step:0.9:10000')
 
 #----------------------------------------------------------------------------
-# Loss terms as functions of tensors (hand-checked in tests/test_loss_dist.py).
+# Loss terms as functions of tensors (hand-checked in tests/stylegan_plus/losses/test_loss_dist.py).
 
 def ae_terms(phi_real, phi_rec, phi_fake, z_enc, z, recon_mean=True):
     """The AE step's two terms.

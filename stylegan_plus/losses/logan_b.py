@@ -101,7 +101,7 @@ E_PHASE = 'Emain'   # this plugin's own phases: the encoder's adversarial step a
 S_PHASE = 'Smain'
 
 #----------------------------------------------------------------------------
-# Loss terms as functions of logits (hand-checked in tests/test_loss_loganb.py).
+# Loss terms as functions of logits (hand-checked in tests/stylegan_plus/losses/test_loss_loganb.py).
 
 def e_loss(real_logits, kind, saturating=False):
     """E's loss on D(x, E(x)) logits [N, 1].

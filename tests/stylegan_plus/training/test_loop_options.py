@@ -1,0 +1,255 @@
+"""Loop-level protocol options for any loss: --z-dist, --d-steps, --lr-schedule.
+
+Accepted values and clean errors (usage errors naming the value), the options JSON (a key only
+when the option is used), plugin defaults through `adjust_training_options`, the retired plugin
+options of older runs, the schedule's factor as a function of the iteration count, the prior in
+every snapshot, and generate.py drawing its latents from it.
+"""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dnnlib
+import generate
+import train
+from stylegan_plus.losses.phases import default_phases
+from stylegan_plus.networks import mlp
+from stylegan_plus.sampling import prior
+from stylegan_plus.training import lr_schedule, options as options_lib, setup, snapshots
+from stylegan_plus.training.options import TrainingOptions
+from tests.stylegan_plus.training.test_train_utils import make_point_dataset
+
+LOOP_KEYS = ('d_steps', 'z_dist', 'lr_schedule')
+ADAM = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
+
+
+@pytest.fixture(scope='module')
+def points(tmp_path_factory):
+    return make_point_dataset(tmp_path_factory.mktemp('data') / 'ring.npy', count=64)
+
+
+def invoke(*args):
+    argv = [str(a) for a in args]
+    return CliRunner().invoke(train.build_command(argv), argv)
+
+
+def dry_run(points, outdir, *args):
+    """The options JSON printed by `train.py --dry-run` on the 2-D toy preset (asserts success)."""
+    result = invoke(f'--outdir={outdir}', f'--data={points}', '--cfg=toy', '--metrics=none', *args, '--dry-run')
+    assert result.exit_code == 0, result.output
+    text = result.output.split('Training options:\n', 1)[1]
+    return json.JSONDecoder().raw_decode(text)[0]
+
+#----------------------------------------------------------------------------
+# train.py: values, errors, JSON keys.
+
+
+def test_defaults_write_no_loop_key(points, tmp_path):
+    opts = dry_run(points, tmp_path)
+    assert not set(LOOP_KEYS) & set(opts)
+    # Their official values are the defaults: given explicitly, still nothing is written.
+    opts = dry_run(points, tmp_path, '--z-dist=normal', '--d-steps=1', '--lr-schedule=none', '--g-steps=1')
+    assert not set(LOOP_KEYS + ('g_steps',)) & set(opts)
+    opts = dry_run(points, tmp_path, '--lr-schedule=step:1:50')   # a factor of 1 changes nothing
+    assert 'lr_schedule' not in opts
+
+
+def test_used_values_are_written_in_order(points, tmp_path):
+    opts = dry_run(points, tmp_path, '--z-dist=uniform', '--d-steps=3', '--lr-schedule=step:0.50:200', '--g-steps=2')
+    assert (opts['z_dist'], opts['d_steps'], opts['lr_schedule'], opts['g_steps']) == ('uniform', 3, 'step:0.5:200', 2)
+    keys = list(opts)
+    assert keys.index('g_steps') < keys.index('d_steps') < keys.index('z_dist') < keys.index('lr_schedule')
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--z-dist=laplace'], '--z-dist=laplace: accepted are normal, uniform'),
+    (['--d-steps=0'], '--d-steps=0: must be at least 1'),
+    (['--lr-schedule=cosine'], '--lr-schedule=cosine: not a schedule; accepted: none, or step:FACTOR:EVERY'),
+    (['--lr-schedule=step:x:10'], "FACTOR 'x' is not a number"),
+    (['--lr-schedule=step:-0.5:10'], 'FACTOR -0.5 must be a finite number > 0'),
+    (['--lr-schedule=step:0.9:0'], 'EVERY 0 must be at least 1'),
+    (['--lr-schedule=step:0.9:1.5'], "EVERY '1.5' is not a whole number"),
+])
+def test_bad_values_are_usage_errors(points, tmp_path, args, message):
+    result = invoke(f'--outdir={tmp_path}', f'--data={points}', '--cfg=toy', '--metrics=none', *args, '--dry-run')
+    assert result.exit_code == 2, result.output
+    assert message in result.output and 'Traceback' not in result.output
+
+
+def test_dist_toy_defaults_and_given_values(points, tmp_path):
+    opts = dry_run(points, tmp_path, '--loss=dist')
+    assert (opts['z_dist'], opts['d_steps'], opts['lr_schedule']) == ('uniform', 5, 'step:0.9:10000')
+    assert not {'dist_prior', 'dist_d_steps'} & set(opts['loss_kwargs'])
+    # Given values win over the plugin's paper defaults, also the official ones (then not written).
+    opts = dry_run(points, tmp_path, '--loss=dist', '--z-dist=normal', '--d-steps=2', '--lr-schedule=none')
+    assert 'z_dist' not in opts and 'lr_schedule' not in opts and opts['d_steps'] == 2
+    opts = dry_run(points, tmp_path, '--loss=logan-b')
+    assert opts['z_dist'] == 'uniform' and 'd_steps' not in opts and 'lr_schedule' not in opts
+
+
+def test_retired_plugin_options_are_refused(points, tmp_path):
+    for flag in ('--dist-prior=uniform', '--dist-d-steps=5', '--loganb-prior=uniform'):
+        result = invoke(f'--outdir={tmp_path}', f'--data={points}', '--cfg=toy', '--loss=dist+advlat-qua', flag,
+                        '--dry-run')
+        assert result.exit_code == 2 and flag.split('=')[0] in result.output, result.output
+
+#----------------------------------------------------------------------------
+# Older runs: retired loss kwargs move to the loop options, with one notice.
+
+
+def test_retired_options_are_migrated_once(capsys):
+    old = dict(total_kimg=1, loss_kwargs=dict(class_name='stylegan_plus.losses.dist.DistGANLoss', dist_gp=0.1,
+                                              dist_prior='uniform', dist_d_steps=5))
+    options = TrainingOptions.from_dict(old)
+    assert (options.z_dist, options.d_steps) == ('uniform', 5)
+    assert dict(options.loss_kwargs) == dict(class_name='stylegan_plus.losses.dist.DistGANLoss', dist_gp=0.1)
+    assert 'dist_prior' in old['loss_kwargs']     # the caller's dict is left alone
+    notices = [line for line in capsys.readouterr().out.splitlines() if line.startswith('Note:')]
+    assert len(notices) == 1 and "dist_prior='uniform' -> z_dist" in notices[0] and 'dist_d_steps=5' in notices[0]
+
+    composed = dict(loss_kwargs=dict(class_name='stylegan_plus.losses.compose.ComposedLoss',
+                                     main=dict(class_name='x.LOGANBLoss', loganb_prior='gaussian'), addons=[]))
+    options = TrainingOptions.from_dict(composed)
+    assert options.z_dist is options_lib.UNSET and 'loganb_prior' not in options.loss_kwargs['main']
+    assert 'z_dist' not in options.to_json()      # gaussian is the loop's default: nothing to write
+    capsys.readouterr()
+    TrainingOptions.from_dict(dict(loss_kwargs=dict(class_name='a.B', dist_gp=1)))
+    assert 'Note:' not in capsys.readouterr().out
+
+#----------------------------------------------------------------------------
+# The schedule.
+
+
+def test_schedule_factor_depends_on_the_iteration_only():
+    schedule = lr_schedule.parse_schedule('step:0.9:10000')
+    assert [schedule.factor_at(i) for i in (0, 9999, 10000, 19999, 20000)] == [1, 1, 0.9, 0.9, 0.9 ** 2]
+    assert lr_schedule.parse_schedule('none') is None and lr_schedule.parse_schedule(None) is None
+    assert lr_schedule.canonical_spelling(' STEP:0.90:00100 ') == 'step:0.9:100'
+
+
+def test_schedule_rates_are_exact_after_a_resume():
+    """Rates at iteration i equal configured * factor(i), whatever the optimizer state says (resume)."""
+    schedule = lr_schedule.parse_schedule('step:0.5:3')
+    net = torch.nn.Linear(2, 1)
+    fresh = {'G': torch.optim.Adam(net.parameters(), lr=0.002)}
+    rates = lr_schedule.configured_rates(fresh)
+    for i in range(8):      # an uninterrupted run
+        lr_schedule.apply_factor(fresh, rates, schedule.factor_at(i))
+    resumed = {'G': torch.optim.Adam(net.parameters(), lr=0.002)}
+    resumed_rates = lr_schedule.configured_rates(resumed)         # taken before the saved state is loaded
+    resumed['G'].load_state_dict(fresh['G'].state_dict())        # carries the decayed lr of iteration 7
+    lr_schedule.apply_factor(resumed, resumed_rates, schedule.factor_at(7))
+    assert resumed['G'].param_groups[0]['lr'] == fresh['G'].param_groups[0]['lr'] == 0.002 * 0.25
+    lr_schedule.apply_factor(resumed, resumed_rates, schedule.factor_at(9))     # never compounded
+    assert resumed['G'].param_groups[0]['lr'] == 0.002 * 0.125
+
+#----------------------------------------------------------------------------
+# Phases and the prior inside the loop.
+
+
+def test_d_steps_repeat_the_d_main_phase():
+    lazy = default_phases(ADAM, ADAM, 4, 16, g_steps=2, d_steps=3)
+    assert [(s.name, s.repeat) for s in lazy] == [('Gmain', 2), ('Greg', 1), ('Dmain', 3), ('Dreg', 1)]
+    both = default_phases(ADAM, ADAM, None, None, d_steps=5)
+    assert [(s.name, s.repeat) for s in both] == [('Gboth', 1), ('Dboth', 5)]
+
+
+def _toy_networks():
+    G = mlp.Generator(z_dim=3, c_dim=0, hidden_features=[8])       # 2-D points
+    D = mlp.Discriminator(c_dim=0, hidden_features=[8])
+    return G, D
+
+
+def test_loss_draws_from_the_run_prior():
+    G, D = _toy_networks()
+    kwargs = dict(class_name='stylegan_plus.losses.stylegan2.StyleGAN2Loss', r1_gamma=0, pl_weight=0,
+                  style_mixing_prob=0)
+    loss, hooks, _extras = setup.build_loss(kwargs, G, D, None, torch.device('cpu'), z_dist='uniform')
+    assert loss.z_dist == 'uniform'
+    z = hooks.sample_z(4000, 'cpu')
+    assert z.shape == (4000, 3) and z.min() >= -1 and z.max() <= 1 and z.abs().max() > 0.99
+    _loss, hooks, _extras = setup.build_loss(kwargs, G, D, None, torch.device('cpu'))
+    torch.manual_seed(5)
+    normal = hooks.sample_z(6, 'cpu')
+    torch.manual_seed(5)
+    assert torch.equal(normal, torch.randn([6, 3]))     # the official draw, bit for bit
+    with pytest.raises(ValueError, match="'cauchy'; accepted: normal, uniform"):
+        setup.build_loss(kwargs, G, D, None, torch.device('cpu'), z_dist='cauchy')
+
+#----------------------------------------------------------------------------
+# Snapshots record the prior; generate.py draws from it.
+
+
+def _write_snapshot(path, z_dist):
+    G, D = _toy_networks()
+    data = snapshots.snapshot_data(dnnlib.EasyDict(class_name='x.Points', path='p.npy'), G, D, G, None, {},
+                                   z_dist=z_dist)
+    with open(path, 'wb') as f:
+        pickle.dump(data, f)
+    return data
+
+
+def test_snapshot_records_the_prior(tmp_path):
+    data = _write_snapshot(tmp_path / 'uniform.pkl', 'uniform')
+    assert list(data)[-1] == 'z_dist' and prior.snapshot_z_dist(data) == 'uniform'
+    assert _write_snapshot(tmp_path / 'default.pkl', None)['z_dist'] == 'normal'
+    official = {key: value for key, value in data.items() if key != 'z_dist'}
+    assert prior.snapshot_z_dist(official) == 'normal'          # official pickles record none
+    with pytest.raises(ValueError, match="records z_dist='beta'"):
+        prior.snapshot_z_dist(dict(official, z_dist='beta'))
+
+
+@pytest.mark.parametrize('z_dist', ['uniform', 'normal', None])
+def test_generate_draws_from_the_snapshot_prior(tmp_path, z_dist):
+    pkl = tmp_path / 'snap.pkl'
+    data = _write_snapshot(pkl, z_dist)
+    if z_dist is None:      # an official-style pickle without the key
+        del data['z_dist']
+        with open(pkl, 'wb') as f:
+            pickle.dump(data, f)
+    seeds = [0, 7, 123]
+    result = CliRunner().invoke(generate.generate_images, [f'--network={pkl}', '--seeds=0,7,123', '--device=cpu',
+                                                           f'--outdir={tmp_path / "out"}',
+                                                           f'--vector-out={tmp_path / "z.npz"}'])
+    assert result.exit_code == 0, result.output
+    z = np.load(tmp_path / 'z.npz')['z']
+    if z_dist == 'uniform':
+        expected = [np.random.RandomState(s).uniform(-1, 1, size=(1, 3)) for s in seeds]
+        assert 'uniform prior' in result.output
+    else:
+        expected = [np.random.RandomState(s).randn(1, 3) for s in seeds]   # the official per-seed draw
+    np.testing.assert_array_equal(z, np.concatenate(expected))
+
+
+class _RecordingGenerator(torch.nn.Module):
+    """Stands in for G in the metrics: records the latents it is given, returns black 4x4 RGB images."""
+    z_dim, c_dim, img_resolution, img_channels = 3, 0, 4, 3
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, z, c, **_kwargs):
+        self.seen.append(z.clone())
+        return torch.zeros([z.shape[0], 3, 4, 4])
+
+
+@pytest.mark.parametrize('z_dist', ['uniform', None])
+def test_metrics_draw_fakes_from_the_prior(z_dist):
+    from metrics import metric_utils  # pylint: disable=import-outside-toplevel
+    G = _RecordingGenerator()
+    opts = metric_utils.MetricOptions(G=G, device='cpu', z_dist=z_dist)
+    source = metric_utils._image_source(opts, G, lambda n: torch.zeros([n, 0]), batch_gen=2000, jit=False)  # pylint: disable=protected-access
+    torch.manual_seed(1)
+    source()
+    z = G.seen[-1]
+    if z_dist == 'uniform':
+        assert z.min() >= -1 and z.max() <= 1 and z.abs().max() > 0.99
+    else:
+        torch.manual_seed(1)
+        assert torch.equal(z, torch.randn([2000, 3]))     # the official draw
