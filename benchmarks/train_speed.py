@@ -14,7 +14,7 @@ tick, and as marginal CPU seconds per kimg (a second run that stops after the wa
 subtracted; CPU time is what matters on a shared machine, where wall time depends on the
 neighbours; on an idle machine with one thread the two agree); peak memory is the training process's peak resident set (CPU, from the kernel) or the
 largest `Resources/peak_gpu_mem_gb` (CUDA). Each loss's time is printed as a ratio to the
-baseline beside the BENCHMARKS.md goal (the overhead estimated from the papers).
+baseline beside the docs/benchmarks.md goal (the overhead estimated from the papers).
 RFGAN runs with `--rf-ae-kimg=0`: its autoencoder pre-training is a one-off at the start of a run
 (--rf-ae-kimg, default 200 kimg of the AE alone) and is not part of the per-kimg GAN cost.
 

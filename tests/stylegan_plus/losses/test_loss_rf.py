@@ -101,6 +101,33 @@ def test_gradient_reaches_g_through_the_encoder():
     assert not grads_of(loss.rf_ae)
 
 
+def test_each_phase_runs_the_encoder_once_per_image_batch():
+    """P2 cost (docs/benchmarks.md): one E and one D pass per decision, a graph through E only where a gradient needs it.
+
+    Per G step: E on the fakes, with a graph (G's gradient flows through E). Per D step: E on the
+    fakes and on the reals, with no graph (E is frozen, the images need no gradient); with R1 the
+    real pass keeps the graph (R1 is taken through E). The decoder never runs after pre-training.
+    """
+    loss, G, D = hand_loss(r1_gamma=2.0)
+    calls = []
+    hooks = [module.register_forward_hook(lambda module, args, out, name=name: calls.append(
+        (name, (out[0] if isinstance(out, tuple) else out).requires_grad)))
+        for name, module in [('E', loss.rf_ae.encoder), ('D', D), ('decoder', loss.rf_ae.decoder)]]
+    try:
+        expected = {'Gboth': [('D', True), ('E', True)],
+                    'Dmain': [('D', True), ('E', False)] * 2,
+                    'Dreg': [('D', True), ('E', True)],
+                    'Dboth': [('D', True), ('E', False), ('D', True), ('E', True)]}
+        for phase, trained in [('Gboth', [G]), ('Dmain', [D, loss.rf_head]), ('Dreg', [D, loss.rf_head]),
+                               ('Dboth', [D, loss.rf_head])]:
+            calls.clear()
+            step(loss, phase, trained)
+            assert calls == expected[phase], phase
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def test_pretrained_file_phases_and_state(tmp_path):
     loss, _G, _D = hand_loss(rf_ae_kimg=1)
     names = [s.name for s in loss.phases(default_phases(ADAM, ADAM, 4, 16), dnnlib.EasyDict(G=ADAM, D=ADAM))]
