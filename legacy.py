@@ -14,7 +14,7 @@ import pickle
 import click
 
 import dnnlib
-from stylegan_plus.training.snapshots import atomic_write
+from stylegan_plus.io import atomic
 from stylegan_plus.io.legacy_tf import (  # noqa: F401 (re-exported official names)
     _LegacyUnpickler,
     _TFNetworkStub,
@@ -51,7 +51,7 @@ def convert_network_pickle(source, dest, force_fp16, safe_export):
     data = _read_network_pickle(source, force_fp16)
     if dest is not None:
         # Through a temporary file and a rename: an interrupted write never leaves a truncated `dest`.
-        atomic_write(dest, lambda f: pickle.dump(data, f))
+        atomic.write_atomic(dest, lambda f: pickle.dump(data, f))
         print(f'Wrote native snapshot pickle {dest}')
     if safe_export is not None:
         from stylegan_plus.networks.export import save_safe

@@ -197,7 +197,7 @@ def describe(result, what, accuracy_text='accuracy'):
 def save_verdict_grid(pixels, probs, path, threshold=THRESHOLD, cols=8, scale=4):
     """PNG of uint8 digits [N, R, R] on a grid, each framed green (recognised: p >= threshold) or red."""
     import PIL.Image  # pylint: disable=import-outside-toplevel
-    from stylegan_plus.training.snapshots import atomic_write  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io import atomic  # pylint: disable=import-outside-toplevel
     count, size = len(pixels), pixels.shape[1]
     rows = -(-count // cols)
     cell = size + 4
@@ -208,5 +208,5 @@ def save_verdict_grid(pixels, probs, path, threshold=THRESHOLD, cols=8, scale=4)
         canvas[y + 1:y + cell - 1, x + 1:x + cell - 1] = (40, 170, 40) if sure[i] else (210, 40, 40)
         canvas[y + 2:y + 2 + size, x + 2:x + 2 + size] = pixels[i][:, :, None]
     image = PIL.Image.fromarray(canvas).resize((cols * cell * scale, rows * cell * scale), PIL.Image.NEAREST)
-    atomic_write(path, lambda f: image.save(f, format='png'))
+    atomic.write_atomic(path, lambda f: image.save(f, format='png'))
     return path

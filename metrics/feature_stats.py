@@ -7,10 +7,11 @@ moments (FID), or both. Under several processes each one extracts a strided shar
 
 import os
 import pickle
-import uuid
 
 import numpy as np
 import torch
+
+from stylegan_plus.io import atomic
 
 # What `save` writes: the attribute dict, under these names, so cache files stay readable by
 # code that expects the official FeatureStats pickle layout.
@@ -132,15 +133,8 @@ class FeatureStats:
 
     def save(self, pkl_file):
         """Pickle the statistics (a plain dict of the attributes) to `pkl_file`, atomically."""
-        pkl_file = os.fspath(pkl_file)
-        partial = f'{pkl_file}.{uuid.uuid4().hex}.partial'
-        try:
-            with open(partial, 'wb') as f:
-                pickle.dump({key: getattr(self, key) for key in _STATE_KEYS}, f)
-            os.replace(partial, pkl_file)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+        state = {key: getattr(self, key) for key in _STATE_KEYS}
+        atomic.write_atomic(pkl_file, lambda f: pickle.dump(state, f))
 
     @staticmethod
     def load(pkl_file):

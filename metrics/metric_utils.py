@@ -164,11 +164,6 @@ def _stats_cache_file(opts, dataset, detector_url, detector_kwargs, stats_kwargs
     return dnnlib.make_cache_dir_path('gan-metrics', file_name)
 
 
-def _save_atomic(stats, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    stats.save(path)  # FeatureStats.save writes a temporary file and renames it: never half-written
-
-
 def _rank_loader(dataset, num_items, opts, batch_size, data_loader_kwargs):
     """DataLoader over this rank's strided share of the first `num_items` items.
 
@@ -211,7 +206,8 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
         progress.update(stats.num_items)
     progress.finish()
     if cache_file is not None and opts.rank == 0:
-        _save_atomic(stats, cache_file)
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        stats.save(cache_file)      # atomic (FeatureStats.save): a parallel reader never sees a part
     return stats
 
 

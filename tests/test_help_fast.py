@@ -72,7 +72,7 @@ def test_cached_catalogue_matches_registry(tmp_path, monkeypatch):
     path = catalogue.cache_path(digest)
     records = catalogue._records_from_registry()  # pylint: disable=protected-access
     assert records is not None
-    catalogue._write_atomically(path, {'format': catalogue.FORMAT_VERSION, 'digest': digest, 'losses': records})  # pylint: disable=protected-access
+    catalogue._store(path, {'format': catalogue.FORMAT_VERSION, 'digest': digest, 'losses': records})  # pylint: disable=protected-access
     assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(path)]   # no temporaries left
     cached = catalogue._from_records(catalogue._read(path, digest))  # pylint: disable=protected-access
     live = registry.all_loss_options()

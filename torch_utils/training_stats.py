@@ -36,6 +36,9 @@ _sync_device = None                 # device of the all-reduce; None for a singl
 _sync_called = False                # set by the first fold: the settings above are final from then on
 _counters = {}                      # name -> _Pending, in the order names were first reported
 _cumulative = {}                    # name -> _Moments folded so far, over all processes
+# Private, not part of the contract: callables (name, value) shown every `report` call, so that
+# the training loop can see the statistics an official-style loss reports (ADA's Loss/signs/real).
+_report_listeners = []
 
 #----------------------------------------------------------------------------
 
@@ -159,6 +162,8 @@ def report(name, value):
     count, sums = _sums_of(value)
     if count:
         pending.add(count, sums)
+    for listener in _report_listeners:
+        listener(name, value)
     return value
 
 

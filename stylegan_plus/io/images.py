@@ -1,20 +1,21 @@
 """Pixels and image files shared by the inference tools, the metrics and the training grids.
 
 Everything here is independent of the network code: conversion of generator output to uint8,
-writing PNGs (RGB or grayscale) and .npz files atomically, tiling images into a grid and enlarging
-small images for display, a scatter plot for generators of 2-D points (drawn with PIL alone), and
-the official latent of a seed. The option types of the tools (`num_range`, finite floats) and the
-checks of their output paths live in `stylegan_plus.cli`.
+writing PNGs (RGB or grayscale) and .npz files atomically (through `stylegan_plus.io.atomic`),
+tiling images into a grid and enlarging small images for display, a scatter plot for generators
+of 2-D points (drawn with PIL alone), and the official latent of a seed. The option types of the
+tools (`num_range`, finite floats) and the checks of their output paths live in `stylegan_plus.cli`.
 """
 
 import math
-import os
-import secrets
 
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
+
+# The one atomic writer (`stylegan_plus.io.atomic`), also reachable here: the benchmarks write through it.
+from .atomic import write_atomic
 
 DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at least this many pixels in grids
 
@@ -38,22 +39,6 @@ def to_pil(pixels: np.ndarray) -> PIL.Image.Image:
     if channels == 3:
         return PIL.Image.fromarray(pixels, 'RGB')
     raise ValueError(f'cannot save an image with {channels} channels as PNG; expected 1 (L) or 3 (RGB)')
-
-
-def write_atomic(path, write_fn) -> None:
-    """Call `write_fn(file)` on a new temporary file beside `path` (a real, seekable binary file),
-    then rename it over `path`: readers never see a half-written file, and a failure leaves none."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f'.{name}.{secrets.token_hex(4)}.partial')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666: the umask applies, as for any file
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_png(pixels: np.ndarray, path) -> None:

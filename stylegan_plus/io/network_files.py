@@ -20,8 +20,11 @@ class NetworkFileError(ValueError):
 def load_snapshot(network_pkl: str, verbose: bool = True) -> dict:
     """The whole snapshot dict of a pickle path or URL ('G', 'D', 'G_ema', 'training_set_kwargs', ...).
 
-    verbose: report a URL's download. Raises NetworkFileError naming `network_pkl`.
+    verbose: report a URL's download. Raises NetworkFileError naming `network_pkl`. A folder is
+    read as a code-free export (`stylegan_plus.networks.export.load_safe`, on the CPU).
     """
+    if os.path.isdir(network_pkl):
+        return _load_export(network_pkl)
     if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
         raise NetworkFileError(f'network pickle {network_pkl!r} does not exist')
     try:
@@ -29,6 +32,14 @@ def load_snapshot(network_pkl: str, verbose: bool = True) -> dict:
             return load_network_pkl(f)
     except Exception as err:  # whatever stops the read, the file is what the user must change
         raise NetworkFileError(f'cannot load network pickle {network_pkl!r}: {type(err).__name__}: {err}') from err
+
+
+def _load_export(folder: str) -> dict:
+    from stylegan_plus.networks import export  # pylint: disable=import-outside-toplevel  (torch, only when asked)
+    try:
+        return export.load_safe(folder)
+    except (OSError, ValueError, ImportError) as err:    # UnsafeExportError is a ValueError
+        raise NetworkFileError(f'cannot load the exported snapshot {folder!r}: {err}') from err
 
 
 def load_networks(network_pkl: str, keys=('G_ema',), optional_keys=()) -> dict:

@@ -11,7 +11,7 @@ The contract (docs/plugins.md) is small on purpose:
 
 import torch
 
-from torch_utils import misc
+from torch_utils import misc, training_stats
 
 from stylegan_plus.sampling import prior as prior_lib
 
@@ -28,6 +28,9 @@ PLUGIN_HOOKS = ('accumulate_gradients', 'phases', 'decision', 'load_state_dict',
 
 # Keys of the official snapshot dict (and network keywords of the loop): an extra network may
 # not take one of these names, because it is saved under its name beside them.
+# The official statistic ADA adapts from (docs/compat.md section 6).
+REAL_SIGNS_STAT = 'Loss/signs/real'
+
 RESERVED_NETWORK_NAMES = ('G', 'D', 'G_ema', 'G_mapping', 'G_synthesis', 'augment_pipe', 'training_set_kwargs')
 
 
@@ -324,16 +327,32 @@ class _SignTally:
 # Official-style loss objects in the loop.
 
 class _OfficialLossHooks:
-    """The loop's hooks with their defaults around a loss object that has only `accumulate_gradients`."""
-    real_decisions = False  # its statistics are its own business; nothing is handed to ADA
+    """The loop's hooks with their defaults around a loss object that has only `accumulate_gradients`.
+
+    ADA: the official trainer adapts p from the statistic `Loss/signs/real` (docs/compat.md section
+    6), which an official-style loss writes with `training_stats.report`. The adapter listens to
+    the reports made during its `accumulate_gradients` calls and hands their signs to `ada_signs()`
+    as a LossPlugin does. A loss that never reports them is noticed by the loop (nothing arrives).
+    """
+    real_decisions = True   # unknown until it reports: the loop says so once if no signs arrive
 
     def __init__(self, loss, z_dim, z_dist=prior_lib.DEFAULT_Z_DIST):
         self._loss = loss
         self._z_dim = z_dim
         self.z_dist = z_dist
+        self._real_signs = _SignTally()
+
+    def _listen(self, name, value):
+        if name == REAL_SIGNS_STAT:
+            self._real_signs.add(torch.as_tensor(value).detach())
 
     def accumulate_gradients(self, *args, **kwargs):
-        return self._loss.accumulate_gradients(*args, **kwargs)
+        # Scoped to the call: only what this loss reports counts, whatever else reports the name.
+        training_stats._report_listeners.append(self._listen)   # pylint: disable=protected-access
+        try:
+            return self._loss.accumulate_gradients(*args, **kwargs)
+        finally:
+            training_stats._report_listeners.remove(self._listen)   # pylint: disable=protected-access
 
     def extra_modules(self):
         return {}
@@ -346,7 +365,8 @@ class _OfficialLossHooks:
         return prior_lib.draw_z(self.z_dist, n, self._z_dim, device)
 
     def ada_signs(self):
-        return None
+        """(count, sum) of the `Loss/signs/real` values the loss reported since the last call."""
+        return self._real_signs.take()
 
     def state_dict(self):
         return {}
@@ -358,7 +378,9 @@ class _OfficialLossHooks:
 
 def plugin_hooks(loss, z_dim, z_dist=prior_lib.DEFAULT_Z_DIST):
     """`loss` itself when it is a LossPlugin (or a ComposedLoss), else an adapter giving the hooks
-    their defaults (no extra networks, official phases, no state, no ADA signs).
+    their defaults (no extra networks, official phases, no state; ADA gets the `Loss/signs/real`
+    values the loss reports, as the official trainer reads them). The loop must call the returned
+    object's `accumulate_gradients` for those to be seen.
 
     z_dim, z_dist: the generator's latent size and the run's prior, used by the adapter's `sample_z`
     (a plugin gets `z_dist` from the loop as an attribute).

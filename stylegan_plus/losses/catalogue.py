@@ -17,7 +17,8 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
+
+from stylegan_plus.io import atomic
 
 from .declarations import LossOption, format_loss_rows
 
@@ -151,22 +152,14 @@ def _read(path, digest):
         return None
 
 
-def _write_atomically(path, data):
-    """Write JSON to `path` via a temporary file and rename; silently skip when the folder is not writable."""
+def _store(path, data):
+    """Write the catalogue JSON to `path` (atomically); silently skip when the folder is not writable."""
+    text = json.dumps(data, indent=1).encode('utf-8')
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.loss-catalogue-', suffix='.tmp', dir=os.path.dirname(path))
+        atomic.write_atomic(path, lambda f: f.write(text))
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass    # a cache: without it the next --help imports the registry again
 
 
 def _from_records(records):
@@ -202,5 +195,5 @@ def load_catalogue(use_cache=True):
     records = _records_from_registry()
     if records is None:
         return _from_live_registry()
-    _write_atomically(path, {'format': FORMAT_VERSION, 'digest': digest, 'losses': records})
+    _store(path, {'format': FORMAT_VERSION, 'digest': digest, 'losses': records})
     return _from_records(records)

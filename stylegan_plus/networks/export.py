@@ -19,6 +19,9 @@ constructor. Anything else is refused with `UnsafeExportError`.
 
 A snapshot dict (`training_set_kwargs`, G, D, G_ema, augment_pipe, and the loss plugin's extra
 networks) is exported as a folder with one file pair per network and an index `snapshot.json`.
+The index also carries the latent prior the snapshot records (`z_dist`, see
+`stylegan_plus.sampling.prior`), so tools sample an exported generator from the prior it was
+trained on; an export without one (official pickles record none) means normal.
 Exports are assembled in a temporary folder, checked by loading them back, and only then moved
 into place: a failed export leaves nothing behind.
 """
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import persistence
 
 FORMAT_NAME = 'stylegan-plus-safe-export'
@@ -409,7 +413,8 @@ def load_safe(path, device='cpu'):
     """Rebuild what `save_safe` wrote, without unpickling or running code from the files.
 
     path: the base name / `.json` of one network, or a snapshot folder. Returns the module
-    (eval mode, no grad, on `device`) or the snapshot dict (missing augment_pipe -> None).
+    (eval mode, no grad, on `device`) or the snapshot dict (missing augment_pipe -> None; `z_dist`
+    when the export records a prior).
     Raises UnsafeExportError, before building anything, for a file outside the allow-list/schema.
     """
     if os.path.isdir(path):
@@ -451,6 +456,8 @@ def _save_snapshot(data, folder, use_safetensors):
         index = dict(format=FORMAT_NAME, version=FORMAT_VERSION, networks=names,
                      training_set_kwargs=_to_json(data.get('training_set_kwargs'), 'training_set_kwargs',
                                                       networks=False))
+        if data.get(prior_lib.SNAPSHOT_KEY) is not None:
+            index[prior_lib.SNAPSHOT_KEY] = prior_lib.snapshot_z_dist(data)    # canonical; unknown names raise
         with open(os.path.join(staging, SNAPSHOT_INDEX), 'w', encoding='utf-8') as f:
             json.dump(index, f, indent=2, allow_nan=False)
         if os.path.isdir(folder):
@@ -473,8 +480,25 @@ def _load_snapshot(folder, device):
             or not all(isinstance(name, str) and _IDENTIFIER.match(name) for name in names):
         raise UnsafeExportError(f'{index_path} is not a {FORMAT_NAME} index (networks must be a list of identifiers)')
     data = dict(training_set_kwargs=_from_json(index.get('training_set_kwargs')))
+    z_dist = _index_z_dist(index, index_path)
     for name in SNAPSHOT_NETWORKS:
         data[name] = None
     for name in names:
         data[name] = _load_network(os.path.join(folder, name + '.json'), device)
+    if z_dist is not None:
+        data[prior_lib.SNAPSHOT_KEY] = z_dist
     return data
+
+
+def _index_z_dist(index, index_path):
+    """The prior an index records ('normal' or 'uniform'), or None when it records none (= normal).
+
+    Checked before any network is built: anything but a known prior name is refused.
+    """
+    if prior_lib.SNAPSHOT_KEY not in index:
+        return None
+    recorded = index[prior_lib.SNAPSHOT_KEY]
+    if not isinstance(recorded, str) or recorded not in prior_lib.Z_DISTS:
+        raise UnsafeExportError(f'{index_path}: {prior_lib.SNAPSHOT_KEY} = {recorded!r} is not a latent prior of this '
+                                f'version; accepted are {", ".join(prior_lib.Z_DISTS)}')
+    return recorded

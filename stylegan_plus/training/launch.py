@@ -26,7 +26,7 @@ from . import distributed, setup
 from . import training_loop as training_loop_lib
 from stylegan_plus.data.datasets import DatasetError
 from .run_dirs import create_run_dir
-from .snapshots import atomic_write
+from stylegan_plus.io import atomic
 
 
 def print_options(options):
@@ -40,7 +40,7 @@ def _save_options(options):
     """Write training_options.json atomically: the keywords `training_loop` receives (minus rank and
     the callables), with official class names."""
     encoded = json.dumps(options.to_json(), indent=2).encode('utf-8')
-    atomic_write(os.path.join(options.run_dir, 'training_options.json'), lambda f: f.write(encoded))
+    atomic.write_atomic(os.path.join(options.run_dir, 'training_options.json'), lambda f: f.write(encoded))
 
 
 @contextlib.contextmanager

@@ -59,6 +59,7 @@ class Trainer:
         self.tick_start_nimg = 0
         self.ada_pending = [0, 0.0]     # ADA sign statistics since the last adjustment, before a snapshot
         self.last_snapshot_nimg = None  # names a later snapshot of the same kimg apart (snapshots.snapshot_name)
+        self.ada_silence_noted = False  # the notice that an ADA interval brought no real-image signs is given once
         if self.state is not None:
             for key in ('cur_nimg', 'cur_tick', 'batch_idx', 'tick_start_nimg'):
                 setattr(self, key, int(self.state[key]))
@@ -233,7 +234,8 @@ class Trainer:
                 rounds = list(zip(reals, real_cs, gen_z.split(cfg.batch_gpu), gen_c.split(cfg.batch_gpu)))
                 self.timer.start(spec.name)
                 with misc.precision_context(cfg.precision, self.device):
-                    run_phase(self.loss, spec, self.modules, self.optimizers[spec.opt], rounds, gain=spec.interval)
+                    # Through the hooks: the adapter of an official-style loss listens to its reports there.
+                    run_phase(self.hooks, spec, self.modules, self.optimizers[spec.opt], rounds, gain=spec.interval)
                 self.timer.stop(spec.name)
 
         self._update_ema()
@@ -272,10 +274,21 @@ class Trainer:
         num, total = self.ada_pending
         self.ada_pending = [0, 0.0]
         if num == 0:
+            self._note_no_signs()
             return
         adjust = np.sign(total / num - cfg.ada_target) * (cfg.batch_size * cfg.ada_interval) / (cfg.ada_kimg * 1000)
         pipe = self.augment_pipe
         pipe.p.copy_((pipe.p + adjust).max(misc.constant(0, device=self.device)))
+
+    def _note_no_signs(self):
+        """Say once that an ADA interval brought no real-image signs. Whether an official-style loss
+        reports them shows only while it trains; p stays where it is until signs arrive."""
+        if self.ada_silence_noted:
+            return
+        self.ada_silence_noted = True
+        self.log(f'ADA cannot adapt: --loss={setup.describe_loss(self.loss)} reported no real-image signs '
+                 f'(Loss/signs/real) in {self.cfg.ada_interval} iterations; p stays at '
+                 f'{float(self.augment_pipe.p):g} until it does.')
 
     # --- Maintenance ----------------------------------------------------------------------------
 
@@ -354,6 +367,9 @@ class Trainer:
             rng=[entry['rng'] for entry in gathered],
             augment_p=float(self.augment_pipe.p.cpu()) if self.augment_pipe is not None else None,
             ada_pending=list(self.ada_pending),
+            # The last four make the run what it is: a resume without their flags takes them (resolve.py).
             options=dict(ada_kimg=cfg.ada_kimg, ema_rampup=cfg.ema_rampup, batch_size=cfg.batch_size,
-                         num_gpus=cfg.num_gpus, random_seed=cfg.random_seed),
+                         num_gpus=cfg.num_gpus, random_seed=cfg.random_seed,
+                         z_dist=prior_lib.canonical_z_dist(cfg.z_dist), g_steps=cfg.g_steps, d_steps=cfg.d_steps,
+                         lr_schedule=cfg.lr_schedule or 'none'),
         )

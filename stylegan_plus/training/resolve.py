@@ -271,6 +271,8 @@ def _resume_options(options, desc, values):
     else:
         options.resume_pkl, state_file, state = _resume_files(resume, values.get('outdir'))
         desc.append('resumecustom')
+        _take_recorded_options(values, resume_lib.recorded_options(options.resume_pkl, state), options.resume_pkl,
+                               full=state_file is not None)
     if state_file is None:
         # Weights only, as the official trainer: fast ADA adaptation, no EMA ramp-up.
         options.ada_kimg = 100
@@ -285,6 +287,47 @@ def _resume_options(options, desc, values):
     options.ada_kimg = saved.get('ada_kimg', 500)
     options.ema_rampup = saved.get('ema_rampup', options.ema_rampup)
     options.resume_state = state_file
+
+
+def _canonical_option(name, value, source):
+    """A RECORDED_OPTIONS value as resolve writes it (UserError naming `source` for a bad one)."""
+    if name == 'z_dist':
+        return _checked_z_dist(value, source)
+    if name == 'lr_schedule':
+        return _checked_lr_schedule(value, source)
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+             f'{source}={value!r}: must be an integer >= 1')
+    return value
+
+
+def _take_recorded_options(values, recorded, pkl, full):
+    """Make the options the resumed run recorded (`resume.RECORDED_OPTIONS`) the defaults of this one.
+
+    An option not given takes the recorded value (said once); one given with another value is
+    refused for the prior of a full resume (G would continue on latents it was not trained on)
+    and noted otherwise. The values are put into `values`, so plugins see them as given.
+    """
+    taken, changed = [], []
+    for name, value in recorded.items():
+        flag = '--' + name.replace('_', '-')
+        value = _canonical_option(name, value, f'{flag} recorded by {pkl}')
+        if values.get(name) is None:
+            values[name] = value
+            taken.append(f'{flag}={value}')
+            continue
+        wanted = _canonical_option(name, values[name], flag)
+        if wanted == value:
+            continue
+        _require(not (full and name == 'z_dist'),
+                 f'{flag}={wanted}: {pkl} was trained on the {value} prior, and a full resume continues that '
+                 f'training; leave {flag} out (or give {flag}={value}), or resume weights only from a copy of the '
+                 f'pickle without its training state')
+        changed.append(f'{flag} {value} -> {wanted}')
+    if taken:
+        print(f'Note: resuming with {", ".join(taken)}, as {pkl} records (give an option to change it).')
+    if changed:
+        print(f'Note: {pkl} was trained with other settings ({", ".join(changed)}); the resumed run uses the '
+              f'given ones.')
 
 
 def _resume_accepts():

@@ -20,6 +20,11 @@ The state file is written with `torch.save` and holds only plain data, so it loa
 `torch.load(weights_only=True)`. Before anything is built, a local pickle is scanned by an
 unpickler that imports nothing (`check_snapshot_file`), so a truncated pickle, a text file or a
 state file given as `--resume` is reported as what it is.
+
+Options that make a run what it is (`RECORDED_OPTIONS`: the latent prior, the G and D steps per
+iteration, the learning-rate schedule) are recorded with the snapshot: the prior in the pickle
+itself, all four in the training state. `recorded_options` reads them back, so that a resume
+without those flags continues with the recorded values instead of silently the defaults.
 """
 
 import glob
@@ -33,11 +38,15 @@ import torch
 
 import dnnlib
 from stylegan_plus.io.legacy_tf import load_network_pkl
+from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc
 
 from .snapshots import SNAPSHOT_PREFIX, STATE_PREFIX, parse_snapshot_name, state_name_for
 
 STATE_VERSION = 1
+# Options of a run that a resume takes over unless given (see resolve.py): state `options` keys,
+# the same as the train.py parameter names.
+RECORDED_OPTIONS = ('z_dist', 'g_steps', 'd_steps', 'lr_schedule')
 _RUN_ID_RE = re.compile(r'^\d+')
 
 
@@ -178,9 +187,18 @@ def _looks_like_snapshot(top):
     return isinstance(top, tuple) and len(top) == 3     # TensorFlow (G, D, Gs)
 
 
+_scanned_priors = {}        # (path, size, mtime) -> the prior entry a scanned pickle holds, or None
+
+
+def _file_key(path):
+    stat = os.stat(path)
+    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+
 def check_snapshot_file(path):
     """Raise ResumeError unless `path` reads as a complete network pickle (dict with G, D, G_ema or a
-    TensorFlow triplet). The pickle is scanned without importing or running anything."""
+    TensorFlow triplet). The pickle is scanned without importing or running anything; the prior
+    it records is kept for `recorded_options`, so the file is read once."""
     size = os.path.getsize(path)
     if size == 0:
         raise ResumeError(f'{path} is an empty file')
@@ -197,6 +215,28 @@ def check_snapshot_file(path):
     if not _looks_like_snapshot(top):
         raise ResumeError(f'{path} is a pickle of a {type(top).__name__}, not a network snapshot (it has no G, D '
                           f'and G_ema)')
+    _scanned_priors[_file_key(path)] = top.get(prior_lib.SNAPSHOT_KEY) if isinstance(top, dict) else None
+
+
+def recorded_options(pkl_path, state):
+    """The `RECORDED_OPTIONS` the run of a snapshot was trained with: dict name -> value as recorded.
+
+    pkl_path: the resumed pickle (its prior is read from the scan of `check_snapshot_file`; URLs
+    and official pickles record none); state: its training state or None (states of older
+    versions record only some options). Values are as written (the caller checks them).
+    """
+    recorded = {}
+    saved = dict(state.get('options', {})) if state is not None else {}
+    for name in RECORDED_OPTIONS:
+        if name in saved:
+            recorded[name] = saved[name]
+    if pkl_path is not None and not dnnlib.util.is_url(pkl_path, allow_file_urls=True) and os.path.isfile(pkl_path):
+        key = _file_key(pkl_path)
+        if key not in _scanned_priors:
+            check_snapshot_file(pkl_path)
+        if _scanned_priors[key] is not None:    # the pickle is what the weights were trained on
+            recorded[prior_lib.SNAPSHOT_KEY] = _scanned_priors[key]
+    return recorded
 
 
 # --- Pairing a pickle with its state --------------------------------------------------------------

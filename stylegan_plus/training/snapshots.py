@@ -1,4 +1,4 @@
-"""Network snapshots and their training states: names, atomic writes, the pairing tag, leftovers.
+"""Network snapshots and their training states: names, writing them in pairs, leftovers of killed runs.
 
 `network-snapshot-{kimg:06d}.pkl` is a `pickle.dump` of a plain dict whose first keys are, in
 order, `training_set_kwargs`, `G`, `D`, `G_ema`, `augment_pipe` (what official tools and
@@ -18,35 +18,31 @@ SHA-256 are taken while it is written); then the training state, which records t
 appears without its state, a crash leaves at worst temporaries and a state without a pickle, and
 `resume.py` can check that the state beside a pickle was written for it.
 
-Temporary names carry the writer's pid and host, so the next start can tell the leftovers of a
-killed run (`remove_stale_temps`) from files another live run is writing.
+Temporary names (`stylegan_plus.io.atomic`, which does every write) carry the writer's pid and
+host, so the next start can tell the leftovers of a killed run (`remove_stale_temps`) from files
+another live run is writing.
 """
 
 import copy
-import fnmatch
-import hashlib
 import os
 import pickle
 import re
-import secrets
 import socket
 import time
 
 import torch
 
+from stylegan_plus.io import atomic
 from stylegan_plus.sampling import prior as prior_lib
 
 from .official_names import to_official
 
 SNAPSHOT_PREFIX = 'network-snapshot-'
 STATE_PREFIX = 'training-state-'
-# Fault-injection hook for tests: a write whose target name matches this pattern stops half-way
-# and sleeps (after creating the marker file), so a test can kill the process mid-write.
-PAUSE_ENV = 'STYLEGAN_PLUS_TEST_PAUSE_WRITE'
-PAUSE_MARKER_ENV = 'STYLEGAN_PLUS_TEST_PAUSE_MARKER'
 STALE_AFTER_S = 3600        # a temporary untouched this long is not being written any more
 
 _NAME_RE = re.compile(r'^' + re.escape(SNAPSHOT_PREFIX) + r'(\d+)(?:_(\d{3}))?\.pkl$')
+# Temporaries of `atomic.temp_name` (`<target>.tmp-<pid>-<hex>-<host>`) and of older versions (mkstemp's).
 _TEMP_RE = re.compile(r'^(?P<target>(?:' + re.escape(SNAPSHOT_PREFIX) + '|' + re.escape(STATE_PREFIX) + r')[^/]+?)'
                       r'\.tmp(?:-(?P<pid>\d+)-[0-9a-f]+-(?P<host>.+)|[a-z0-9_]{6,})$')
 
@@ -82,121 +78,9 @@ def state_name_for(snapshot_path):
     return os.path.join(folder, STATE_PREFIX + name[len(SNAPSHOT_PREFIX):-len('.pkl')] + '.pt')
 
 
-# --- Atomic writes -----------------------------------------------------------------------------
-
-
-class _Sink:
-    """Write-only file wrapper that measures (size, SHA-256) what passes through it."""
-
-    def __init__(self, f, pause):
-        self._f = f
-        self._pause = pause
-        self.size = 0
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data):
-        view = memoryview(data).cast('B')
-        if self._pause:
-            self._f.write(view[:max(len(view) // 2, 1)])
-            self._f.flush()
-            _pause_forever()
-        self._f.write(view)
-        self.sha256.update(view)
-        self.size += len(view)
-        return len(view)
-
-    def flush(self):
-        self._f.flush()
-
-
-def _pause_requested(path):
-    pattern = os.environ.get(PAUSE_ENV)
-    return bool(pattern) and fnmatch.fnmatch(os.path.basename(path), pattern)
-
-
-def _pause_forever():
-    marker = os.environ.get(PAUSE_MARKER_ENV)
-    if marker:      # written whole (rename), so a test never reads it half-written
-        with open(marker + '.part', 'w') as f:
-            f.write(str(os.getpid()))
-        os.replace(marker + '.part', marker)
-    while True:
-        time.sleep(3600)
-
-
-def _temp_name(path):
-    # pid and host let a later start decide whether the writer is still alive.
-    return f'{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}-{socket.gethostname()}'
-
-
-def _discard(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
-def _sync_folder(folder):
-    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_temp(path, write_fn):
-    """Call `write_fn(file)` on a new temporary file beside `path` and sync it to disk.
-
-    Returns (temporary path, size in bytes, SHA-256 hex digest). The file gets the permissions of
-    any file the user creates (the umask applies); it is removed again if `write_fn` fails.
-    """
-    path = os.path.abspath(path)
-    while True:
-        tmp = _temp_name(path)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            sink = _Sink(f, pause=_pause_requested(path))
-            write_fn(sink)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        _discard(tmp)
-        raise
-    return tmp, sink.size, sink.sha256.hexdigest()
-
-
-def publish(tmp, path):
-    """Rename a finished temporary file over `path` (atomic) and make the rename durable."""
-    os.replace(tmp, path)
-    _sync_folder(os.path.dirname(os.path.abspath(path)))
-
-
-def atomic_write(path, write_fn):
-    """Call `write_fn(file)` on a temporary file beside `path`, then rename it to `path`.
-
-    Returns (size, SHA-256 hex digest) of what was written. `path` is never seen half-written.
-    """
-    tmp, size, digest = write_temp(path, write_fn)
-    try:
-        publish(tmp, path)
-    except BaseException:
-        _discard(tmp)
-        raise
-    return size, digest
-
-
-# --- Snapshot contents -------------------------------------------------------------------------
+# --- Snapshot contents and writes ----------------------------------------------------------------
+# Every file goes through stylegan_plus.io.atomic (temporary beside the target, fsync, rename,
+# folder sync); `write_pair` takes its steps one by one to put the state between them.
 
 
 def _frozen_copy(module):
@@ -221,12 +105,12 @@ def snapshot_data(training_set_kwargs, G, D, G_ema, augment_pipe, extras, z_dist
 
 def write_snapshot(path, data):
     """Pickle `data` to `path` atomically; returns (size, SHA-256 hex digest) of the file."""
-    return atomic_write(path, lambda f: pickle.dump(data, f))
+    return tuple(atomic.write_atomic(path, lambda f: pickle.dump(data, f), digest=True))
 
 
 def write_state(path, state):
     """torch.save `state` (plain data) to `path` atomically."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    atomic.write_atomic(path, lambda f: torch.save(state, f))
 
 
 def write_pair(pkl_path, data, state):
@@ -235,12 +119,12 @@ def write_pair(pkl_path, data, state):
     `state` gets `snapshot_bytes` and `snapshot_sha256` of the pickle added. Order: pickle to a
     temporary file, state into place, pickle into place (see the module docstring).
     """
-    tmp, size, digest = write_temp(pkl_path, lambda f: pickle.dump(data, f))
+    tmp, written = atomic.write_temp(pkl_path, lambda f: pickle.dump(data, f), digest=True)
     try:
-        write_state(state_name_for(pkl_path), dict(state, snapshot_bytes=size, snapshot_sha256=digest))
-        publish(tmp, pkl_path)
+        write_state(state_name_for(pkl_path), dict(state, snapshot_bytes=written.size, snapshot_sha256=written.sha256))
+        atomic.publish(tmp, pkl_path)
     except BaseException:
-        _discard(tmp)
+        atomic.discard(tmp)
         raise
 
 

@@ -126,7 +126,8 @@ def test_ada_signs_count_what_report_scores_saw():
     blind = type('Blind', (HingeLoss,), {'real_decisions': False})('cpu', G=run.modules['G'], D=run.modules['D'])
     blind.report_scores('real', torch.ones([2, 1]))
     assert blind.ada_signs() is None
-    assert base.plugin_hooks(object(), z_dim=2).ada_signs() is None     # an official-style loss hands over nothing
+    # An official-style loss hands over what it reports under Loss/signs/real (nothing here).
+    assert base.plugin_hooks(object(), z_dim=2).ada_signs() == (0, 0.0)
 
 #----------------------------------------------------------------------------
 # The contract's rules.

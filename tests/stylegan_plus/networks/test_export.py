@@ -9,9 +9,12 @@ import subprocess
 import sys
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
+from click.testing import CliRunner
 
+from stylegan_plus.io import images
 from stylegan_plus.networks import dcgan, encoders, export, mlp
 from torch_utils import persistence
 from tests.test_generate_plain import plain_snapshot
@@ -316,3 +319,72 @@ def test_weights_file_holds_no_code(tmp_path):
         for name in (f'G.{ext}', 'G.json'):
             raw = (tmp_path / name).read_bytes()
             assert b'persistence' not in raw and b'class Generator' not in raw and b'import ' not in raw
+
+#----------------------------------------------------------------------------
+# The latent prior travels with the export (generate.py / style_mixing.py read it).
+
+def test_snapshot_prior_round_trips_and_unknown_priors_are_refused(tmp_path):
+    data = make_snapshot()
+    export.save_safe(data, tmp_path / 'official', use_safetensors=False)   # an official pickle records none
+    assert 'z_dist' not in json.loads((tmp_path / 'official' / 'snapshot.json').read_text())
+    assert 'z_dist' not in export.load_safe(tmp_path / 'official')
+    for recorded, expected in [('uniform', 'uniform'), ('normal', 'normal'), ('gaussian', 'normal')]:
+        export.save_safe(dict(data, z_dist=recorded), tmp_path / recorded, use_safetensors=False)
+        assert json.loads((tmp_path / recorded / 'snapshot.json').read_text())['z_dist'] == expected
+        assert export.load_safe(tmp_path / recorded)['z_dist'] == expected
+    with pytest.raises(ValueError, match="z_dist='cauchy'"):
+        export.save_safe(dict(data, z_dist='cauchy'), tmp_path / 'bad', use_safetensors=False)
+    assert not (tmp_path / 'bad').exists()
+
+    index_path = tmp_path / 'uniform' / 'snapshot.json'
+    index = json.loads(index_path.read_text())
+    for value in ('cauchy', 'gaussian', 3, None, ['uniform']):    # only canonical names are read back
+        index_path.write_text(json.dumps(dict(index, z_dist=value)))
+        with pytest.raises(export.UnsafeExportError, match=r'z_dist = .* accepted are normal, uniform'):
+            export.load_safe(tmp_path / 'uniform')
+
+
+@pytest.fixture
+def uniform_export(tmp_path):
+    """A StyleGAN2 snapshot trained (so it records) on the uniform prior, exported code-free."""
+    folder = tmp_path / 'safe'
+    export.save_safe(dict(make_snapshot(), z_dist='uniform'), folder)
+    return folder
+
+
+def _uniform_z(seed, z_dim=8):
+    return np.random.RandomState(seed).uniform(-1.0, 1.0, size=(1, z_dim))
+
+
+def test_generate_from_an_export_draws_the_recorded_prior(uniform_export, tmp_path):
+    import generate  # pylint: disable=import-outside-toplevel
+    vectors = tmp_path / 'v.npz'
+    result = CliRunner().invoke(generate.generate_images, [f'--network={uniform_export}', '--seeds=0,3',
+                                                          f'--outdir={tmp_path / "out"}', f'--vector-out={vectors}',
+                                                          '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    assert 'Latents: uniform prior, as the snapshot records' in result.output
+    with np.load(vectors) as saved:
+        np.testing.assert_array_equal(saved['z'], np.concatenate([_uniform_z(0), _uniform_z(3)]))
+
+
+def test_style_mixing_from_an_export_draws_the_recorded_prior(uniform_export, tmp_path):
+    import style_mixing  # pylint: disable=import-outside-toplevel
+    result = CliRunner().invoke(style_mixing.generate_style_mix, [f'--network={uniform_export}', '--rows=0',
+                                                                  '--cols=1', f'--outdir={tmp_path}', '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    G = export.load_safe(uniform_export)['G_ema']
+    with torch.no_grad():
+        w = G.mapping(torch.from_numpy(_uniform_z(1)).float(), None)
+        expected = images.to_uint8(G.synthesis(w, noise_mode='const'))[0]
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(tmp_path / '1-1.png')), expected)
+
+
+def test_tools_name_a_damaged_export(uniform_export, tmp_path):
+    import generate  # pylint: disable=import-outside-toplevel
+    index = uniform_export / 'snapshot.json'
+    index.write_text(index.read_text().replace('"uniform"', '"cauchy"'))
+    result = CliRunner().invoke(generate.generate_images, [f'--network={uniform_export}', '--seeds=0',
+                                                          f'--outdir={tmp_path / "out"}', '--device=cpu'])
+    assert result.exit_code == 2 and 'Traceback' not in result.output
+    assert 'cannot load the exported snapshot' in result.output and "'cauchy'" in result.output

@@ -4,7 +4,7 @@ newest complete pair and end exactly where an uninterrupted run ends (max differ
 it cannot; the next start removes the temporaries the killed run left.
 
 The writer pauses half-way through the chosen file when STYLEGAN_PLUS_TEST_PAUSE_WRITE names it
-(see stylegan_plus/training/snapshots.py), so the kill always lands mid-write.
+(see stylegan_plus/io/atomic.py), so the kill always lands mid-write.
 """
 
 import glob
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from stylegan_plus.training import snapshots
+from stylegan_plus.io import atomic
 from tests.stylegan_plus.training.test_train_utils import REPO, load_pickle, make_point_dataset, max_weight_difference, run_train
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def kill_while_writing(outdir, data, target, tmp_path):
     """Start a run that pauses half-way through writing `target`; SIGKILL it there."""
     marker = tmp_path / 'paused'
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env.update({snapshots.PAUSE_ENV: target, snapshots.PAUSE_MARKER_ENV: str(marker)})
+    env.update({atomic.PAUSE_ENV: target, atomic.PAUSE_MARKER_ENV: str(marker)})
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'train.py'), f'--outdir={outdir}', f'--data={data}',
                              *COMMON], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300

@@ -225,3 +225,33 @@ def test_failed_run_folder_is_removed_only_when_ours_and_worthless(tmp_path):
     (outdir / '00004-d' / 'training_options.json').write_text('{"run_dir": "somewhere/else"}')
     assert not run_dirs.remove_failed_run_dir(other, before) and os.path.isdir(other)
     assert not run_dirs.remove_failed_run_dir(None, before)
+
+
+def test_recorded_options_come_from_the_pickle_and_the_state(tmp_path, capsys):
+    from stylegan_plus.training import resolve  # pylint: disable=import-outside-toplevel
+    take = resolve._take_recorded_options  # pylint: disable=protected-access
+    from stylegan_plus.training.options import UserError  # pylint: disable=import-outside-toplevel
+    pkl = str(tmp_path / 'network-snapshot-000004.pkl')
+    options = dict(z_dist='normal', g_steps=2, d_steps=1, lr_schedule='none', batch_size=8)
+    snapshots.write_pair(pkl, dict(SNAPSHOT, z_dist='uniform'), {'version': resume_lib.STATE_VERSION,
+                                                                  'options': options})
+    state, _note = resume_lib.check_pair(pkl, snapshots.state_name_for(pkl))
+    # The pickle's prior wins over the state's: the weights were trained on it.
+    assert resume_lib.recorded_options(pkl, state) == dict(z_dist='uniform', g_steps=2, d_steps=1, lr_schedule='none')
+    assert resume_lib.recorded_options(pkl, None) == dict(z_dist='uniform')
+    official = tmp_path / 'official.pkl'
+    with open(official, 'wb') as f:
+        pickle.dump(SNAPSHOT, f)
+    assert resume_lib.recorded_options(str(official), None) == {}
+    assert resume_lib.recorded_options('https://example.com/x.pkl', None) == {}
+
+    values = dict(z_dist=None, g_steps=None, d_steps=3, lr_schedule=None)
+    take(values, resume_lib.recorded_options(pkl, state), pkl, full=True)
+    assert values == dict(z_dist='uniform', g_steps=2, d_steps=3, lr_schedule='none')
+    out = capsys.readouterr().out
+    assert f'resuming with --z-dist=uniform, --g-steps=2, --lr-schedule=none, as {pkl} records' in out
+    assert '(--d-steps 1 -> 3)' in out
+    with pytest.raises(UserError, match=r'--z-dist=normal: .* was trained on the uniform prior'):
+        take(dict(z_dist='gaussian'), dict(z_dist='uniform'), pkl, full=True)
+    with pytest.raises(UserError, match=r"--z-dist recorded by .*=cauchy: accepted are normal, uniform"):
+        take({}, dict(z_dist='cauchy'), pkl, full=False)

@@ -203,3 +203,54 @@ def test_networks_that_do_not_fit_fail_cleanly_and_leave_no_run_folder(runs, tmp
     assert f'the networks of {pkl} do not fit' in ' '.join(proc.stderr.split())
     assert 'Removed the run folder' in proc.stderr
     assert os.listdir(tmp_path / 'runs') == []      # the folder the failed run created is gone
+
+
+# --- Options the resumed run recorded ----------------------------------------------------------------
+
+# The run's own options without the prior and the schedule (which the runs above were trained with).
+PLAIN = [a for a in COMMON if not a.startswith(('--testx-prior', '--lr-schedule'))]
+
+
+def dry_run(outdir, data, *args):
+    """(exit code, output with lines joined, options dict or None) of an in-process `train.py --dry-run`."""
+    argv = [f'--outdir={outdir}', f'--data={data}', *PLAIN, '--nimg=96', *args, '--dry-run']
+    result = CliRunner().invoke(train.build_command(argv), argv)
+    options = None
+    if result.exit_code == 0:
+        options = json.JSONDecoder().raw_decode(result.output.split('Training options:\n', 1)[1])[0]
+    return result.exit_code, ' '.join(result.output.split()), options
+
+
+def test_resume_without_the_flags_keeps_the_recorded_prior_and_schedule(runs, copied_b1):
+    _root, data, _dirs = runs
+    pkl = copied_b1 / 'network-snapshot-000000_048.pkl'
+    code, output, options = dry_run(copied_b1.parent, data, '--resume=latest')
+    assert code == 0, output
+    assert options['resume_state'] == str(copied_b1 / 'training-state-000000_048.pt')
+    assert options['z_dist'] == 'uniform' and options['lr_schedule'] == 'step:0.5:5' and options['g_steps'] == 2
+    assert output.count('Note: resuming with') == 1
+    assert (f'Note: resuming with --z-dist=uniform, --g-steps=2, --d-steps=1, --lr-schedule=step:0.5:5, as {pkl} '
+            f'records (give an option to change it).') in output
+
+    # Given explicitly: another schedule is the user's choice (noted); another prior is refused.
+    code, output, options = dry_run(copied_b1.parent, data, '--resume=latest', '--lr-schedule=none', '--d-steps=2')
+    assert code == 0, output
+    assert 'lr_schedule' not in options and options['d_steps'] == 2 and options['z_dist'] == 'uniform'
+    assert f'{pkl} was trained with other settings (--d-steps 1 -> 2, --lr-schedule step:0.5:5 -> none)' in output
+    code, output, _options = dry_run(copied_b1.parent, data, f'--resume={pkl}', '--z-dist=normal')
+    assert code == 2 and 'Traceback' not in output
+    assert f'--z-dist=normal: {pkl} was trained on the uniform prior' in output and 'leave --z-dist out' in output
+
+
+def test_weights_only_resume_takes_the_prior_of_the_pickle(runs, tmp_path):
+    _root, data, dirs = runs
+    pkl = tmp_path / 'no-state.pkl'      # no training state beside it: weights only
+    shutil.copy(last_snapshot(dirs['B1']), pkl)
+    code, output, options = dry_run(tmp_path / 'runs', data, f'--resume={pkl}')
+    assert code == 0, output
+    assert 'resume_state' not in options and options['z_dist'] == 'uniform' and 'lr_schedule' not in options
+    assert f'Note: resuming with --z-dist=uniform, as {pkl} records' in output
+    # A new run from these weights may pick another prior: said, not refused (the loop says it again).
+    code, output, options = dry_run(tmp_path / 'runs', data, f'--resume={pkl}', '--z-dist=normal')
+    assert code == 0, output
+    assert 'z_dist' not in options and f'{pkl} was trained with other settings (--z-dist uniform -> normal)' in output

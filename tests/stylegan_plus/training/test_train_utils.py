@@ -18,6 +18,7 @@ import torch
 
 from stylegan_plus.data import make_digits
 import dnnlib
+from stylegan_plus.io import atomic
 from stylegan_plus.training import data as data_lib, grids, progress, resume as resume_lib, snapshots
 from stylegan_plus.data.dataset import ImageFolderDataset
 from torch_utils import misc
@@ -122,7 +123,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     def crash(_f):
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        snapshots.atomic_write(str(path), crash)
+        atomic.write_atomic(str(path), crash)
     assert load_plain_pickle(path) == {'a': 1}
     assert os.listdir(tmp_path) == [path.name]      # no temporary file left behind
     assert oct(os.stat(path).st_mode & 0o777) != oct(0o600)
