@@ -7,7 +7,8 @@ Protocol (docs/benchmarks.md Q2, Dist-GAN paper section 4.1): 25 Gaussians at (2
 ReLU, z_dim 2 with z ~ U[-1, 1] (so lambda_w = sqrt(d_z / d_x) = 1), lambda_r = lambda_p = 0.1,
 5 D steps per iteration, the gradient penalty on the RMS of the gradient and L_R as a mean over
 dimensions (the code's forms), Adam lr 1e-3 with beta1 = 0.8, batch 128, the code's learning-rate
-decay x0.9 every 10 000 iterations (`--lr-schedule=step:0.9:10000`), and reconstructions
+decay x0.9 every 10 000 global steps, 7 of which make one iteration (R, 5 D, G), i.e. every
+1 429 iterations (`--lr-schedule=step:0.9:1429`), each D step on its own real batch, and reconstructions
 counted as real with the weight 1 of the paper's Eq. 5 (`--dist-recon-weight=1`; the plugin's
 default 0.05 comes from the authors' image code, and on this grid it left Dist-GAN at 13 of 25
 modes after 50 epochs). These are the plugin's `--cfg=toy` defaults, given explicitly here. The
@@ -41,7 +42,7 @@ LOSS_PREFIX = 'benchmarks.common.toy_losses.'
 METHODS = {
     'gan': [f'--loss={LOSS_PREFIX}GANGrid'],
     'dist': [f'--loss={LOSS_PREFIX}DistGrid', '--dist-lambda-r=0.1', '--dist-gp=0.1', '--dist-recon-weight=1',
-             '--z-dist=uniform', '--d-steps=5', '--lr-schedule=step:0.9:10000', '--dist-gp-norm=rms',
+             '--z-dist=uniform', '--d-steps=5', '--lr-schedule=step:0.9:1429', '--dist-gp-norm=rms',
              '--dist-recon-mean=1'],
 }
 PROTOCOLS = {

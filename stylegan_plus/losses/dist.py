@@ -33,16 +33,19 @@ Reading (docs/methods.md, paper 003, and the authors' code where the paper is si
 - Loop options this plugin sets on `--cfg=toy` unless given (`adjust_training_options`), the
   authors' 2-D settings: `--z-dist=uniform` (U[-1, 1], the paper's section 4.1 and the code; the
   loop records it in every snapshot, so generate.py, the metrics and the benchmarks draw from
-  it), `--d-steps=5`, `--lr-schedule=step:0.9:10000` (the code's decay of every learning rate
-  by 0.9 every 10 000 steps). Other configs keep the loop's defaults (normal prior, one D step,
+  it), `--d-steps=5` (each D step on a real batch of its own, as in the code), and
+  `--lr-schedule=step:0.9:1429`: the code decays every learning rate by 0.9 every 10 000
+  *global* steps, and its three solvers (R, 5 x D, G) all advance that one counter, 7 per
+  iteration, so the rates fall by 0.9 every 10 000 / 7 = 1 429 iterations (x0.24 by epoch 50;
+  the code's decay is continuous, ours a staircase of the same rate). Other configs keep the loop's defaults (normal prior, one D step,
   constant rates).
 
 Deviations from the authors' code kept, and why:
 - The prior stays N(0, I) on images: the paper's image experiments and the official presets the
   other losses are compared with use it; `--z-dist=uniform` gives the paper's.
-- The D steps of one iteration share the iteration's real batch (the loop fetches one); the code
-  draws a real batch per D step. The loop's real batch is what keeps every loss on the official
-  data order and kimg count.
+- kimg counts iterations (the G side), as for every loss: with 5 D steps an iteration reads 6
+  real batches (the first D step's is the iteration's own), as the code's epochs of 391
+  iterations do.
 - The decay counts loop iterations (one AE, five D and one G step each), not D's optimizer
   steps: the loop applies one schedule to every optimizer.
 - The 2-D code counts reconstructions as fake with weight 0.5 and uses a sigmoid cross-entropy
@@ -85,7 +88,7 @@ AE_PHASE = 'AEmain'     # this plugin's own phase: the autoencoder step
 # 2-12 of 25 modes uncovered in Q2.
 TOY_DEFAULTS = dict(dist_lambda_r=0.1, dist_gp=0.1, dist_recon_weight=1.0)
 # ... and the loop options of the authors' 2-D code (training-options keys).
-TOY_LOOP_DEFAULTS = dict(z_dist='uniform', d_steps=5, lr_schedule='step:0.9:10000')
+TOY_LOOP_DEFAULTS = dict(z_dist='uniform', d_steps=5, lr_schedule='step:0.9:1429')
 
 #----------------------------------------------------------------------------
 # Loss terms as functions of tensors (hand-checked in tests/stylegan_plus/losses/test_loss_dist.py).

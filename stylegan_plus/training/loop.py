@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from stylegan_plus.losses.phases import run_phase
+from stylegan_plus.losses.phases import Phase, run_phase
 from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc, training_stats
 
@@ -212,8 +212,7 @@ class Trainer:
     def _iteration(self):
         cfg = self.cfg
         with torch.autograd.profiler.record_function('data_fetch'):
-            images, labels = next(self.data_iter)
-            reals, real_cs = data_lib.prepare_reals(images, labels, self.device, cfg.batch_gpu, self.points)
+            reals, real_cs = self._next_reals()
             executions = sum(spec.repeat for spec in self.phases)
             z, c = data_lib.draw_fakes_inputs(self.hooks, self.dataset,
                                               seed=data_lib.iteration_seed(cfg.random_seed, self.batch_idx),
@@ -226,11 +225,16 @@ class Trainer:
             lr_lib.apply_factor(self.optimizers, self.configured_lrs, self.lr_factor())
         slot = 0
         for spec in self.phases:
-            for _repeat in range(spec.repeat):
+            for repeat in range(spec.repeat):
                 gen_z, gen_c = z_slices[slot], c_slices[slot]
                 slot += 1
                 if self.batch_idx % spec.interval != 0:
                     continue
+                if repeat > 0 and spec.name in Phase.mains('D'):
+                    # `--d-steps` > 1: each extra D step gets a real batch of its own, as n-critic loops
+                    # (WGAN, Dist-GAN's 2-D code) draw one per critic step. kimg still counts iterations.
+                    with torch.autograd.profiler.record_function('data_fetch'):
+                        reals, real_cs = self._next_reals()
                 rounds = list(zip(reals, real_cs, gen_z.split(cfg.batch_gpu), gen_c.split(cfg.batch_gpu)))
                 self.timer.start(spec.name)
                 with misc.precision_context(cfg.precision, self.device):
@@ -240,10 +244,16 @@ class Trainer:
 
         self._update_ema()
         self.cur_nimg += cfg.batch_size
-        self.consumed += cfg.batch_size
         self.batch_idx += 1
         if self.ada_adapts and self.batch_idx % cfg.ada_interval == 0:
             self._adapt_augment()
+
+    def _next_reals(self):
+        """The loader's next batch as per-round reals and labels on the device (data.prepare_reals).
+        Counts it in `consumed` (global indices), the sampler position a snapshot records."""
+        images, labels = next(self.data_iter)
+        self.consumed += self.cfg.batch_size
+        return data_lib.prepare_reals(images, labels, self.device, self.cfg.batch_gpu, self.points)
 
     def lr_factor(self):
         """The learning-rate multiplier of the current iteration (1.0 without `--lr-schedule`)."""

@@ -2,7 +2,7 @@
 
 Spellings: `none` (constant, the official loop) or `step:FACTOR:EVERY`, which multiplies every
 optimizer's learning rate by FACTOR once every EVERY iterations (Dist-GAN's 2-D code decays by
-0.9 every 10 000 steps: `step:0.9:10000`). The factor in force at iteration `batch_idx` is
+0.9 every 10 000 of its global steps, 7 to an iteration: `step:0.9:1429`). The factor in force at iteration `batch_idx` is
 `FACTOR ** (batch_idx // EVERY)`, a function of the iteration count alone, so a resumed run
 continues on exactly the rates of the uninterrupted one without any saved state: the loop keeps
 each parameter group's configured rate and sets `configured * factor` before the phases run.

@@ -44,7 +44,8 @@ def training_loop(
                            over batch_size // (batch_gpu * num_gpus) such rounds
       device               'cuda', 'cpu', or None for CUDA whenever it is available
       g_steps              how many times the G main phase runs per iteration (1 = official)
-      d_steps              likewise the D main phase (1 = official); each execution draws its own latents
+      d_steps              likewise the D main phase (1 = official); each execution draws its own latents,
+                           and each one after the first its own real batch (n-critic loops)
       z_dist               the latent prior: 'normal' (N(0, I), official; also None) or 'uniform'
                            (U[-1, 1]); the loss draws from it and every snapshot records it
       lr_schedule          None/'none' (constant rates, official) or 'step:FACTOR:EVERY': every

@@ -17,10 +17,11 @@ from click.testing import CliRunner
 import dnnlib
 import generate
 import train
+from stylegan_plus.losses.base import LossPlugin
 from stylegan_plus.losses.phases import default_phases
 from stylegan_plus.networks import mlp
 from stylegan_plus.sampling import prior
-from stylegan_plus.training import lr_schedule, options as options_lib, setup, snapshots
+from stylegan_plus.training import lr_schedule, options as options_lib, resolve, setup, snapshots, training_loop
 from stylegan_plus.training.options import TrainingOptions
 from tests.stylegan_plus.training.test_train_utils import make_point_dataset
 
@@ -83,7 +84,7 @@ def test_bad_values_are_usage_errors(points, tmp_path, args, message):
 
 def test_dist_toy_defaults_and_given_values(points, tmp_path):
     opts = dry_run(points, tmp_path, '--loss=dist')
-    assert (opts['z_dist'], opts['d_steps'], opts['lr_schedule']) == ('uniform', 5, 'step:0.9:10000')
+    assert (opts['z_dist'], opts['d_steps'], opts['lr_schedule']) == ('uniform', 5, 'step:0.9:1429')
     assert not {'dist_prior', 'dist_d_steps'} & set(opts['loss_kwargs'])
     # Given values win over the plugin's paper defaults, also the official ones (then not written).
     opts = dry_run(points, tmp_path, '--loss=dist', '--z-dist=normal', '--d-steps=2', '--lr-schedule=none')
@@ -253,3 +254,40 @@ def test_metrics_draw_fakes_from_the_prior(z_dist):
     else:
         torch.manual_seed(1)
         assert torch.equal(z, torch.randn([2000, 3]))     # the official draw
+
+#----------------------------------------------------------------------------
+# --d-steps: each extra D step reads a real batch of its own.
+
+
+SEEN_REALS = []     # the real batch of every D main execution of the run below
+
+
+class RecordingLoss(LossPlugin):
+    """Trains nothing; keeps each D main step's real batch in SEEN_REALS."""
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        if phase.network == 'D' and phase.is_main:
+            SEEN_REALS.append(real_img.detach().clone())
+        net = self.D if phase.network == 'D' else self.G
+        sum(p.sum() for p in net.parameters()).mul(0).backward()    # zero gradients for the optimizer step
+
+
+def test_extra_d_steps_read_their_own_real_batches(points, tmp_path):
+    batch, iterations = 8, 2
+    options = resolve.resolve_options(dict(data=points, cfg='toy', batch=batch, metrics=[], device='cpu', workers=1,
+                                           nimg=batch * iterations, snap=100, d_steps=3,
+                                           kimg_per_tick=batch * iterations / 1000,
+                                           loss=f'{__name__}.RecordingLoss'), given={'d_steps'})
+    kwargs = options.loop_kwargs()
+    kwargs.data_loader_kwargs = dict(num_workers=0)
+    kwargs.image_snapshot_ticks = None
+    SEEN_REALS.clear()
+    training_loop.training_loop(rank=0, run_dir=str(tmp_path), **kwargs)
+    seen = SEEN_REALS
+    assert len(seen) == 3 * iterations
+    # Six D steps, six different batches (the points are random: equal batches would be a re-use).
+    assert all(not torch.equal(seen[i], seen[j]) for i in range(len(seen)) for j in range(i))
+    # All of them come from the data set.
+    data = torch.from_numpy(np.load(points))
+    for reals in seen:
+        assert all(any(torch.allclose(row, d) for d in data) for row in reals)
