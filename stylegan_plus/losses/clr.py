@@ -15,25 +15,36 @@ that made a fake; G reconstructs reals from phi(x_real) through its mapping netw
 - dist: `mse` (default; mean of squares over all elements, the authors' release and the variant
   behind the paper's StyleGAN2 results) or `l1` (per-sample sum of absolute values, batch mean,
   the paper's Eq. 6/8).
-- phi: a StyleGAN2 discriminator whose epilogue fc width equals z_dim predicts z with the fc
-  output itself (no new parameters, as in the authors' release, whose configs all have
-  z_dim = 512 = fc width). Otherwise (a wider StyleGAN2 fc, DCGAN, MLP) a linear head `clr_head`
-  (torch.nn.Linear, features -> z_dim) is registered as an extra network: trained with D by D's
-  optimizer (it joins every phase that trains D), saved in snapshots and resumed with them.
-- A D with fewer features F than z_dim is refused (before training, with the widths and the
-  options that fix it): a linear map from F features spans only F of the z_dim directions, so
-  the latent error cannot fall much below its starting value (on a 64-wide tiny StyleGAN2 with
-  z_dim 512 it stayed at 1.00 in Q6) and G would be asked to rebuild every real from a latent
-  that says little about it. Make min(cbase / 4, cmax) >= z_dim, or give G z_dim = w_dim = F
-  (the authors' layout; `benchmarks/common/matched_latent.py` does that for Q6). Runs made
-  before this check with such a D can no longer be resumed with `--loss=clr`; their snapshots
-  still load everywhere.
+- phi: a linear head `clr_head` (torch.nn.Linear, features -> z_dim), registered as an extra
+  network: trained with D by D's optimizer (it joins every phase that trains D), saved in
+  snapshots and resumed with them. Its input ("D's features", `latent_features`):
+  - DCGAN, MLP: `D(x, c, return_features=True)[1]`, the penultimate features;
+  - StyleGAN2: the epilogue's flattened 3x3 conv output, i.e. the input of its fc layer
+    (C * 4 * 4 values for C channels at 4x4), read by a forward hook for the duration of one D call.
+  **Deviation from the authors' release**, which reads z straight off the fc output (C = 512 =
+  z_dim values, after the fc's lrelu, no new parameters). On the tiny StyleGAN2 of Q6 (C = 64 =
+  z_dim, 16 px) that output never learned z: its latent MSE on fakes sat at 0.99-1.00, the score
+  of predicting 0 (E[z^2] = 1), from 2 kimg to 20 kimg on all three seeds, and in 300 in-process
+  iterations (batch 32, the cifar cfg's Adam) it ended at 1.00 while a linear head on the conv
+  output reached 0.94-0.96 (docs/results_images.md, Q6). The fc's 64 lrelu outputs are also the
+  only input of the realness `out` layer, and the adversarial term shrinks them on fakes (std
+  0.08 per dimension); z is only weakly present in a StyleGAN2's fakes (a random G's images depend
+  on 8 of 64 z directions for 90 % of |dG/dz|^2), so the small signal needs more features
+  than the 64 the realness decision squeezes. The paper itself allows this: phi(x) = sigma(f(x))
+  with sigma an affine map (docs/reference-code.md, 1.1), f being D's feature extractor.
+  StyleGAN2 CLR snapshots written before this reading: one without a head (fc width = z_dim)
+  resumes with a fresh head; one with a head on the fc output does not fit the new head's width.
+- A D with fewer head-input features F than z_dim is refused (before training, with the widths and
+  the options that fix it): a linear map from F features spans only F of the z_dim directions,
+  so the latent error cannot fall much below its starting value, and G would be asked to rebuild
+  every real from a latent that says little about it. For StyleGAN2, F = 16 * min(cbase / 4, cmax).
 
 Statistics: `Loss/clr/latent` (dist of the latent term, unweighted, per sample), `Loss/clr/latent_mse`
 (its mean squared error whatever `dist`), `Loss/clr/rec` (dist of the reconstruction, unweighted);
 the official `Loss/G/loss` and `Loss/D/loss` keep reporting the baseline terms only.
 """
 
+import contextlib
 import dataclasses
 
 import torch
@@ -52,24 +63,53 @@ HEAD_NAME = 'clr_head'
 _HEAD_INIT_SEED = 0     # the head's own init seed: building it must not shift the run's random stream
 
 
-def stylegan2_feature_width(D):
-    """Width of a StyleGAN2 discriminator's epilogue fc (its feature vector), or None for other nets."""
+def stylegan2_fc(D):
+    """The epilogue fc layer of a StyleGAN2 discriminator (its input feeds CLR's head), or None for other nets."""
     fc = getattr(getattr(D, 'b4', None), 'fc', None)
-    weight = getattr(fc, 'weight', None)
-    return None if weight is None else int(weight.shape[0])
+    return fc if getattr(fc, 'weight', None) is not None else None
+
+
+@contextlib.contextmanager
+def captured_input(module):
+    """Within the block, `seen['x']` is the first input of `module`'s latest forward call.
+
+    The hook lives only inside the block, so D is never pickled or copied with it.
+    """
+    seen = {}
+    handle = module.register_forward_hook(lambda _module, inputs, _output: seen.__setitem__('x', inputs[0]))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def latent_features(D, img, c, call=None):
+    """(logits [N, 1], features [N, F] float32) that CLR's head reads, from one D pass on img [N, ...].
+
+    StyleGAN2: the epilogue's flattened conv output (the fc's input, F = C * 16); other nets:
+    `D(img, c, return_features=True)[1]`. `call(img, c, return_features)` runs D (default: D itself),
+    so that a loss can route it through its DDP wrapper; `D` is the unwrapped network.
+    """
+    call = call or (lambda x, labels, return_features: D(x, labels, return_features=return_features))
+    fc = stylegan2_fc(D)
+    if fc is None:
+        return call(img, c, True)
+    with captured_input(fc) as seen:
+        logits = call(img, c, False)
+    return logits, seen['x']
 
 
 def feature_width(D):
-    """Width F of `D(x, c, return_features=True)[1]`: declared (`num_features`), StyleGAN2's fc, or probed.
+    """Width F of the features CLR's head reads (`latent_features`): StyleGAN2 fc input, declared, or probed.
 
     The probe runs D once on a zero input of shape [1, img_channels, img_resolution, img_resolution]
     in eval mode without gradients, then restores D's mode.
     """
+    fc = stylegan2_fc(D)
+    if fc is not None:
+        return int(fc.weight.shape[1])
     if getattr(D, 'num_features', None) is not None:
         return int(D.num_features)
-    width = stylegan2_feature_width(D)
-    if width is not None:
-        return width
     shape = [1, D.img_channels, D.img_resolution, D.img_resolution]
     device = next(D.parameters()).device
     was_training = D.training
@@ -85,36 +125,38 @@ def feature_width(D):
 
 def narrow_features_message(width, z_dim):
     """Why CLR refuses a D with `width` < z_dim features, and what to change."""
-    return (f'CLR-GAN predicts z ({z_dim} values) from D\'s {width} penultimate features: a linear map from '
+    return (f'CLR-GAN predicts z ({z_dim} values) from D\'s {width} features: a linear map from '
             f'{width} features covers at most {width} of the {z_dim} latent directions, so the latent '
-            f'loss cannot be learned. Use a D with at least {z_dim} features (StyleGAN2: min(cbase / 4, cmax) '
-            f'>= {z_dim}, e.g. --cmax=512 --cbase=2048 or more) or a generator with z_dim = w_dim = {width} '
-            f'(the authors\' layout, e.g. benchmarks/common/matched_latent.py)')
+            f'loss cannot be learned. Use a D with at least {z_dim} features (StyleGAN2: 16 * min(cbase / 4, cmax) '
+            f'>= {z_dim}, e.g. --cmax=32 --cbase=128 or more) or a generator with z_dim <= {width}')
 
 
 STYLEGAN2_DISCRIMINATORS = ('training.networks.Discriminator', 'stylegan_plus.networks.stylegan2.Discriminator')
+STYLEGAN2_EPILOGUE_PIXELS = 4 * 4   # the epilogue's conv output is C x 4 x 4, flattened for the head
 
 
 def stylegan2_width_from_kwargs(D_kwargs):
-    """The epilogue fc width a StyleGAN2 D built from `D_kwargs` will have, or None for other networks.
+    """The head-input width a StyleGAN2 D built from `D_kwargs` will have, or None for other networks.
 
-    The fc has as many outputs as the 4x4 block has channels: min(channel_base // 4, channel_max)
-    (official defaults 32768 and 512).
+    The epilogue's conv has as many channels as the 4x4 stage, min(channel_base // 4, channel_max)
+    (official defaults 32768 and 512), times 4 * 4 positions.
     """
     if D_kwargs.get('class_name') not in STYLEGAN2_DISCRIMINATORS:
         return None
+    return STYLEGAN2_EPILOGUE_PIXELS * stylegan2_channels_from_kwargs(D_kwargs)
+
+
+def stylegan2_channels_from_kwargs(D_kwargs):
+    """Channels at 4x4 (= the epilogue fc width) of a StyleGAN2 D built from `D_kwargs`."""
     return min(int(D_kwargs.get('channel_base', 32768)) // 4, int(D_kwargs.get('channel_max', 512)))
 
 
 def build_latent_head(D, z_dim):
-    """The linear head features -> z for D, or None when D's features already are the prediction.
+    """The linear head features -> z [F -> z_dim] for D (see `latent_features` for F).
 
-    None only for a StyleGAN2 discriminator whose fc width equals z_dim. The head is built on CPU
-    from its own seed (the caller's random stream is left untouched). Raises ValueError when D
-    has fewer features than z_dim (`narrow_features_message`).
+    Built on CPU from its own seed (the caller's random stream is left untouched). Raises
+    ValueError when D has fewer features than z_dim (`narrow_features_message`).
     """
-    if stylegan2_feature_width(D) == z_dim:
-        return None
     width = feature_width(D)
     if width < z_dim:
         raise ValueError(narrow_features_message(width, z_dim))
@@ -151,10 +193,7 @@ class CLRLoss(StyleGAN2Loss):
         self.clr_lambda_rec = float(clr_lambda_rec)
         self.clr_dist = clr_dist
         self._sync = True   # the current round's DDP sync flag, for the head's forward
-        self.clr_head = None
-        head = build_latent_head(self.D_unwrapped, self.z_dim)
-        if head is not None:
-            self.register_network(HEAD_NAME, head.to(self.device))
+        self.register_network(HEAD_NAME, build_latent_head(self.D_unwrapped, self.z_dim).to(self.device))
 
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
@@ -167,16 +206,18 @@ class CLRLoss(StyleGAN2Loss):
     def phases(self, default_phases, opt_kwargs):
         """The baseline's phases; the latent head (if any) trains wherever D trains, with D's optimizer."""
         phases = super().phases(default_phases, opt_kwargs)
-        if self.clr_head is None:
-            return phases
         return [dataclasses.replace(spec, modules=(*spec.modules, HEAD_NAME)) if 'D' in spec.modules else spec
                 for spec in phases]
 
     def predict_latent(self, features):
-        """phi: D features [N, F] -> predicted z [N, z_dim] (identity without a head)."""
-        if self.clr_head is None:
-            return features
+        """phi: D features [N, F] (`latent_features`) -> predicted z [N, z_dim]."""
         return run_module(self.clr_head, self._sync, features)
+
+    def run_D_latent(self, img, c, sync):
+        """Augment (if a pipe is set) and run D once: (logits [N, 1], head-input features [N, F])."""
+        return latent_features(self.D_unwrapped, self.augment(img), c,
+                               call=lambda x, labels, return_features: self.discriminate(
+                                   x, labels, sync, return_features=return_features))
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         self._sync = sync
@@ -199,7 +240,7 @@ class CLRLoss(StyleGAN2Loss):
         Returns the baseline per-sample loss [N, 1] (detached), as the baseline's `backward_D_fake`.
         """
         gen_img, _ws = self.run_G(gen_z, gen_c, sync=False)
-        gen_logits, gen_features = self.run_D(gen_img, gen_c, sync=False, return_features=True)
+        gen_logits, gen_features = self.run_D_latent(gen_img, gen_c, sync=False)
         self.report_scores('fake', gen_logits)
         loss_fake = F.softplus(gen_logits)
         latent = self.latent_consistency(gen_features, gen_z)
@@ -218,7 +259,7 @@ class CLRLoss(StyleGAN2Loss):
     def reconstruct(self, real_img, real_c, sync):
         """G(phi(x)) for reals x: [N, ...] like real_img. phi from the frozen D without gradient."""
         with torch.no_grad():
-            _logits, features = self.run_D(real_img, real_c, sync=False, return_features=True)
+            _logits, features = self.run_D_latent(real_img, real_c, sync=False)
             latent = self.predict_latent(features)
         return latent_steps.plugin_generator(self, sync=sync)(latent, real_c)
 
