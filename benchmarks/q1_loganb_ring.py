@@ -1,6 +1,6 @@
 """Q1: LOGAN-B (`--loss=logan-b`) vs GAN vs BiGAN on the 8-Gaussian ring: ad hoc / post hoc reconstruction errors.
 
-    python -m benchmarks.q1_loganb_ring [--quick] [--out results/q1] [--seeds 0] [--parallel 1]
+    python -m benchmarks.q1_loganb_ring [--quick] [--out results/q1] [--seeds 0] [--parallel 1] [--methods LIST]
 
 Protocol (docs/benchmarks.md Q1, LOGAN-B paper section 4.1 and the authors' 2-D notebook): 8 Gaussians
 on a ring of radius 2, std 0.1, 20 000 points a mode (160 000); z_dim 5 with the uniform prior in
@@ -12,12 +12,15 @@ its surrogate step, GANRing also lets D ignore z (the encoder then stays as init
 paper's GAN encoder "does not affect training"). The plugin's `--cfg=toy` defaults are the
 notebook's: saturating G loss log(1 - D) (Eq. 5), the surrogate L1 summed over the batch, stepped
 by G's and E's own Adams, on 4 of 5 iterations. LOGAN-B runs with both encoder signs
-(`--loganb-e-loss=bigan`, the paper's; `cooperative`, the notebook's).
+(`--loganb-e-loss=bigan`, the paper's; `cooperative`, the notebook's), and so does BiGAN (`bigan`,
+`bigan-coop`): the notebook's BiGAN is its LOGAN-B without the surrogate step, cooperative sign
+included, so each LOGAN-B sign is ranked against the BiGAN of the same sign. `--methods` runs a subset.
 
 Evaluation on 8 000 held-out points (1 000 a mode, seed 10): "ad hoc" = mean per-sample L1 sum of
 x - G(E(x)) with the run's E; "post hoc" = the same with 5 fresh encoders (seeds 100-104) trained
 10 000 iterations (Adam 1e-3, betas (0.9, 0.999)) to invert the frozen G, with the notebook's
-loss L1(G(E'(G(z))), G(z)) + L1(E'(G(z)), z) (`benchmarks/common/reconstruction.py`), mean +- std.
+loss L1(G(E'(G(z))), G(z)) + L1(E'(G(z)), z) (`benchmarks/common/reconstruction.py`; the encoders
+of a run are fitted side by side), mean +- std.
 The quick protocol trains 10 epochs and fits 2 post hoc encoders for 2 000 iterations.
 """
 
@@ -46,7 +49,9 @@ METHODS = {     # name -> (train.py loss arguments, paper's row)
     'loganb-coop': ([f'--loss={LOSS_PREFIX}LoganBRing', '--loganb-e-loss=cooperative'], 'LOGAN-B'),
     'gan': ([f'--loss={LOSS_PREFIX}GANRing'], 'GAN'),
     'bigan': ([f'--loss={LOSS_PREFIX}BiGANRing', '--loganb-e-loss=bigan'], 'BiGAN'),
+    'bigan-coop': ([f'--loss={LOSS_PREFIX}BiGANRing', '--loganb-e-loss=cooperative'], 'BiGAN'),
 }
+BASELINE_OF = {'loganb-bigan': 'bigan', 'loganb-coop': 'bigan-coop'}   # the BiGAN with the same encoder sign
 PAPER = {   # Table 1: ad hoc, post hoc mean, post hoc std
     'GAN': (2.7937, 0.1261, 0.0060),
     'BiGAN': (2.5036, 1.4310, 0.0744),
@@ -61,14 +66,18 @@ PROTOCOLS = {
 
 def parse_args(argv):
     parser = report.make_parser(__doc__, BENCH_ID, runs=True)
+    parser.add_argument('--methods', type=report.name_list(METHODS), default=list(METHODS), metavar='LIST',
+                        help=f'methods to run (default: all of {",".join(METHODS)})')
     return parser.parse_args(argv)
 
 
-def build_jobs(proto, data, seeds):
+def build_jobs(proto, data, seeds, methods=tuple(METHODS)):
+    """One TrainJob per seed and method (names `<method>-seed<seed>`)."""
     length = dict(nimg=proto['nimg']) if 'nimg' in proto else dict(kimg=proto['kimg'])
     return [runner.TrainJob(f'{method}-seed{seed}',
-                            runner.toy_train_args(data, seed, extra=[f'--batch={BATCH}'] + loss_args, **length))
-            for seed in seeds for method, (loss_args, _row) in METHODS.items()]
+                            runner.toy_train_args(data, seed, extra=[f'--batch={BATCH}'] + METHODS[method][0],
+                                                  **length))
+            for seed in seeds for method in methods]
 
 
 def evaluate(job, proto, x_test, centres):
@@ -93,8 +102,14 @@ def _ranking(values):
 
 
 def compare(rep, per_run, seed):
-    """Paper vs ours per method, the 2x target for LOGAN-B, and the ordering of the methods."""
+    """Paper vs ours per method, the 2x target for LOGAN-B, and the ordering of the methods.
+
+    Each LOGAN-B variant is ranked with GAN and with the BiGAN of the same encoder sign (its
+    notebook baseline: LOGAN-B without the surrogate step), when those runs are there.
+    """
     for method, (_args, row) in METHODS.items():
+        if f'{method}-seed{seed}' not in per_run:
+            continue
         ours = per_run[f'{method}-seed{seed}']
         paper_ad, paper_post, paper_std = PAPER[row]
         is_loganb = row == 'LOGAN-B'
@@ -105,10 +120,13 @@ def compare(rep, per_run, seed):
                     '<= 2x paper' if is_loganb else '-', post['mean'] <= 2 * paper_post if is_loganb else None)
     for kind, index in (('ad hoc', 0), ('post hoc', 1)):
         paper_order = _ranking({row: values[index] for row, values in PAPER.items()})
-        for loganb in ('loganb-bigan', 'loganb-coop'):
-            ours = {METHODS[m][1]: _value(per_run[f'{m}-seed{seed}'], kind) for m in (loganb, 'gan', 'bigan')}
-            rep.compare(f'ordering {kind} ({loganb})', ' < '.join(paper_order), ' < '.join(_ranking(ours)),
-                        'same ordering', _ranking(ours) == paper_order)
+        for loganb, bigan in BASELINE_OF.items():
+            trio = (loganb, 'gan', bigan)
+            if not all(f'{m}-seed{seed}' in per_run for m in trio):
+                continue
+            ours = {METHODS[m][1]: _value(per_run[f'{m}-seed{seed}'], kind) for m in trio}
+            rep.compare(f'ordering {kind} ({loganb}, {bigan}, seed {seed})', ' < '.join(paper_order),
+                        ' < '.join(_ranking(ours)), 'same ordering', _ranking(ours) == paper_order)
 
 
 def _value(metrics, kind):
@@ -141,13 +159,13 @@ def run(args, argv):
     overrides = toy_losses.describe_overrides(toy_losses.LoganBRing)
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, std=STD, points_per_mode=POINTS_PER_MODE, test_points=8 * TEST_PER_MODE, test_seed=TEST_SEED,
-        batch=BATCH, prior=PRIOR, net='G', methods={m: a for m, (a, _r) in METHODS.items()},
+        batch=BATCH, prior=PRIOR, net='G', methods={m: METHODS[m][0] for m in args.methods},
         post_hoc=dict(lr=POST_HOC_LR, betas=list(reconstruction.NOTEBOOK_BETAS), loss='x-space + z-space L1 sums'),
         option_overrides=overrides), script=__file__, argv=argv, layout='toy')
     data = toy_metrics.write_toy_set(rep.path('ring8_std0.1_20k.npy'), 'ring8', STD, POINTS_PER_MODE)
     centres = toy_data.ring_centers()
     x_test, _modes = toy_data.sample_mixture(centres, STD, TEST_PER_MODE, seed=TEST_SEED)
-    jobs = runner.run_jobs(build_jobs(proto, data, seeds), rep.out, parallel=args.parallel,
+    jobs = runner.run_jobs(build_jobs(proto, data, seeds, args.methods), rep.out, parallel=args.parallel,
                            reuse=args.reuse)
     rep.add_runs(jobs)
     per_run, points = {}, {}

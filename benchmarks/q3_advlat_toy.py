@@ -1,6 +1,8 @@
 """Q3: AdvLatGAN on the ring and the grid: high-quality share before/after `-z` sampling, and `advlat-qua` training.
 
     python -m benchmarks.q3_advlat_toy [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
+                                       [--datasets ring,grid] [--kimg ring=256,grid=2500] [--qua 0.1x3,0.3x5]
+                                       [--z-on all|base]
 
 Protocol (docs/benchmarks.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
 a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
@@ -8,7 +10,7 @@ MLP G and D with hidden widths 100-200-100 (z_dim 2, Gaussian prior, batch 128, 
 the `--cfg=toy` settings otherwise; the widths come from the loss class
 `benchmarks.common.toy_losses.GANAdvLatToy`, the baseline loss unchanged). Each data set, each
 seed: the baseline trained 2 000 iterations (256 kimg), and the same with `+advlat-qua`
-(defaults: one I-FGSM step of 0.03 before each D step). Then `-z` sampling on each final G/D: latents
+(its `--cfg=toy` defaults: 3 I-FGSM steps of 0.3 before each D step). Then `-z` sampling on each final G/D: latents
 move by T steps of 0.003 (I-FGSM on the generator loss, `stylegan_plus.sampling.latent_steps`,
 the function `generate.py --latent-steps` uses). Reported before and after: the share of
 high-quality samples (within 3 std of a centre) and the modes covered (a mode counts when at
@@ -18,11 +20,19 @@ The paper used 8 000 steps on 20 000 latents; each latent moves independently (t
 mix the batch), so the full protocol here moves 2 000 latents (8 000 steps) to stay within an
 hour on 2 cores; `--latents 20000` runs the paper's count (about 20 minutes per model on one
 core). The quick protocol: 1 seed, 2 000 steps on 1 000 latents.
+
+Sweeps: `--qua EPSxSTEPS,...` trains one `advlat-qua` model per setting (`--advlat-eps=EPS
+--advlat-steps=STEPS`, run names `qua-e<EPS>-s<STEPS>`) instead of the plugin's defaults;
+`--kimg ring=K,grid=K` sets each data set's training length (the paper trains the grid 50 epochs:
+2 500 kimg of our 50 000 grid points); `--datasets` picks the data sets; `--z-on=base` runs `-z`
+only on the baseline models (the `-qua` models are then scored as trained).
 """
 
 if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
     import _by_path
     _by_path.rerun_as_module(__file__)
+
+import argparse
 
 import numpy as np
 import torch
@@ -51,8 +61,59 @@ PROTOCOLS = {
 }
 
 
+def qua_list(text):
+    """argparse type: 'EPSxSTEPS,...' -> [(eps float > 0, steps int >= 1), ...]."""
+    try:
+        parts = [part.split('x') for part in text.split(',') if part.strip()]
+        pairs = [(float(eps), int(steps)) for eps, steps in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--qua={text!r}: expected EPSxSTEPS pairs, e.g. 0.1x3,0.3x5') from None
+    if not pairs or any(not eps > 0 or steps < 1 for eps, steps in pairs):
+        raise argparse.ArgumentTypeError(f'--qua={text!r}: eps must be > 0 and steps >= 1')
+    return pairs
+
+
+def kimg_map(text):
+    """argparse type: 'DATASET=KIMG,...' -> {dataset: kimg int >= 1} over the names of DATASETS."""
+    try:
+        parts = [part.split('=') for part in text.split(',') if part.strip()]
+        values = {name.strip(): int(kimg) for name, kimg in parts}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--kimg={text!r}: expected DATASET=KIMG pairs, e.g. ring=256,grid=2500') \
+            from None
+    if not values or any(name not in DATASETS or kimg < 1 for name, kimg in values.items()):
+        raise argparse.ArgumentTypeError(f'--kimg={text!r}: data sets are {", ".join(DATASETS)}, kimg >= 1')
+    return values
+
+
+def qua_methods(pairs):
+    """{'base': ..., 'qua-e<eps>-s<steps>': ...}: the baseline and one advlat-qua model per (eps, steps)."""
+    methods = {'base': METHODS['base']}
+    for eps, steps in pairs:
+        methods[f'qua-e{eps:g}-s{steps}'] = METHODS['qua'] + [f'--advlat-eps={eps:g}', f'--advlat-steps={steps}']
+    return methods
+
+
+def stages_of(methods, z_on='all'):
+    """Table rows -> (method, stage): each method as trained, and after -z (every method, or 'base' only)."""
+    stages = {}
+    for method in methods:
+        stages[method] = (method, 'before')
+        if z_on == 'all' or method == 'base':
+            stages[f'{method} -z'] = (method, 'after_z')
+    return stages
+
+
 def parse_args(argv):
     parser = report.make_parser(__doc__, BENCH_ID, runs=True)
+    parser.add_argument('--datasets', type=report.name_list(DATASETS), default=None, metavar='LIST',
+                        help='data sets to run, e.g. ring,grid (default: set by the protocol)')
+    parser.add_argument('--kimg', type=kimg_map, default=None, metavar='MAP',
+                        help='training kimg per data set, e.g. ring=256,grid=2500 (default: the protocol\'s, 256)')
+    parser.add_argument('--qua', type=qua_list, default=None, metavar='LIST',
+                        help='advlat-qua settings EPSxSTEPS to sweep (default: the plugin\'s, one model)')
+    parser.add_argument('--z-on', choices=('all', 'base'), default='all',
+                        help='models moved by -z: all, or the baseline only (default: %(default)s)')
     parser.add_argument('--latents', type=report.positive_int, default=None, metavar='N',
                         help='latents moved by -z per model (default: 2000 full, 1000 quick; paper 20000)')
     parser.add_argument('--z-steps', type=report.positive_int, default=None, metavar='T',
@@ -64,11 +125,16 @@ def run_name(dataset, method, seed):
     return f'{dataset}-{method}-seed{seed}'
 
 
-def build_jobs(proto, data_paths, seeds):
-    length = dict(nimg=proto['nimg']) if 'nimg' in proto else dict(kimg=proto['kimg'])
+def build_jobs(proto, data_paths, seeds, methods=METHODS):
+    """One TrainJob per data set, seed and method; the length is proto's nimg, else its
+    kimg_per_dataset entry (--kimg), else its kimg."""
+    def length(dataset):
+        if 'nimg' in proto:
+            return dict(nimg=proto['nimg'])
+        return dict(kimg=proto.get('kimg_per_dataset', {}).get(dataset, proto['kimg']))
     return [runner.TrainJob(run_name(dataset, method, seed),
-                            runner.toy_train_args(data_paths[dataset], seed, extra=loss_args, **length))
-            for dataset in data_paths for seed in seeds for method, loss_args in METHODS.items()]
+                            runner.toy_train_args(data_paths[dataset], seed, extra=loss_args, **length(dataset)))
+            for dataset in data_paths for seed in seeds for method, loss_args in methods.items()]
 
 
 def score(points, centres, std):
@@ -81,13 +147,13 @@ def score(points, centres, std):
 
 
 def evaluate(run_dir, centres, std, latents, z_steps):
-    """Scores before and after -z on the same latents, and both point sets."""
+    """Scores before and after -z on the same latents (z_steps 0: after = before), and both point sets."""
     snap = runs.load_final_snapshot(run_dir)
     G, D = snap['G'], snap['D']
     z0 = toy_metrics.sample_prior(latents, G.z_dim, prior_lib.snapshot_z_dist(snap), SAMPLE_SEED)
     c = torch.zeros([latents, G.c_dim])
     generator, discriminator = latent_steps.network_callables(G, D)
-    z1 = latent_steps.mine_latents(z0, c, generator, discriminator, eps=Z_EPS, steps=z_steps)
+    z1 = latent_steps.mine_latents(z0, c, generator, discriminator, eps=Z_EPS, steps=z_steps) if z_steps else z0
     before, after = toy_metrics.generate_points(G, z0), toy_metrics.generate_points(G, z1)
     return dict(before=score(before, centres, std), after_z=score(after, centres, std)), dict(before=before,
                                                                                             after_z=after)
@@ -97,8 +163,9 @@ def _per_seed(per_run, dataset, method, seeds, stage, key):
     return [per_run[run_name(dataset, method, s)][stage][key] for s in seeds]
 
 
-def compare(rep, per_run, datasets, seeds):
-    """Per data set: -z and -qua must each raise the high-quality share over the baseline on every seed.
+def compare(rep, per_run, datasets, seeds, stages=STAGES):
+    """Per data set: -z and -qua must each raise the high-quality share and lower the median
+    distance to a centre below the baseline's on every seed.
 
     Returns {dataset: {stage: {key: mean_std over seeds}}} for hq_share, hq_modes and median_dist.
     """
@@ -106,7 +173,7 @@ def compare(rep, per_run, datasets, seeds):
     for dataset in datasets:
         values = {name: {key: _per_seed(per_run, dataset, method, seeds, stage, key)
                          for key in ('hq_share', 'hq_modes', 'median_dist')}
-                  for name, (method, stage) in STAGES.items()}
+                  for name, (method, stage) in stages.items()}
         summary[dataset] = {name: {key: report.mean_std(v) for key, v in keys.items()}
                             for name, keys in values.items()}
         base = values['base']['hq_share']
@@ -115,26 +182,30 @@ def compare(rep, per_run, datasets, seeds):
             rep.compare(f'{dataset}: HQ share {name}', 'raised (figure)' if name != 'base' else '-',
                         ', '.join(f'{v:.3f}' for v in keys['hq_share']), '-' if name == 'base' else
                         '> base, every seed', raised)
+        base_dist = values['base']['median_dist']
         for name, keys in values.items():
             rep.compare(f'{dataset}: modes covered {name}', '-', keys['hq_modes'], '-', None)
-            rep.compare(f'{dataset}: median distance to a centre {name}', '-',
-                        ', '.join(f'{v:.3f}' for v in keys['median_dist']), '-', None)
+            lowered = None if name == 'base' else all(v < b for v, b in zip(keys['median_dist'], base_dist))
+            rep.compare(f'{dataset}: median distance to a centre {name}', 'lower (figure)' if name != 'base' else '-',
+                        ', '.join(f'{v:.3f}' for v in keys['median_dist']),
+                        '-' if name == 'base' else '< base, every seed', lowered)
     return summary
 
 
-def make_figures(rep, jobs, per_run, points, reals, seed):
+def make_figures(rep, jobs, per_run, points, reals, seed, stages=STAGES):
     panels = []
     for dataset in reals:
         centres = toy_data.toy_centers(DATASETS[dataset]['kind'])
-        for i, (method, stage) in enumerate(STAGES.values()):
+        for i, (method, stage) in enumerate(stages.values()):
             name = run_name(dataset, method, seed)
             metrics = per_run[name][stage]
             panels.append(dict(title=f'{name} {"-z" if stage == "after_z" else ""}', points=points[name][stage],
                                reals=reals[dataset], centres=centres, extent=figures.extent_of(centres),
                                caption=f'HQ {100 * metrics["hq_share"]:.1f}%, modes {metrics["hq_modes"]}/'
                                        f'{len(centres)}, median dist. {metrics["median_dist"]:.3f}',
-                               color=figures.PALETTE[i]))
-    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=TITLE, max_cols=4))
+                               color=figures.PALETTE[i % len(figures.PALETTE)]))
+    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=TITLE,
+                                      max_cols=min(len(stages), 6)))
     figures.add_seed_loss_figure(rep, 'q3', jobs, seed)
 
 
@@ -147,27 +218,33 @@ def run(args, argv):
     proto, seeds = report.protocol(args, PROTOCOLS)
     proto['latents'] = args.latents or proto['latents']
     proto['z_steps'] = args.z_steps or proto['z_steps']
+    proto['datasets'] = args.datasets or proto['datasets']
+    if args.kimg:
+        proto['kimg_per_dataset'] = dict(args.kimg)
+    methods = qua_methods(args.qua) if args.qua else METHODS
+    stages = stages_of(methods, args.z_on)
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
-        mode_min_share=MIN_SHARE, net='G', methods=METHODS,
+        mode_min_share=MIN_SHARE, net='G', methods=methods, z_on=args.z_on,
         option_overrides=toy_losses.describe_overrides(toy_losses.GANAdvLatToy)),
         script=__file__, argv=argv, layout='toy')
     data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
                                                   spec['std'], POINTS_PER_MODE)
                   for name, spec in DATASETS.items() if name in proto['datasets']}
-    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds), rep.out, parallel=args.parallel,
+    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds, methods), rep.out, parallel=args.parallel,
                            reuse=args.reuse)
     rep.add_runs(jobs)
     per_run, points = {}, {}
     for job in jobs:
         spec = DATASETS[job.name.split('-')[0]]
+        moved = args.z_on == 'all' or '-base-' in job.name
         per_run[job.name], points[job.name] = evaluate(job.run_dir, toy_data.toy_centers(spec['kind']), spec['std'],
-                                                       proto['latents'], proto['z_steps'])
+                                                       proto['latents'], proto['z_steps'] if moved else 0)
         print(f'[{job.name}] HQ share {per_run[job.name]["before"]["hq_share"]:.3f} -> '
               f'{per_run[job.name]["after_z"]["hq_share"]:.3f} after -z', flush=True)
-    summary = compare(rep, per_run, list(data_paths), seeds)
+    summary = compare(rep, per_run, list(data_paths), seeds, stages)
     reals = {name: figures.real_subset(np.load(path)) for name, path in data_paths.items()}
-    make_figures(rep, jobs, per_run, points, reals, seeds[0])
+    make_figures(rep, jobs, per_run, points, reals, seeds[0], stages)
     rep.finish(dict(per_run=per_run, summary=summary, paper=PAPER))
     return rep.data
 

@@ -40,7 +40,12 @@ def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count,
 
     prior: the latents' distribution; None = the one the run trained with (`run_prior`).
     """
-    snapshot = runs.load_final_snapshot(run_dir)
+    return evaluate_snapshot(runs.load_final_snapshot(run_dir), centres, std, samples, sample_seed, radius, min_count,
+                             prior)
+
+
+def evaluate_snapshot(snapshot, centres, std, samples, sample_seed, radius, min_count, prior=None):
+    """`evaluate_run` of a loaded snapshot (`runs.load_snapshot`); prior None = the one it records."""
     prior = prior or prior_lib.snapshot_z_dist(snapshot)
     metrics, points = {}, {}
     for net in NETS:

@@ -10,6 +10,7 @@ Q1, a plugin with one step left out. The losses themselves are the project's own
 
 from stylegan_plus.losses.dist import DistGANLoss
 from stylegan_plus.losses.logan_b import S_PHASE, LOGANBLoss
+from stylegan_plus.losses.rf import RFLoss
 from stylegan_plus.losses.stylegan2 import StyleGAN2Loss
 
 #----------------------------------------------------------------------------
@@ -114,6 +115,44 @@ Q3_NETWORKS = {
 class GANAdvLatToy(ToyOptionOverrides, StyleGAN2Loss):
     """The baseline GAN with MLPs 100-200-100; add `+advlat-qua` for AdvLatGAN-qua."""
     option_overrides = Q3_NETWORKS
+
+#----------------------------------------------------------------------------
+# Q5: Metz et al.'s 8-Gaussian networks and optimiser (unrolled GAN, appendix A), a setting where a
+# plain GAN collapses: G 2 x 128 ReLU, D 1 x 128 ReLU, z_dim 256, Adam beta1 0.5 (the toy
+# preset's), lr 1e-3 for G and 1e-4 for D.
+
+Q5_METZ = {
+    'G_kwargs.z_dim': 256,
+    'G_kwargs.hidden_features': [128, 128],
+    'G_kwargs.lrelu_slope': 0.0,
+    'D_kwargs.hidden_features': [128],
+    'D_kwargs.lrelu_slope': 0.0,
+    'G_opt_kwargs.lr': 1e-3,
+    'D_opt_kwargs.lr': 1e-4,
+}
+# The same networks with the RFGAN paper's own optimiser (its DCGAN baseline code: Adam 2e-4 for G and D).
+Q5_METZ_RFOPT = dict(Q5_METZ, **{'G_opt_kwargs.lr': 2e-4, 'D_opt_kwargs.lr': 2e-4})
+
+
+class GANMetzRing(ToyOptionOverrides, StyleGAN2Loss):
+    """The baseline GAN (`--loss=stylegan2` on --cfg=toy) with Metz et al.'s 2-D networks and learning rates."""
+    option_overrides = Q5_METZ
+
+
+class RFMetzRing(ToyOptionOverrides, RFLoss):
+    """RFGAN (`--loss=rf`, unchanged) with Metz et al.'s networks and learning rates (its AE: E like D,
+    decoder like G)."""
+    option_overrides = Q5_METZ
+
+
+class GANMetzRingRFOpt(ToyOptionOverrides, StyleGAN2Loss):
+    """GANMetzRing with Adam 2e-4 for both networks (the RFGAN paper's baseline optimiser)."""
+    option_overrides = Q5_METZ_RFOPT
+
+
+class RFMetzRingRFOpt(ToyOptionOverrides, RFLoss):
+    """RFMetzRing with Adam 2e-4 for both networks (the RFGAN paper's baseline optimiser)."""
+    option_overrides = Q5_METZ_RFOPT
 
 #----------------------------------------------------------------------------
 

@@ -29,6 +29,12 @@ combine with a main loss (`clr+advlat-qua`). Reading (docs/methods.md):
   `--advlat-div-dpair=1` also trains D on G(z2) of a pair mined from the D step's z, as the
   authors' code does; the paper's algorithm does not (default off).
 
+Toy defaults: with `--cfg=toy` (2-D points, z_dim 2) `advlat-qua` defaults to `--advlat-eps=0.3
+--advlat-steps=3` unless given (`adjust_training_options`). The image default (one step of 0.03,
+the authors' CIFAR DCGAN config) barely moves a 2-D N(0, I) latent, and trained worse than no
+`-qua` on the Q3 ring and grid; of the four settings swept on seed 0 (eps 0.1 / 0.3 x 3 / 5
+steps) 0.3 x 3 gave the lowest median distance to a centre on both sets (docs/results_toy.md Q3).
+
 Neither touches the mapping network's `w_avg` or G's BatchNorm running statistics while mining
 (`latent_steps.plugin_generator`; only the main loss's passes update them). The main loss's D-step
 pass on the moved z does update them: the moved z stay within `steps * eps` of prior draws.
@@ -51,6 +57,7 @@ from .registry import register_loss
 
 MS_EPS = 1e-5           # MSGAN: 1 / (d_I / d_z + 1e-5)
 MINING_DZ_OFFSET = 1.0  # authors' pair-mining objective: d_I / (d_z + 1)
+QUA_TOY_DEFAULTS = dict(advlat_eps=0.3, advlat_steps=3)   # --cfg=toy: Q3's sweep (module docstring)
 
 
 def pair_mining_objective(img1, img2, z1, z2):
@@ -68,13 +75,14 @@ def mode_seeking_loss(img1, img2, z1, z2, weight):
 class AdvLatQuaLoss(LossAddon):
     """AdvLatGAN-qua: D trains on fakes whose z took I-FGSM steps toward higher D scores.
 
-    Options --advlat-eps (step size) and --advlat-steps (steps per D step). See the module docstring.
+    Options --advlat-eps (step size) and --advlat-steps (steps per D step); `--cfg=toy` defaults to
+    0.3 and 3 (`QUA_TOY_DEFAULTS`). See the module docstring.
     """
     options = (
         LossOption('--advlat-eps', 0.03, type=float, metavar='FLOAT',
-                   help='AdvLatGAN-qua: I-FGSM step size on z before each D step'),
+                   help='AdvLatGAN-qua: I-FGSM step size on z before each D step (--cfg=toy: 0.3)'),
         LossOption('--advlat-steps', 1, type=int, metavar='INT',
-                   help='AdvLatGAN-qua: I-FGSM steps on z before each D step'),
+                   help='AdvLatGAN-qua: I-FGSM steps on z before each D step (--cfg=toy: 3)'),
     )
 
     def __init__(self, device,
@@ -87,6 +95,13 @@ class AdvLatQuaLoss(LossAddon):
                              f'got {advlat_eps!r} and {advlat_steps!r}')
         self.advlat_eps = float(advlat_eps)
         self.advlat_steps = int(advlat_steps)
+
+    @classmethod
+    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        """On `--cfg=toy`, the 2-D step size and count (`QUA_TOY_DEFAULTS`) unless the user gave them."""
+        del args
+        if cfg == 'toy':
+            loss_kwargs.update({key: value for key, value in QUA_TOY_DEFAULTS.items() if key not in given})
 
     def move_latents(self, gen_z, gen_c):
         """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start.

@@ -5,8 +5,10 @@ for a handful of iterations, then the evaluation, results.json and the PNG figur
 checks a benchmark's numbers (a few iterations train nothing); the benchmarks report those.
 """
 
+import argparse
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import torch
 import dnnlib
 from benchmarks import q1_loganb_ring, q2_dist_grid, q3_advlat_toy, q5_rf_ring
 from benchmarks.common import coverage, reconstruction, report, runner, toy_losses, toy_metrics
+from stylegan_plus.data import toy_data
 from stylegan_plus.networks import mlp
 from stylegan_plus.training import configs
 from tests.stylegan_plus.losses.test_loss_dist import tiny_nets
@@ -133,6 +136,167 @@ def test_toy_train_args_length_and_ticks():
     with pytest.raises(ValueError):
         runner.toy_train_args('d.npy', 0)
 
+def test_post_hoc_encoders_side_by_side_match_lone_fits():
+    """The stacked fit (one Adam over K encoders, vmap) takes each encoder along its lone path."""
+    torch.manual_seed(0)
+    G = mlp.Generator(z_dim=5, c_dim=0, hidden_features=[10, 10])
+    D = mlp.Discriminator(c_dim=0, hidden_features=[10, 10])
+    together = reconstruction.train_post_hoc_encoders(G, D, 'uniform', seeds=[100, 101], iterations=20, batch=64)
+    for seed, encoder in zip([100, 101], together):
+        alone = reconstruction.train_post_hoc_encoder(G, D, 'uniform', seed, iterations=20, batch=64)
+        for (name, a), (_name, b) in zip(encoder.named_parameters(), alone.named_parameters()):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (seed, name, float((a - b).abs().max()))
+    start = reconstruction.build_encoder(D, 5, seed=100)
+    assert not torch.allclose(next(start.parameters()), next(together[0].parameters()))   # it did train
+
+#----------------------------------------------------------------------------
+# Option overrides of the benchmark loss classes.
+
+
+def test_metz_ring_classes_set_the_networks_and_learning_rates():
+    for cls, lr in ((toy_losses.GANMetzRing, (1e-3, 1e-4)), (toy_losses.RFMetzRing, (1e-3, 1e-4)),
+                    (toy_losses.GANMetzRingRFOpt, (2e-4, 2e-4)), (toy_losses.RFMetzRingRFOpt, (2e-4, 2e-4))):
+        args = _toy_options()
+        cls.adjust_training_options(args, dnnlib.EasyDict(), cfg='toy', given=frozenset())
+        assert args.G_kwargs.z_dim == 256 and args.G_kwargs.hidden_features == [128, 128], cls
+        assert args.D_kwargs.hidden_features == [128] and args.G_kwargs.lrelu_slope == args.D_kwargs.lrelu_slope == 0
+        assert (args.G_opt_kwargs.lr, args.D_opt_kwargs.lr) == lr, cls
+    assert issubclass(toy_losses.RFMetzRing, toy_losses.RFLoss)
+
+#----------------------------------------------------------------------------
+# Script options: parsing, jobs, comparisons (no training).
+
+
+class RowRecorder:
+    """Stands in for report.Report in `compare`: keeps {label: (ours, met)}."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def compare(self, label, paper, ours, goal, met=None):
+        self.rows[label] = (ours, met)
+
+
+def test_q3_option_types_parse_and_refuse():
+    assert q3_advlat_toy.qua_list('0.1x3, 0.3x5') == [(0.1, 3), (0.3, 5)]
+    assert q3_advlat_toy.kimg_map('ring=800,grid=2500') == {'ring': 800, 'grid': 2500}
+    for bad in ('0.1', '0.1x3x2', 'ax3', '0x3', '0.1x0', ''):
+        with pytest.raises(argparse.ArgumentTypeError, match='--qua='):
+            q3_advlat_toy.qua_list(bad)
+    for bad in ('ring', 'moon=3', 'ring=0', 'ring=x'):
+        with pytest.raises(argparse.ArgumentTypeError, match='--kimg='):
+            q3_advlat_toy.kimg_map(bad)
+    args = q3_advlat_toy.parse_args(['--datasets', 'grid', '--qua', '0.3x3', '--z-on', 'base'])
+    assert args.datasets == ['grid'] and args.qua == [(0.3, 3)] and args.z_on == 'base' and args.kimg is None
+
+
+def test_q3_bad_option_is_a_clean_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        q3_advlat_toy.parse_args(['--kimg', 'moon=3'])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--kimg='moon=3'" in err and 'ring, grid' in err and 'Traceback' not in err
+
+
+def test_q3_sweep_methods_stages_and_lengths():
+    methods = q3_advlat_toy.qua_methods([(0.3, 3), (0.1, 5)])
+    assert list(methods) == ['base', 'qua-e0.3-s3', 'qua-e0.1-s5']
+    assert methods['qua-e0.3-s3'][-2:] == ['--advlat-eps=0.3', '--advlat-steps=3']
+    assert q3_advlat_toy.stages_of(methods, 'base') == {'base': ('base', 'before'), 'base -z': ('base', 'after_z'),
+                                                         'qua-e0.3-s3': ('qua-e0.3-s3', 'before'),
+                                                         'qua-e0.1-s5': ('qua-e0.1-s5', 'before')}
+    assert q3_advlat_toy.stages_of(q3_advlat_toy.METHODS) == q3_advlat_toy.STAGES
+    proto = dict(kimg=256, kimg_per_dataset={'grid': 2500})
+    jobs = q3_advlat_toy.build_jobs(proto, {'ring': 'r.npy', 'grid': 'g.npy'}, [0], methods)
+    lengths = {job.name: [a for a in job.args if a.startswith('--kimg=')] for job in jobs}
+    assert lengths['ring-base-seed0'] == ['--kimg=256'] and lengths['grid-qua-e0.1-s5-seed0'] == ['--kimg=2500']
+    assert len(jobs) == 6
+    # The default methods: advlat-qua with the plugin's own (--cfg=toy) defaults, no explicit eps/steps.
+    default = q3_advlat_toy.build_jobs(dict(kimg=256), {'ring': 'r.npy'}, [1])
+    assert [job.name for job in default] == ['ring-base-seed1', 'ring-qua-seed1']
+    assert not any(arg.startswith('--advlat-') for arg in default[1].args)
+
+
+def _q3_metrics(median_dist, hq_share=0.0):
+    return dict(hq_share=hq_share, hq_modes=0, hq_counts=[], median_dist=median_dist)
+
+
+def test_q3_compare_judges_the_median_distance_on_every_seed():
+    per_run = {}
+    for seed, (base, base_z, qua) in enumerate([(0.10, 0.05, 0.09), (0.20, 0.08, 0.25)]):
+        per_run[f'ring-base-seed{seed}'] = dict(before=_q3_metrics(base), after_z=_q3_metrics(base_z, 0.01))
+        per_run[f'ring-qua-seed{seed}'] = dict(before=_q3_metrics(qua), after_z=_q3_metrics(qua))
+    rep = RowRecorder()
+    summary = q3_advlat_toy.compare(rep, per_run, ['ring'], [0, 1])
+    assert rep.rows['ring: median distance to a centre base -z'] == ('0.050, 0.080', True)
+    assert rep.rows['ring: median distance to a centre qua'] == ('0.090, 0.250', False)     # seed 1 is higher
+    assert rep.rows['ring: median distance to a centre base'][1] is None
+    assert rep.rows['ring: HQ share base -z'][1] is True and rep.rows['ring: HQ share qua'][1] is False
+    assert summary['ring']['qua']['median_dist']['mean'] == pytest.approx(0.17)
+
+
+def test_q1_methods_option_and_subset_ranking():
+    assert q1_loganb_ring.parse_args([]).methods == list(q1_loganb_ring.METHODS)
+    assert q1_loganb_ring.parse_args(['--methods', 'bigan-coop,gan']).methods == ['gan', 'bigan-coop']
+    jobs = q1_loganb_ring.build_jobs(dict(kimg=16), 'd.npy', [0, 1], ['bigan-coop'])
+    assert [job.name for job in jobs] == ['bigan-coop-seed0', 'bigan-coop-seed1']
+    assert jobs[0].args[-2:] == ['--loss=benchmarks.common.toy_losses.BiGANRing', '--loganb-e-loss=cooperative']
+
+    def run(ad_hoc, post_hoc):
+        return dict(ad_hoc=ad_hoc, post_hoc=dict(mean=post_hoc, std=0.0))
+    per_run = {'loganb-coop-seed0': run(0.02, 0.04), 'gan-seed0': run(2.8, 0.13), 'bigan-coop-seed0': run(2.4, 2.0),
+               'bigan-seed0': run(1.8, 0.06)}
+    rep = RowRecorder()
+    q1_loganb_ring.compare(rep, per_run, 0)
+    # Each LOGAN-B sign is ranked with the BiGAN of its sign; loganb-bigan is absent, so its trio is skipped.
+    assert rep.rows['ordering post hoc (loganb-coop, bigan-coop, seed 0)'] == ('LOGAN-B < GAN < BiGAN', True)
+    assert rep.rows['ordering ad hoc (loganb-coop, bigan-coop, seed 0)'] == ('LOGAN-B < BiGAN < GAN', True)
+    assert not any('loganb-bigan' in label for label in rep.rows)
+    assert rep.rows['loganb-coop post hoc'] == ('0.0400 +- 0.0000', True)
+
+
+def test_q5_settings_build_the_metz_commands():
+    methods, common = q5_rf_ring.SETTINGS['metz']
+    jobs = q5_rf_ring.build_jobs(dict(kimg=2000, ae_kimg=200), 'd.npy', [0], methods, common, snap_ticks=4)
+    gan, rf = jobs
+    assert gan.args[-4:] == ['--batch=512', '--g-steps=2', '--loss=benchmarks.common.toy_losses.GANMetzRing',
+                             '--snap=4']
+    assert '--kimg=2000' in gan.args and '--kimg=2200' in rf.args and rf.args[-1] == '--rf-ae-kimg=200'
+    # The later --snap overrides toy_train_args' --snap=1000000 (click keeps the last value).
+    assert gan.args.index('--snap=1000000') < gan.args.index('--snap=4')
+    args = q5_rf_ring.parse_args(['--setting', 'metz-rfopt', '--kimg', '500', '--snap-ticks', '2'])
+    assert (args.setting, args.kimg, args.snap_ticks) == ('metz-rfopt', 500, 2)
+    with pytest.raises(SystemExit):
+        q5_rf_ring.parse_args(['--setting', 'metzz'])
+
+def _constant_generator(point):
+    """An MLP G whose every sample is `point` (zero weights, output bias = point)."""
+    G = mlp.Generator(z_dim=2, c_dim=0, hidden_features=[4])
+    with torch.no_grad():
+        for param in G.parameters():
+            param.zero_()
+        G.out.bias.copy_(torch.tensor(point))
+    return G.eval().requires_grad_(False)
+
+
+def _fake_run(run_dir, points_by_kimg):
+    os.makedirs(run_dir)
+    for kimg, point in points_by_kimg.items():
+        G = _constant_generator(point)
+        with open(os.path.join(run_dir, f'network-snapshot-{kimg:06d}.pkl'), 'wb') as f:
+            pickle.dump(dict(G=G, G_ema=G), f)
+    return str(run_dir)
+
+
+def test_q5_modes_over_time_scores_every_snapshot_after_the_autoencoder(tmp_path):
+    on_mode, off_mode = [2.0, 0.0], [1.0, 1.0]       # a ring centre, and a point 1.4 from every centre
+    gan_dir = _fake_run(tmp_path / 'gan', {0: off_mode, 10: on_mode, 20: off_mode})
+    gan = runner.TrainJob('gan-seed0', [], run_dir=gan_dir)
+    rf = runner.TrainJob('rf-seed0', [], run_dir=_fake_run(tmp_path / 'rf', {0: off_mode, 5: off_mode, 15: on_mode}))
+    curves = q5_rf_ring.modes_over_time([gan, rf], toy_data.ring_centers(), ae_kimg=5)
+    assert curves['gan-seed0']['G'] == [(10, 1, 1.0), (20, 0, 0.0)]      # kimg 0 (initialisation) skipped
+    assert curves['rf-seed0']['G_ema'] == [(10, 1, 1.0)]                 # placed after its 5 kimg of AE training
+
 #----------------------------------------------------------------------------
 # The benchmarks, a few iterations each.
 
@@ -209,3 +373,16 @@ def test_q5_smoke_and_reuse(tmp_path, capsys):
     assert 'reusing' in capsys.readouterr().out
     assert [run['run_dir'] for run in again['runs']] == [run['run_dir'] for run in saved['runs']]
     assert json.loads(json.dumps(again['results'])) == saved['results']
+
+
+@pytest.mark.slow
+def test_q3_sweep_options_smoke(tmp_path):
+    out = str(tmp_path / 'out')
+    data = q3_advlat_toy.main(['--smoke', '--out', out, '--qua', '0.3x1', '--z-on', 'base'])
+    saved = _check_outputs(out, data, ['ring-base-seed0', 'ring-qua-e0.3-s1-seed0'], ['per_run', 'summary'])
+    qua = saved['results']['per_run']['ring-qua-e0.3-s1-seed0']
+    assert qua['after_z'] == qua['before']          # --z-on base: the -qua model is scored as trained
+    assert set(saved['results']['summary']['ring']) == {'base', 'base -z', 'qua-e0.3-s1'}
+    command = [run['command'] for run in saved['runs'] if run['name'].startswith('ring-qua')][0]
+    assert command.endswith('+advlat-qua --advlat-eps=0.3 --advlat-steps=1')
+

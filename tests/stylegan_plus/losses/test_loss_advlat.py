@@ -16,8 +16,11 @@ import dnnlib
 from stylegan_plus.losses import registry
 from stylegan_plus.losses.advlat import AdvLatDivLoss, AdvLatQuaLoss
 from stylegan_plus.losses.compose import ComposedLoss
+from stylegan_plus.training.resolve import resolve_options
 from tests.stylegan_plus.sampling.test_latent_steps import B, EPS, STEP_SIGN, V, W, Z0, LinearD, LinearG, empty_c, hand_logits
 from tests.test_legacy import REPO
+from tests.stylegan_plus.training.test_train_batch_gpu import option_values
+from tests.stylegan_plus.training.test_train_utils import make_point_dataset
 from tests.stylegan_plus.losses.test_loss_clr import (REAL, run_outputs, run_phase, sigmoid, tiny_image_folder, tiny_stylegan2,
                                  train_tiny)
 
@@ -307,6 +310,29 @@ def test_options_defaults_and_composition():
     with pytest.raises(registry.LossSpecError, match='belongs to --loss=advlat-div'):
         registry.configure_loss('clr', dnnlib.EasyDict(loss_kwargs={}), {'advlat_div_dpair': True},
                                 given={'advlat_div_dpair'})
+
+
+@pytest.mark.parametrize('cfg,given,expected', [
+    ('toy', {}, dict(advlat_eps=0.3, advlat_steps=3)),                         # the toy defaults (Q3's sweep)
+    ('toy', {'advlat_eps': 0.05}, dict(advlat_eps=0.05, advlat_steps=3)),      # a given value wins
+    ('toy', {'advlat_eps': 0.03, 'advlat_steps': 1}, dict(advlat_eps=0.03, advlat_steps=1)),  # even the image default
+    ('cifar', {}, dict(advlat_eps=0.03, advlat_steps=1)),                      # image presets keep theirs
+    ('dcgan', {'advlat_steps': 2}, dict(advlat_eps=0.03, advlat_steps=2)),
+])
+def test_qua_toy_defaults_unless_given(cfg, given, expected):
+    args = dnnlib.EasyDict(loss_kwargs=dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=0))
+    registry.configure_loss('advlat-qua', args, dict(given), cfg=cfg, given=set(given))
+    assert args.loss_kwargs.addons == [dict(class_name=QUA, **expected)]
+
+
+def test_qua_toy_defaults_reach_train_options(tmp_path):
+    """Through train.py's option resolution: what training_options.json would hold."""
+    data = make_point_dataset(tmp_path / 'ring.npy')
+    toy = resolve_options(option_values(data, 'toy', 32, None, loss='advlat-qua'))
+    assert toy.loss_kwargs['addons'] == [dict(class_name=QUA, advlat_eps=0.3, advlat_steps=3)]
+    values = option_values(data, 'toy', 32, None, loss='advlat-qua', advlat_steps=1)
+    given = resolve_options(values, given={'advlat_steps'})
+    assert given.loss_kwargs['addons'] == [dict(class_name=QUA, advlat_eps=0.3, advlat_steps=1)]
 
 
 def test_bad_values_and_state():
