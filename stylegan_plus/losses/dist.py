@@ -77,6 +77,7 @@ from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
 from .common import extra_opt_kwargs, is_point_data, run_module
+from . import penalty_pass
 from .phases import Phase, PhaseSpec
 from .registry import register_loss
 from .stylegan2 import StyleGAN2Loss
@@ -273,7 +274,10 @@ class DistGANLoss(StyleGAN2Loss):
         (through the augment pipe)."""
         eps = torch.rand([real_img.shape[0]], device=real_img.device)
         mixed = interpolate(real_img.detach(), gen_img.detach(), eps).requires_grad_(True)
-        logits = self.decision(mixed, real_c)
+        # Images: no backward on zeros through D's forward graph (penalty_pass.py). 2-D points keep
+        # the plain pass: their D is a few tiny matrix products, nothing worth intercepting.
+        with penalty_pass.without_zero_backward(enabled=not is_point_data(mixed)):
+            logits = self.decision(mixed, real_c)
         with conv2d_gradfix.no_weight_gradients():
             grads = torch.autograd.grad(outputs=[logits.sum()], inputs=[mixed], create_graph=True)[0]
         return gradient_penalty(grads, self.dist_gp_norm)

@@ -68,6 +68,10 @@ class LossRegistry:
     def entries(self):
         return list(self._entries.values())
 
+    def put_first(self, name):
+        """Move a registered entry to the front of the listing order."""
+        self._entries = {name: self._entries[name], **{k: v for k, v in self._entries.items() if k != name}}
+
     def get(self, name):
         """The entry for a registered name or a dotted class path; LossSpecError otherwise."""
         if name in self._entries:
@@ -163,6 +167,8 @@ def _discover():
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith('_'):
             importlib.import_module(f'{__package__}.{info.name}')
+    # A plugin module imported before the first discovery registered before the baseline.
+    _registry.put_first('stylegan2')
 
 
 def register_loss(name, description=None, class_name=None):

@@ -12,6 +12,7 @@ fresh fork server that has imported torch and train.py once (so a run costs seco
 interpreter start-up).
 """
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -23,12 +24,14 @@ import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from click.testing import CliRunner
 
 import dnnlib
 import generate
 import legacy
 from stylegan_plus.losses import dist as dist_module
+from stylegan_plus.losses import penalty_pass
 from stylegan_plus.losses.dist import DistGANLoss
 from stylegan_plus.losses.phases import default_phases
 from stylegan_plus.networks import mlp
@@ -439,3 +442,141 @@ def test_train_toy(datasets, tmp_path):
     assert 'Timing/Dboth' in stat_names(run)
     data = check_snapshot(snapshot(run), ['E'])
     assert data['E'](torch.zeros(3, 2)).shape == (3, 2)
+
+#----------------------------------------------------------------------------
+# The gradient penalty's D pass without the backward on zeros (`losses/penalty_pass.py`): same values and
+# gradients, bit for bit, as the code before it (a frozen copy below), fewer convolution backwards.
+
+class EarlierPenaltyDistGANLoss(DistGANLoss):
+    """DistGANLoss with `penalty_at_interpolates` as it was before penalty_pass.py (frozen copy)."""
+
+    def penalty_at_interpolates(self, real_img, real_c, gen_img):
+        eps = torch.rand([real_img.shape[0]], device=real_img.device)
+        mixed = dist_module.interpolate(real_img.detach(), gen_img.detach(), eps).requires_grad_(True)
+        logits = self.decision(mixed, real_c)
+        with dist_module.conv2d_gradfix.no_weight_gradients():
+            grads = torch.autograd.grad(outputs=[logits.sum()], inputs=[mixed], create_graph=True)[0]
+        return dist_module.gradient_penalty(grads, self.dist_gp_norm)
+
+
+class ConvBackwardCounter(TorchDispatchMode):
+    """Counts aten.convolution_backward calls, by output mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default:
+            self.masks.append(tuple(args[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+def small_image_nets(family, c_dim):
+    """(G, D) at 16 px, 3 channels, a few channels wide, frozen as the loop leaves them."""
+    torch.manual_seed(0)
+    if family == 'dcgan':
+        from stylegan_plus.networks import dcgan # pylint: disable=import-outside-toplevel
+        small = dict(channel_base=128, channel_max=16)
+        G = dcgan.Generator(z_dim=8, c_dim=c_dim, img_resolution=16, img_channels=3, **small)
+        D = dcgan.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, **small)
+    else:
+        from stylegan_plus.networks import stylegan2 # pylint: disable=import-outside-toplevel
+        small = dict(channel_base=128, channel_max=16)
+        G = stylegan2.Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=3,
+                                mapping_kwargs=dict(num_layers=2), synthesis_kwargs=small)
+        D = stylegan2.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3,
+                                    epilogue_kwargs=dict(mbstd_group_size=2), **small)
+    return G.requires_grad_(False), D.requires_grad_(False)
+
+
+def one_iteration(loss_class, family, c_dim, monkeypatch):
+    """Grads of E, G, D after AEmain, Dboth (with R1) and Gboth on fixed data, plus every statistic."""
+    G, D = small_image_nets(family, c_dim)     # built afresh, from the same seed, for each run
+    stats = StatsRecorder(monkeypatch)
+    loss = loss_class('cpu', G=G, D=D, r1_gamma=1.0, pl_weight=0, style_mixing_prob=0)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn([4, 3, 16, 16], generator=gen)
+    z = torch.randn([4, 8], generator=gen)
+    c = torch.eye(max(c_dim, 1))[torch.tensor([0, 1, 1, 0]) % max(c_dim, 1)][:, :c_dim]
+    torch.manual_seed(2)    # the penalty's eps and any noise: the same draws in both runs
+    grads = {}
+    counter = ConvBackwardCounter()
+    for phase, trained in [('AEmain', [loss.E, G]), ('Dboth', [D]), ('Gboth', [G])]:
+        for module in trained:
+            module.requires_grad_(True)
+        with counter if phase == 'Dboth' else contextlib.nullcontext():
+            loss.accumulate_gradients(phase, real, c, z, c, sync=True, gain=1)
+        for module in trained:
+            module.requires_grad_(False)
+            for name, param in module.named_parameters():
+                if param.grad is not None:
+                    grads[f'{phase}/{type(module).__name__}/{name}'] = param.grad
+                param.grad = None
+    return grads, stats.values, counter.masks
+
+
+@pytest.mark.parametrize('family,c_dim', [('dcgan', 0), ('dcgan', 3), ('stylegan2', 0)])
+def test_penalty_pass_matches_the_earlier_code(monkeypatch, family, c_dim):
+    """One iteration (AE, D with the penalty and R1, G) gives bitwise the earlier gradients and statistics."""
+    new_grads, new_stats, new_masks = one_iteration(DistGANLoss, family, c_dim, monkeypatch)
+    old_grads, old_stats, old_masks = one_iteration(EarlierPenaltyDistGANLoss, family, c_dim, monkeypatch)
+    assert sorted(new_grads) == sorted(old_grads) and any(name.startswith('Dboth') for name in new_grads)
+    for name, grad in new_grads.items():
+        assert torch.equal(grad, old_grads[name]), name
+    assert new_stats == old_stats and new_stats['Loss/dist/gp']
+    if family == 'dcgan':
+        # D has 2 convolutions at 16 px. Before: 2 full backwards (weight + data) on zeros through
+        # the penalty's forward graph; now none. R1 (the baseline's code) keeps its own.
+        full = (True, True, True)
+        assert old_masks.count(full) - new_masks.count(full) == 2
+        assert len(old_masks) - len(new_masks) == 2
+
+
+def test_penalty_pass_functions_are_torchs_ops():
+    """Inside the mode: conv2d (bias, stride, groups) and leaky ReLU give torch's values, first- and
+    second-order gradients bit for bit, send nothing back into the forward graph, and leave other
+    calls (in-place leaky ReLU, padding='same', no autograd, autocast) as they are."""
+    torch.manual_seed(0)
+    w1, b1 = torch.randn([4, 2, 3, 3]), torch.randn([4])
+    w2 = torch.randn([6, 2, 3, 3])     # groups=2
+    x = torch.randn([3, 2, 9, 9])
+    v = torch.randn([3, 6, 3, 3])     # a fixed readout: grad_x of (out * v).sum() depends on x through slopes only
+
+    def net(inp):
+        h = F.leaky_relu(F.conv2d(inp, w1, b1, stride=2, padding=1), 0.2)
+        return F.leaky_relu(F.conv2d(h, w2, None, 1, 0, 1, 2), negative_slope=0.1)
+
+    results = []
+    for use_mode in [False, True]:
+        for t in (w1, b1, w2):
+            t.requires_grad_(True)
+            t.grad = None
+        inp = x.clone().requires_grad_(True)
+        with penalty_pass.without_zero_backward(enabled=use_mode):
+            out = net(inp)
+        grad_x = torch.autograd.grad((out * v).sum(), [inp], create_graph=True)[0]
+        counter = ConvBackwardCounter()
+        with counter:
+            grad_x.square().sum().backward()
+        results.append((out.detach(), grad_x.detach(), [t.grad for t in (w1, b1, w2)], inp.grad, counter.masks))
+    (out_a, gx_a, gw_a, gi_a, masks_a), (out_b, gx_b, gw_b, gi_b, masks_b) = results
+    assert torch.equal(out_a, out_b) and torch.equal(gx_a, gx_b)
+    assert torch.equal(gw_a[0], gw_b[0]) and torch.equal(gw_a[2], gw_b[2])
+    # b1 moves the slopes only: torch's gradient is exact zeros (sent along the zero path), now none.
+    # In the D step every D parameter also gets the other terms' gradients (the test above).
+    assert gw_a[1] is not None and not gw_a[1].any() and gw_b[1] is None
+    assert gi_a is not None and not gi_a.any() and gi_b is None     # the same for the input
+    # Backpropagating the penalty: torch ran both layers' full backward (on zeros); now neither.
+    assert masks_a == [(True, True, False), (True, True, True)] and masks_b == []
+    inp = x.clone().requires_grad_(True)
+    with penalty_pass.without_zero_backward():
+        y = F.leaky_relu(inp * 1, 0.2, inplace=True)
+        same = F.conv2d(inp, w1, None, padding='same')
+        with torch.no_grad():
+            plain = F.conv2d(inp, w1, b1)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            cast = F.conv2d(inp, w1, b1)
+    assert type(y.grad_fn).__name__ == 'LeakyReluBackward1'
+    assert type(same.grad_fn).__name__ == 'ConvolutionBackward0' and plain.grad_fn is None
+    assert type(cast.grad_fn).__name__ == 'ConvolutionBackward0' and cast.dtype == torch.bfloat16
