@@ -174,13 +174,13 @@ def phase_figure(path, family, rows):
 
 def save_results(out, results, args):
     """Write plugin_step.json (atomically) and one phase figure per family into `out`; returns the paths."""
-    from stylegan_plus.io import images  # pylint: disable=import-outside-toplevel
+    from stylegan_plus.io import atomic  # pylint: disable=import-outside-toplevel
     os.makedirs(out, exist_ok=True)
     record = dict(command=' '.join(['python -m benchmarks.plugin_step', *args.argv]), load_average=os.getloadavg(),
                   results=results)
     path = os.path.join(out, 'plugin_step.json')
     text = json.dumps(record, indent=2)
-    images.write_atomic(path, lambda f: f.write(text.encode('utf-8')))
+    atomic.write_atomic(path, lambda f: f.write(text.encode('utf-8')))
     return [path] + [phase_figure(os.path.join(out, f'phases_{family}.png'), family, rows)
                      for family, rows in results.items()]
 

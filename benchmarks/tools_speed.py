@@ -33,7 +33,7 @@ import torch
 
 from benchmarks.common import REPO_ROOT, digits, figures, report, runner
 from benchmarks.common.official_cifar import OFFICIAL_CIFAR, SMOKE_NET, build_discriminator, build_generator
-from stylegan_plus.io import images
+from stylegan_plus.io import atomic
 
 BENCH_ID = 'tools_speed'
 PROTOCOLS = {
@@ -50,7 +50,7 @@ def write_snapshot(rep, net_kwargs, data):
                                              use_labels=True, max_size=None, xflip=False, resolution=32),
                     G=G, D=build_discriminator(G, net_kwargs), G_ema=G, augment_pipe=None)
     path = rep.path('network-cifar-random.pkl')
-    images.write_atomic(path, lambda f: pickle.dump(snapshot, f))
+    atomic.write_atomic(path, lambda f: pickle.dump(snapshot, f))
     return path
 
 

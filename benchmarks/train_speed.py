@@ -34,7 +34,7 @@ import json
 import os
 
 from benchmarks.common import digits, figures, report, runner, runs
-from stylegan_plus.io import charts, images
+from stylegan_plus.io import atomic, charts
 
 BENCH_ID = 'train_speed'
 RESOLUTION = 32
@@ -244,7 +244,7 @@ def merge_results(folders, out):
             print(f'{family:<10} {name:<11} {report.fmt(row["time_ratio"], 2)}x (goal {GOALS[name]}x)'
                   + (f', {report.fmt(same, 2)}x on the same schedule' if same else ''))
     text = json.dumps(merged, indent=2)
-    images.write_atomic(os.path.join(out, 'merged.json'), lambda f: f.write(text.encode('utf-8')))
+    atomic.write_atomic(os.path.join(out, 'merged.json'), lambda f: f.write(text.encode('utf-8')))
     return merged
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import generate
 import style_mixing
 from stylegan_plus.networks.inference import prepare_generator
-from stylegan_plus.io import images
+from stylegan_plus.io import atomic, images
 from tests.test_legacy import REPO, load_pickle, make_snapshot, render, write_pickle
 
 
@@ -264,7 +264,7 @@ def test_writes_are_atomic(tmp_path):
         f.write(b'\x89PNG half')
         raise OSError('disk full')
     with pytest.raises(OSError, match='disk full'):
-        images.write_atomic(target, fail_halfway)
+        atomic.write_atomic(target, fail_halfway)
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ['seed0000.png']
     images.save_npz(tmp_path / 'v', z=np.arange(3))     # the name is kept as given (no .npz appended)
     with np.load(tmp_path / 'v') as npz:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import PIL.Image
 
-from stylegan_plus.io import charts, images
+from stylegan_plus.io import atomic, charts, images
 
 from . import runs
 
@@ -154,7 +154,7 @@ def save_grid(pixels, path, cols=None, scale=2, pad=1):
         top, left = (pad + (height + pad) * k for k in divmod(i, cols))
         canvas[top:top + height, left:left + width] = image
     grid = PIL.Image.fromarray(images.enlarge(canvas, scale))
-    images.write_atomic(path, lambda f: grid.save(f, format='PNG', optimize=True))
+    atomic.write_atomic(path, lambda f: grid.save(f, format='PNG', optimize=True))
     return path
 
 #----------------------------------------------------------------------------

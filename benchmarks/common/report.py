@@ -34,7 +34,7 @@ import numpy as np
 import PIL
 import torch
 
-from stylegan_plus.io import images
+from stylegan_plus.io import atomic
 
 from . import REPO_ROOT
 
@@ -46,7 +46,7 @@ def write_json(path, data):
     """Write `data` as indented JSON to `path` atomically (temporary file, then rename), creating its folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     text = json.dumps(data, indent=2)
-    images.write_atomic(path, lambda f: f.write(text.encode('utf-8')))
+    atomic.write_atomic(path, lambda f: f.write(text.encode('utf-8')))
 
 
 @dataclasses.dataclass(frozen=True)

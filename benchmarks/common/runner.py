@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from stylegan_plus.io import images
+from stylegan_plus.io import atomic
 
 from . import REPO_ROOT
 
@@ -174,7 +174,7 @@ class _Child:
         record = dict(command=job.command, run_dir=os.path.relpath(job.run_dir, self.outdir), wall_sec=job.wall_sec,
                       cpu_sec=job.cpu_sec, peak_rss_mb=job.peak_rss_mb)
         text = json.dumps(record, indent=2)
-        images.write_atomic(os.path.join(self.outdir, JOB_RECORD), lambda f: f.write(text.encode('utf-8')))
+        atomic.write_atomic(os.path.join(self.outdir, JOB_RECORD), lambda f: f.write(text.encode('utf-8')))
 
     def stop(self):
         if self.proc.returncode is None and self.proc.poll() is None:

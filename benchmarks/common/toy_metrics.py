@@ -15,7 +15,7 @@ import torch
 
 from stylegan_plus.data import toy_data
 from stylegan_plus.sampling import prior as prior_lib
-from stylegan_plus.io import images
+from stylegan_plus.io import atomic
 
 PRIORS = ('gaussian', 'normal', 'uniform')     # gaussian: the older name of normal
 
@@ -30,7 +30,7 @@ def write_toy_set(path, kind, std, points_per_mode, seed=0):
         except (OSError, ValueError):
             pass
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    images.write_atomic(path, lambda f: np.save(f, points))
+    atomic.write_atomic(path, lambda f: np.save(f, points))
     return path
 
 

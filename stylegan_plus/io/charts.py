@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from stylegan_plus.io import images
+from stylegan_plus.io import atomic
 
 # Colours by role, so a statistic keeps its colour across panels and figures (matplotlib's tab10).
 PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
@@ -39,7 +39,7 @@ def save_figure(fig, path, dpi=110):
     """Write `fig` as a PNG to `path` atomically and close it; returns path."""
     plt = pyplot()
     try:
-        images.write_atomic(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
+        atomic.write_atomic(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
     finally:
         plt.close(fig)
     return path

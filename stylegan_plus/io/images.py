@@ -14,8 +14,7 @@ import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 
-# The one atomic writer (`stylegan_plus.io.atomic`), also reachable here: the benchmarks write through it.
-from .atomic import write_atomic
+from . import atomic
 
 DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at least this many pixels in grids
 
@@ -44,12 +43,12 @@ def to_pil(pixels: np.ndarray) -> PIL.Image.Image:
 def save_png(pixels: np.ndarray, path) -> None:
     """Write one [H, W, C] uint8 image (C = 1 or 3) to `path`, atomically (no half-written file)."""
     image = to_pil(pixels)
-    write_atomic(path, lambda f: image.save(f, format='PNG'))
+    atomic.write_atomic(path, lambda f: image.save(f, format='PNG'))
 
 
 def save_npz(path, **arrays) -> None:
     """`np.savez(path, **arrays)`, atomically; `path` is used as given (no `.npz` is appended)."""
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+    atomic.write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def display_scale(height: int, width: int, min_tile: int = DISPLAY_MIN_TILE) -> int:
