@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-_engine_will_run = getattr(torch._C, '_will_engine_execute_node', None)   # pylint: disable=protected-access
+from torch_utils.ops import conv2d_gradfix
 
 
 def without_zero_backward(enabled=True):
@@ -37,30 +37,6 @@ def without_zero_backward(enabled=True):
     if not enabled or not hasattr(torch.autograd.graph, 'get_gradient_edge'):
         return contextlib.nullcontext()
     return _PenaltyPassMode()
-
-
-def _wanted_inputs(ctx):
-    """Per input of a Function: does the running backward pass need its gradient?
-
-    `ctx.needs_input_grad` only says that it requires grad; `torch.autograd.grad(..., inputs=[x])`
-    runs no node towards D's weights, and the engine (when it can be asked) says which it runs, so
-    the first-order pass skips the weight gradients as torch's own convolution does.
-    """
-    wanted = []
-    for needed, edge in zip(ctx.needs_input_grad, ctx.edges):
-        if needed and edge is not None and _engine_will_run is not None:
-            try:
-                needed = _engine_will_run(edge.node)
-            except RuntimeError:    # not run by the engine: assume wanted
-                pass
-        wanted.append(bool(needed))
-    return wanted
-
-
-def _gradient_edges(*tensors):
-    """Where each tensor's gradient goes (None for non-tensors and tensors without grad)."""
-    return tuple(torch.autograd.graph.get_gradient_edge(t) if isinstance(t, torch.Tensor) and t.requires_grad
-                 else None for t in tensors)
 
 
 class _ConstantSlopeLeakyReLU(torch.autograd.Function):
@@ -97,14 +73,15 @@ class _InputFreeDataGradConv2d(torch.autograd.Function):
     def forward(ctx, x, w, b, stride, padding, dilation, groups):
         ctx.conf = (list(stride), list(padding), list(dilation), groups)
         ctx.bias_sizes = None if b is None else [w.shape[0]]
-        ctx.edges = _gradient_edges(x, w, b)
+        ctx.edges = conv2d_gradfix.gradient_edges(x, w, b)
         ctx.save_for_backward(x, w)
         return F.conv2d(x, w, b, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
-        mask = _wanted_inputs(ctx)
+        # Only the gradients the running pass uses, as torch's own convolution does.
+        mask = [conv2d_gradfix.gradient_wanted(edge, needed) for edge, needed in zip(ctx.edges, ctx.needs_input_grad)]
         if not any(mask):
             return (None,) * 7
         stride, padding, dilation, groups = ctx.conf

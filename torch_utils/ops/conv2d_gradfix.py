@@ -170,25 +170,36 @@ def _interned(spec):
 _engine_will_run = getattr(torch._C, '_will_engine_execute_node', None)
 
 
-def _remember_edges(ctx, *tensors):
-    """Record where each input's gradient would go, so backward can ask the engine whether it will."""
+def gradient_edges(*tensors):
+    """Where each tensor's gradient would go (None for non-tensors and tensors without grad), for
+    `gradient_wanted` in a custom Function's backward. Also used by stylegan_plus.losses.penalty_pass."""
     edge = torch.autograd.graph.get_gradient_edge
-    ctx.edges = tuple(edge(t) if isinstance(t, torch.Tensor) and t.requires_grad else None for t in tensors)
+    return tuple(edge(t) if isinstance(t, torch.Tensor) and t.requires_grad else None for t in tensors)
 
 
-def _wanted(ctx, index):
-    """Input `index` (counted after the spec) needs a gradient in the running backward pass.
+def gradient_wanted(edge, needs_grad):
+    """Will the running backward pass use the gradient sent along `edge` (from `gradient_edges`)?
 
-    `ctx.needs_input_grad` only says that it requires grad; `torch.autograd.grad(..., inputs=[x])`
-    runs no node towards a weight, and the engine tells which nodes it will run.
+    `needs_grad` (the Function's `ctx.needs_input_grad` entry) only says that the input requires
+    grad; `torch.autograd.grad(..., inputs=[x])` runs no node towards a weight, and the engine
+    tells which nodes it will run.
     """
-    edge = ctx.edges[index]
-    if edge is None or not ctx.needs_input_grad[index + 1]:
+    if edge is None or not needs_grad:
         return False
     try:
         return _engine_will_run is None or _engine_will_run(edge.node)
     except RuntimeError:    # not called by the engine (e.g. backward invoked by hand): assume wanted
         return True
+
+
+def _remember_edges(ctx, *tensors):
+    """Record where each input's gradient would go, so backward can ask the engine whether it will."""
+    ctx.edges = gradient_edges(*tensors)
+
+
+def _wanted(ctx, index):
+    """Input `index` (counted after the spec) needs a gradient in the running backward pass."""
+    return gradient_wanted(ctx.edges[index], ctx.needs_input_grad[index + 1])
 
 
 def _weight_wanted(ctx, index):
