@@ -26,11 +26,11 @@ from .declarations import BASE_OPTIONS, LOSS_ROLES, LossOption  # noqa: F401
 PLUGIN_HOOKS = ('accumulate_gradients', 'phases', 'decision', 'load_state_dict',
                 'transform_fakes', 'adjust_training_options')
 
-# Keys of the official snapshot dict (and network keywords of the loop): an extra network may
-# not take one of these names, because it is saved under its name beside them.
 # The official statistic ADA adapts from (docs/compat.md section 6).
 REAL_SIGNS_STAT = 'Loss/signs/real'
 
+# Keys of the official snapshot dict (and network keywords of the loop): an extra network may
+# not take one of these names, because it is saved under its name beside them.
 RESERVED_NETWORK_NAMES = ('G', 'D', 'G_ema', 'G_mapping', 'G_synthesis', 'augment_pipe', 'training_set_kwargs')
 
 
