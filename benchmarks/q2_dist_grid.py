@@ -3,7 +3,10 @@
     python -m benchmarks.q2_dist_grid [--quick] [--out results/q2] [--seeds 0,1,2] [--parallel 1]
 
 Protocol (docs/benchmarks.md Q2, Dist-GAN paper section 4.1): 25 Gaussians at (2i, 2j), i, j in
--2..2, std 0.05, 2 000 points a mode (50 000); the authors' 2-D settings: MLPs 128-128-128 with
+-2..2, std 0.05, 2 000 points a mode (50 000); the authors' 2-D settings: the data scaled into
+[0, 1] by x -> (x / maxabs + 1) / 2 (maxabs = the largest |coordinate|, 4.18 for theirs) and
+G ending in a sigmoid, for both methods (every loss term, the gradient penalty's target norm
+included, then acts at the authors' scale: the modes sit 0.24 apart, not 2); MLPs 128-128-128 with
 ReLU, z_dim 2 with z ~ U[-1, 1] (so lambda_w = sqrt(d_z / d_x) = 1), lambda_r = lambda_p = 0.1,
 5 D steps per iteration, the gradient penalty on the RMS of the gradient and L_R as a mean over
 dimensions (the code's forms), Adam lr 1e-3 with beta1 = 0.8, batch 128, the code's learning-rate
@@ -17,8 +20,9 @@ for the activation or Adam's betas, so both methods name a loss class of
 `benchmarks.common.toy_losses` that writes them into the training options (DistGrid =
 `--loss=dist` unchanged, GANGrid = `--loss=stylegan2` unchanged). For each seed, 2 000 points
 from the final snapshot's G (what the paper evaluates) and from G_ema (its moving average, what
-generate.py uses) are scored, with latents from the prior each snapshot records: a point registers with a mode within 0.1414 of its centre, a mode
-is missed with fewer than 20 registered points.
+generate.py uses) are scored, with latents from the prior each snapshot records, after mapping
+them back to data units: a point registers with a mode within 0.1414 of its centre, a mode is
+missed with fewer than 20 registered points.
 
 Length: the paper trains 500 epochs and reports all 25 modes after about 50 (its Fig. 5a); the
 full protocol here trains 50 epochs (2 500 kimg), the quick one 10.
@@ -85,15 +89,18 @@ def run(args, argv):
     proto, seeds = report.protocol(args, PROTOCOLS)
     overrides = {name: toy_losses.describe_overrides(getattr(toy_losses, name)) for name in ('GANGrid', 'DistGrid')}
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
-        proto, std=STD, points_per_mode=POINTS_PER_MODE, **coverage.rule_settings(), methods=METHODS,
+        proto, std=STD, points_per_mode=POINTS_PER_MODE, data_scaling='unit box (x / maxabs + 1) / 2',
+        **coverage.rule_settings(), methods=METHODS,
         option_overrides=overrides), script=__file__, argv=argv, layout='toy')
-    data = toy_metrics.write_toy_set(rep.path('grid25_std0.05.npy'), 'grid25', STD, POINTS_PER_MODE)
+    reals = toy_data.make_toy_points('grid25', STD, POINTS_PER_MODE)[0]
+    box = toy_metrics.UnitBox(reals)    # the authors' scaling into [0, 1]; scores go back to data units
+    data = toy_metrics.write_points(rep.path('grid25_std0.05_unit.npy'), box.to_unit(reals))
     centres = toy_data.grid_centers()
     jobs, per_run, points, summary = coverage.train_and_score(rep, build_jobs(proto, data, seeds), args, centres,
-                                                              STD, METHODS, seeds)
+                                                              STD, METHODS, seeds, to_data_units=box.to_data)
     compare(rep, per_run, summary, seeds)
     coverage.coverage_figures(rep, 'q2', TITLE, jobs, METHODS, points, per_run,
-                              figures.real_subset(np.load(data), count=5000), centres, seeds[0])
+                              figures.real_subset(reals, count=5000), centres, seeds[0])
     rep.finish(dict(per_run=per_run, summary=summary, paper=PAPER))
     return rep.data
 

@@ -35,16 +35,19 @@ def run_prior(run_dir):
     return prior_lib.snapshot_z_dist(runs.load_final_snapshot(run_dir))
 
 
-def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count, prior=None):
+def evaluate_run(run_dir, centres, std, samples, sample_seed, radius, min_count, prior=None, to_data_units=None):
     """({net: metrics dict}, {net: generated points [samples, 2]}) of a run's final snapshot.
 
     prior: the latents' distribution; None = the one the run trained with (`run_prior`).
+    to_data_units: maps G's outputs [N, 2] to the units of `centres`, `std` and `radius` (for
+    runs trained on rescaled data, `toy_metrics.UnitBox`); None = G already outputs data units.
     """
     return evaluate_snapshot(runs.load_final_snapshot(run_dir), centres, std, samples, sample_seed, radius, min_count,
-                             prior)
+                             prior, to_data_units)
 
 
-def evaluate_snapshot(snapshot, centres, std, samples, sample_seed, radius, min_count, prior=None):
+def evaluate_snapshot(snapshot, centres, std, samples, sample_seed, radius, min_count, prior=None,
+                      to_data_units=None):
     """`evaluate_run` of a loaded snapshot (`runs.load_snapshot`); prior None = the one it records."""
     prior = prior or prior_lib.snapshot_z_dist(snapshot)
     metrics, points = {}, {}
@@ -52,6 +55,8 @@ def evaluate_snapshot(snapshot, centres, std, samples, sample_seed, radius, min_
         G = snapshot[net]
         z = toy_metrics.sample_prior(samples, G.z_dim, prior, sample_seed)
         points[net] = toy_metrics.generate_points(G, z)
+        if to_data_units is not None:
+            points[net] = to_data_units(points[net])
         metrics[net] = toy_metrics.mode_coverage(points[net], centres, radius, min_count)
         metrics[net].update(toy_metrics.high_quality(points[net], centres, std))
     return metrics, points
@@ -65,15 +70,16 @@ def evaluate_jobs(jobs, **kwargs):
     return per_run, points
 
 
-def train_and_score(rep, jobs, args, centres, std, methods, seeds):
+def train_and_score(rep, jobs, args, centres, std, methods, seeds, to_data_units=None):
     """Run the train.py jobs (args.parallel, args.reuse), record them, score them by the rule.
 
-    Returns (per_run metrics, per_run points, summary over seeds).
+    to_data_units: as in `evaluate_run`. Returns (per_run metrics, per_run points in data units,
+    summary over seeds).
     """
     jobs = runner.run_jobs(jobs, rep.out, parallel=args.parallel, reuse=args.reuse)
     rep.add_runs(jobs)
     per_run, points = evaluate_jobs(jobs, centres=centres, std=std, samples=SAMPLES, sample_seed=SAMPLE_SEED,
-                                    radius=RADIUS, min_count=MIN_COUNT)
+                                    radius=RADIUS, min_count=MIN_COUNT, to_data_units=to_data_units)
     return jobs, per_run, points, summarise(per_run, methods, seeds)
 
 

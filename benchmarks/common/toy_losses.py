@@ -84,9 +84,11 @@ class GANRing(BiGANRing):
         return logits + super().decision(img, c, z=z, sync=sync) * 0
 
 #----------------------------------------------------------------------------
-# Q2: the Dist-GAN paper's 2-D settings (ReLU MLPs 128-128-128, Adam beta1 0.8).
+# Q2: the Dist-GAN paper's 2-D settings (ReLU MLPs 128-128-128, Adam beta1 0.8), and its authors' 2-D
+# code's sigmoid at G's output (their data are scaled into [0, 1]: benchmarks/q2_dist_grid.py).
 
 Q2_SETTINGS = {
+    'G_kwargs.output_activation': 'sigmoid',
     'G_kwargs.lrelu_slope': 0.0,
     'D_kwargs.lrelu_slope': 0.0,
     'G_opt_kwargs.betas': [0.8, 0.999],
@@ -95,7 +97,8 @@ Q2_SETTINGS = {
 
 
 class DistGrid(ToyOptionOverrides, DistGANLoss):
-    """Dist-GAN (`--loss=dist`, unchanged) with ReLU networks and Adam beta1 = 0.8 (the paper's 2-D settings)."""
+    """Dist-GAN (`--loss=dist`, unchanged) with ReLU networks and Adam beta1 = 0.8 (the paper's 2-D settings)
+    and a sigmoid at G's output (the authors' 2-D code)."""
     option_overrides = Q2_SETTINGS
 
 

@@ -23,6 +23,30 @@ PRIORS = ('gaussian', 'normal', 'uniform')     # gaussian: the older name of nor
 def write_toy_set(path, kind, std, points_per_mode, seed=0):
     """Write a toy set (`ring8`/`grid25`) as .npy (atomically) unless an identical file exists; returns the path."""
     points, _modes = toy_data.make_toy_points(kind, std, points_per_mode, seed=seed)
+    return write_points(path, points)
+
+
+class UnitBox:
+    """Dist-GAN's 2-D data scaling: x -> (x / maxabs + 1) / 2 puts a set symmetric about 0 into [0, 1].
+
+    maxabs = the largest |coordinate| of the set (4.18 for the authors' 25-Gaussian grid). Distances
+    shrink by 2 * maxabs; `to_data` undoes the map, so samples are scored in the data's own units.
+    """
+
+    def __init__(self, points):
+        self.maxabs = float(np.abs(points).max())
+
+    def to_unit(self, points):
+        """float32 [N, 2] data units -> [0, 1]."""
+        return ((points / self.maxabs + 1) / 2).astype(np.float32)
+
+    def to_data(self, points):
+        """float32 [N, 2] in the unit box -> data units."""
+        return ((points * 2 - 1) * self.maxabs).astype(np.float32)
+
+
+def write_points(path, points):
+    """Write float32 points [N, 2] as .npy (atomically) unless an identical file exists; returns the path."""
     if os.path.isfile(path):
         try:
             if np.array_equal(np.load(path), points):

@@ -1,7 +1,8 @@
 """Small fully connected G and D for 2-D point data (`--cfg=toy`).
 
 G: [z, embedded label] -> hidden layers with leaky ReLU -> a linear output of
-`img_channels * img_resolution**2` values (2 for points). D: the flattened input -> hidden layers
+`img_channels * img_resolution**2` values (2 for points), optionally squashed by a sigmoid into
+(0, 1) (`output_activation='sigmoid'`, for data scaled to [0, 1] as in Dist-GAN's 2-D code). D: the flattened input -> hidden layers
 with leaky ReLU (the last hidden activation is the feature vector) -> a linear logit, plus
 projection conditioning. The point datasets report `img_resolution = 1`, `img_channels = 2`.
 
@@ -23,6 +24,9 @@ def _hidden_stack(in_features, hidden_features, lrelu_slope):
     return torch.nn.Sequential(*layers), in_features
 
 
+OUTPUT_ACTIVATIONS = ('linear', 'sigmoid')
+
+
 def _check_widths(hidden_features):
     widths = [int(w) for w in hidden_features]
     if not widths or min(widths) < 1:
@@ -32,7 +36,8 @@ def _check_widths(hidden_features):
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
-    """z [N, z_dim], c [N, c_dim] -> points [N, img_channels] (img_resolution 1), float32, unbounded.
+    """z [N, z_dim], c [N, c_dim] -> points [N, img_channels] (img_resolution 1), float32; unbounded
+    with `output_activation='linear'`, in (0, 1) with 'sigmoid'.
 
     For img_resolution R > 1 the output is reshaped to [N, img_channels, R, R]. Submodules:
     `embed` (only if c_dim > 0), `body` (hidden layers), `out` (linear). StyleGAN2 keyword
@@ -42,9 +47,14 @@ class Generator(torch.nn.Module):
     def __init__(self, z_dim, c_dim, img_resolution=1, img_channels=2,
                  hidden_features=(128, 128, 128),   # widths of the hidden layers
                  lrelu_slope=0.2,
-                 embed_features=None):              # label embedding width; None = z_dim
+                 embed_features=None,               # label embedding width; None = z_dim
+                 output_activation='linear'):       # 'linear' or 'sigmoid'
         super().__init__()
         widths = _check_widths(hidden_features)
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f'output_activation={output_activation!r} is not supported; '
+                             f'expected one of {", ".join(OUTPUT_ACTIVATIONS)}')
+        self.output_activation = output_activation
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.img_resolution = img_resolution
@@ -64,6 +74,8 @@ class Generator(torch.nn.Module):
             misc.assert_shape(c, [z.shape[0], self.c_dim])
             x = torch.cat([x, self.embed(c.to(torch.float32))], dim=1)
         x = self.out(self.body(x))
+        if self.output_activation == 'sigmoid':
+            x = torch.sigmoid(x)
         if self.img_resolution > 1:
             x = x.reshape(x.shape[0], self.img_channels, self.img_resolution, self.img_resolution)
         return x

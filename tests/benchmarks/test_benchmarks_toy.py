@@ -16,7 +16,7 @@ import torch
 
 import dnnlib
 from benchmarks import q1_loganb_ring, q2_dist_grid, q3_advlat_toy, q5_rf_ring
-from benchmarks.common import coverage, reconstruction, report, runner, toy_losses, toy_metrics
+from benchmarks.common import coverage, reconstruction, report, runner, runs, toy_losses, toy_metrics
 from stylegan_plus.data import toy_data
 from stylegan_plus.networks import mlp
 from stylegan_plus.training import configs
@@ -95,6 +95,18 @@ def test_uniform_prior_is_in_range_and_seeded():
     assert np.array_equal(z.numpy(), toy_metrics.sample_prior(1000, 5, 'uniform', seed=3).numpy())
     with pytest.raises(ValueError, match='gaussian, normal, uniform'):
         toy_metrics.sample_prior(4, 2, 'laplace', seed=0)
+
+def test_unit_box_maps_the_grid_into_0_1_and_back():
+    reals = toy_data.make_toy_points('grid25', 0.05, 200)[0]
+    box = toy_metrics.UnitBox(reals)
+    unit = box.to_unit(reals)
+    assert 4.1 < box.maxabs < 4.3 and unit.dtype == np.float32
+    assert float(unit.min()) >= 0 and float(unit.max()) <= 1 and min(float(unit.min()), 1 - float(unit.max())) < 1e-6
+    assert np.allclose(box.to_data(unit), reals, atol=1e-5)
+    # One uniform scale: distances shrink by 2 * maxabs, so the scoring radius keeps its meaning in data units.
+    assert np.isclose(np.linalg.norm(unit[0] - unit[1]) * 2 * box.maxabs, np.linalg.norm(reals[0] - reals[1]),
+                      rtol=1e-4)
+
 
 #----------------------------------------------------------------------------
 # Option overrides of the benchmark loss classes.
@@ -352,6 +364,11 @@ def test_q2_smoke(tmp_path, monkeypatch):
     run_dirs = {run['name']: run['run_dir'] for run in saved['runs']}
     assert coverage.run_prior(run_dirs['dist-seed0']) == 'uniform'
     assert coverage.run_prior(run_dirs['gan-seed0']) == 'normal'
+    # Both train on the grid scaled into [0, 1] with a sigmoid G; the scored points are back in data units.
+    train_data = np.load(os.path.join(out, 'grid25_std0.05_unit.npy'))
+    assert float(train_data.min()) >= 0 and float(train_data.max()) <= 1
+    for name in ('gan-seed0', 'dist-seed0'):
+        assert runs.load_final_snapshot(run_dirs[name])['G'].output_activation == 'sigmoid'
 
 
 @pytest.mark.slow

@@ -54,6 +54,20 @@ def test_bad_widths(widths):
         mlp.Generator(z_dim=2, c_dim=0, hidden_features=widths)
 
 
+def test_sigmoid_output_squashes_the_linear_output():
+    torch.manual_seed(0)
+    linear = mlp.Generator(z_dim=2, c_dim=0, hidden_features=[8])
+    torch.manual_seed(0)
+    squashed = mlp.Generator(z_dim=2, c_dim=0, hidden_features=[8], output_activation='sigmoid')
+    z = torch.randn(64, 2) * 10       # large latents: raw outputs well outside (0, 1)
+    raw, out = linear(z, None), squashed(z, None)
+    assert raw.abs().max() > 1
+    assert torch.allclose(out, torch.sigmoid(raw)) and out.min() > 0 and out.max() < 1
+    assert pickle.loads(pickle.dumps(squashed)).output_activation == 'sigmoid'
+    with pytest.raises(ValueError, match="output_activation='tanh'.*linear, sigmoid"):
+        mlp.Generator(z_dim=2, c_dim=0, output_activation='tanh')
+
+
 def test_pickle_and_ignored_keywords():
     torch.manual_seed(0)
     G = mlp.Generator(z_dim=2, c_dim=0, hidden_features=(8, 8))
