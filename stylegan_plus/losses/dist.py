@@ -50,6 +50,10 @@ Deviations from the authors' code kept, and why:
   steps: the loop applies one schedule to every optimizer.
 - The 2-D code counts reconstructions as fake with weight 0.5 and uses a sigmoid cross-entropy
   for L_R; we follow the paper (reconstructions are real) and the image code (squared error).
+- The 2-D code also scales its data into [0, 1] (x -> (x / maxabs + 1) / 2) and ends G with a
+  sigmoid. Both belong to the data set and the network, not to this loss: the Q2 benchmark sets
+  them (`benchmarks/q2_dist_grid.py`, `mlp.Generator(output_activation='sigmoid')`), so lambda_p,
+  lambda_r and the unit target of the penalty act at the authors' scale there.
 - The 2-D code trains 500 epochs; the Q2 benchmark trains 50, where the paper reports all 25
   modes already covered (its Fig. 5a), to fit the CPU budget.
 
