@@ -2,9 +2,10 @@
 
 G: [z, embedded label] -> hidden layers with leaky ReLU -> a linear output of
 `img_channels * img_resolution**2` values (2 for points), optionally squashed by a sigmoid into
-(0, 1) (`output_activation='sigmoid'`, for data scaled to [0, 1] as in Dist-GAN's 2-D code). D: the flattened input -> hidden layers
-with leaky ReLU (the last hidden activation is the feature vector) -> a linear logit, plus
-projection conditioning. The point datasets report `img_resolution = 1`, `img_channels = 2`.
+(0, 1) (`output_activation='sigmoid'`, for data scaled to [0, 1] as in Dist-GAN's 2-D code).
+D: the flattened input -> hidden layers with leaky ReLU (the last hidden activation is the
+feature vector) -> a linear logit, plus projection conditioning. The point datasets report
+`img_resolution = 1`, `img_channels = 2`.
 
 Pickled with its source (persistent classes), so this module imports only numpy, torch and the
 official torch_utils names.
@@ -15,6 +16,8 @@ import torch
 from torch_utils import misc
 from torch_utils import persistence
 
+OUTPUT_ACTIVATIONS = ('linear', 'sigmoid')    # mlp.Generator(output_activation=...)
+
 
 def _hidden_stack(in_features, hidden_features, lrelu_slope):
     layers = []
@@ -22,9 +25,6 @@ def _hidden_stack(in_features, hidden_features, lrelu_slope):
         layers += [torch.nn.Linear(in_features, width), torch.nn.LeakyReLU(lrelu_slope)]
         in_features = width
     return torch.nn.Sequential(*layers), in_features
-
-
-OUTPUT_ACTIVATIONS = ('linear', 'sigmoid')
 
 
 def _check_widths(hidden_features):
