@@ -95,8 +95,9 @@ _OPTIONS = [
     click.option('--z-dist', help='Latent prior of G: normal = N(0, I), uniform = U[-1, 1]; recorded in every '
                  'snapshot, and generate.py and the metrics draw from it  [default: normal, or set by the loss]',
                  metavar='normal|uniform'),
-    click.option('--lr-schedule', help='Learning-rate schedule of every optimizer: none, or step:FACTOR:EVERY '
-                 '(times FACTOR every EVERY iterations, e.g. step:0.9:10000)  [default: none, or set by the loss]',
+    click.option('--lr-schedule', help='Learning-rate schedule of every optimizer: none, step:FACTOR:EVERY '
+                 '(times FACTOR every EVERY iterations, e.g. step:0.9:10000), or linear:ITERS (straight down to 0 at '
+                 'iteration ITERS)  [default: none, or set by the loss]',
                  metavar='SPEC'),
     click.option('--precision', help='Compute precision of the training phases: fp32, or bf16 (autocast to bfloat16 '
                  'on CPUs with AMX/AVX512-BF16 and on bf16-capable GPUs; weights and optimizer state stay float32; '

@@ -2,7 +2,7 @@
 
     python -m benchmarks.q3_advlat_toy [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
                                        [--datasets ring,grid] [--kimg ring=256,grid=2500] [--qua 0.1x3,0.3x5]
-                                       [--z-on all|base]
+                                       [--z-on all|base] [--lr-decay none|linear]
 
 Protocol (docs/benchmarks.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
 a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
@@ -25,7 +25,9 @@ Sweeps: `--qua EPSxSTEPS,...` trains one `advlat-qua` model per setting (`--advl
 --advlat-steps=STEPS`, run names `qua-e<EPS>-s<STEPS>`) instead of the plugin's defaults;
 `--kimg ring=K,grid=K` sets each data set's training length (the paper trains the grid 50 epochs:
 2 500 kimg of our 50 000 grid points); `--datasets` picks the data sets; `--z-on=base` runs `-z`
-only on the baseline models (the `-qua` models are then scored as trained).
+only on the baseline models (the `-qua` models are then scored as trained); `--lr-decay=linear`
+trains every model (baseline and `-qua` alike) with the rates falling in a straight line to 0 at
+the run's last iteration (`--lr-schedule=linear:ITERS`), as AdvLatGAN's training scripts do.
 """
 
 if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
@@ -33,6 +35,7 @@ if __name__ == '__main__' and not __package__:     # started by path: rerun as `
     _by_path.rerun_as_module(__file__)
 
 import argparse
+import math
 
 import numpy as np
 import torch
@@ -41,6 +44,7 @@ from benchmarks.common import figures, report, runner, runs, toy_losses, toy_met
 from stylegan_plus.sampling import latent_steps
 from stylegan_plus.data import toy_data
 from stylegan_plus.sampling import prior as prior_lib
+from stylegan_plus.training import configs
 
 BENCH_ID = 'q3'
 TITLE = 'AdvLatGAN -z and -qua on the ring (std 0.001) and the grid (std 0.0025)'
@@ -118,6 +122,9 @@ def parse_args(argv):
                         help='latents moved by -z per model (default: 2000 full, 1000 quick; paper 20000)')
     parser.add_argument('--z-steps', type=report.positive_int, default=None, metavar='T',
                         help='-z steps of size 0.003 (default: 8000 full, 2000 quick)')
+    parser.add_argument('--lr-decay', choices=('none', 'linear'), default='none',
+                        help='learning rates of every model: constant, or linear to 0 at the last iteration '
+                             '(AdvLatGAN\'s scripts) (default: %(default)s)')
     return parser.parse_args(argv)
 
 
@@ -125,15 +132,27 @@ def run_name(dataset, method, seed):
     return f'{dataset}-{method}-seed{seed}'
 
 
-def build_jobs(proto, data_paths, seeds, methods=METHODS):
+def linear_decay_args(length):
+    """['--lr-schedule=linear:ITERS'] reaching 0 at the last iteration of a `--cfg=toy` run of
+    `length` (dict(kimg=K) or dict(nimg=N))."""
+    batch = configs.build_config('toy', resolution=1).args.batch_size
+    nimg = length['nimg'] if 'nimg' in length else length['kimg'] * 1000
+    return [f'--lr-schedule=linear:{math.ceil(nimg / batch)}']
+
+
+def build_jobs(proto, data_paths, seeds, methods=METHODS, lr_decay='none'):
     """One TrainJob per data set, seed and method; the length is proto's nimg, else its
-    kimg_per_dataset entry (--kimg), else its kimg."""
+    kimg_per_dataset entry (--kimg), else its kimg. lr_decay 'linear' adds linear_decay_args."""
     def length(dataset):
         if 'nimg' in proto:
             return dict(nimg=proto['nimg'])
         return dict(kimg=proto.get('kimg_per_dataset', {}).get(dataset, proto['kimg']))
+
+    def extra(dataset, loss_args):
+        return list(loss_args) + (linear_decay_args(length(dataset)) if lr_decay == 'linear' else [])
     return [runner.TrainJob(run_name(dataset, method, seed),
-                            runner.toy_train_args(data_paths[dataset], seed, extra=loss_args, **length(dataset)))
+                            runner.toy_train_args(data_paths[dataset], seed, extra=extra(dataset, loss_args),
+                                                  **length(dataset)))
             for dataset in data_paths for seed in seeds for method, loss_args in methods.items()]
 
 
@@ -225,14 +244,14 @@ def run(args, argv):
     stages = stages_of(methods, args.z_on)
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
-        mode_min_share=MIN_SHARE, net='G', methods=methods, z_on=args.z_on,
+        mode_min_share=MIN_SHARE, net='G', methods=methods, z_on=args.z_on, lr_decay=args.lr_decay,
         option_overrides=toy_losses.describe_overrides(toy_losses.GANAdvLatToy)),
         script=__file__, argv=argv, layout='toy')
     data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
                                                   spec['std'], POINTS_PER_MODE)
                   for name, spec in DATASETS.items() if name in proto['datasets']}
-    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds, methods), rep.out, parallel=args.parallel,
-                           reuse=args.reuse)
+    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds, methods, args.lr_decay), rep.out,
+                           parallel=args.parallel, reuse=args.reuse)
     rep.add_runs(jobs)
     per_run, points = {}, {}
     for job in jobs:

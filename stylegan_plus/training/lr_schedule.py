@@ -1,11 +1,15 @@
 """`--lr-schedule`: a learning-rate schedule applied by the loop to every optimizer of a run.
 
-Spellings: `none` (constant, the official loop) or `step:FACTOR:EVERY`, which multiplies every
+Spellings: `none` (constant, the official loop); `step:FACTOR:EVERY`, which multiplies every
 optimizer's learning rate by FACTOR once every EVERY iterations (Dist-GAN's 2-D code decays by
-0.9 every 10 000 of its global steps, 7 to an iteration: `step:0.9:1429`). The factor in force at iteration `batch_idx` is
-`FACTOR ** (batch_idx // EVERY)`, a function of the iteration count alone, so a resumed run
-continues on exactly the rates of the uninterrupted one without any saved state: the loop keeps
-each parameter group's configured rate and sets `configured * factor` before the phases run.
+0.9 every 10 000 of its global steps, 7 to an iteration: `step:0.9:1429`); and `linear:ITERS`,
+which lowers every rate in a straight line from the configured value at iteration 0 to 0 at
+iteration ITERS and keeps it at 0 after (AdvLatGAN's training scripts, after the
+pytorch-gan-collections convention, decay to 0 over the run's length: give ITERS = the run's
+iterations, total kimg * 1000 / batch). The factor in force at iteration `batch_idx` is a
+function of the iteration count alone, so a resumed run continues on exactly the rates of the
+uninterrupted one without any saved state: the loop keeps each parameter group's configured rate
+and sets `configured * factor` before the phases run.
 """
 
 import dataclasses
@@ -16,7 +20,8 @@ class ScheduleError(ValueError):
     """A `--lr-schedule` spelling that cannot be used; the message names it and what is accepted."""
 
 
-ACCEPTED = 'none, or step:FACTOR:EVERY (FACTOR > 0, EVERY a whole number of iterations >= 1; e.g. step:0.9:10000)'
+ACCEPTED = ('none, step:FACTOR:EVERY (FACTOR > 0, EVERY a whole number of iterations >= 1; e.g. step:0.9:10000), '
+            'or linear:ITERS (ITERS a whole number of iterations >= 1; e.g. linear:19532)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,13 +34,45 @@ class StepSchedule:
         """The multiplier of the configured rates at iteration `batch_idx` (0-based): a float > 0."""
         return self.factor ** (int(batch_idx) // self.every)
 
+    def is_constant(self):
+        return self.factor == 1
+
     def spelling(self):
         """The canonical `step:FACTOR:EVERY` text (what training_options.json records)."""
         return f'step:{self.factor:g}:{self.every}'
 
 
+@dataclasses.dataclass(frozen=True)
+class LinearSchedule:
+    """lr = configured lr * max(0, 1 - iteration / iters): from the configured rate down to 0 at `iters`."""
+    iters: int
+
+    def factor_at(self, batch_idx):
+        """The multiplier of the configured rates at iteration `batch_idx` (0-based): a float in [0, 1]."""
+        return max(0.0, 1.0 - int(batch_idx) / self.iters)
+
+    def is_constant(self):
+        return False
+
+    def spelling(self):
+        """The canonical `linear:ITERS` text (what training_options.json records)."""
+        return f'linear:{self.iters}'
+
+
+def _whole_number(text, part, name):
+    """`part` of a --lr-schedule value as an int >= 1; ScheduleError naming it otherwise."""
+    try:
+        value = int(part)
+    except ValueError:
+        raise ScheduleError(f'--lr-schedule={text}: {name} {part!r} is not a whole number; '
+                            f'accepted: {ACCEPTED}') from None
+    if value < 1:
+        raise ScheduleError(f'--lr-schedule={text}: {name} {part} must be at least 1; accepted: {ACCEPTED}')
+    return value
+
+
 def parse_schedule(text):
-    """The schedule of a `--lr-schedule` value: a StepSchedule, or None for `none`/None.
+    """The schedule of a `--lr-schedule` value: a StepSchedule or LinearSchedule, or None for `none`/None.
 
     Raises ScheduleError naming the value and the accepted spellings.
     """
@@ -45,6 +82,8 @@ def parse_schedule(text):
     if spelled.lower() == 'none':
         return None
     parts = spelled.split(':')
+    if len(parts) == 2 and parts[0].lower() == 'linear':
+        return LinearSchedule(iters=_whole_number(text, parts[1], 'ITERS'))
     if len(parts) != 3 or parts[0].lower() != 'step':
         raise ScheduleError(f'--lr-schedule={text}: not a schedule; accepted: {ACCEPTED}')
     try:
@@ -54,20 +93,13 @@ def parse_schedule(text):
     if not (math.isfinite(factor) and factor > 0):
         raise ScheduleError(f'--lr-schedule={text}: FACTOR {parts[1]} must be a finite number > 0; '
                             f'accepted: {ACCEPTED}')
-    try:
-        every = int(parts[2])
-    except ValueError:
-        raise ScheduleError(f'--lr-schedule={text}: EVERY {parts[2]!r} is not a whole number; '
-                            f'accepted: {ACCEPTED}') from None
-    if every < 1:
-        raise ScheduleError(f'--lr-schedule={text}: EVERY {parts[2]} must be at least 1; accepted: {ACCEPTED}')
-    return StepSchedule(factor=factor, every=every)
+    return StepSchedule(factor=factor, every=_whole_number(text, parts[2], 'EVERY'))
 
 
 def canonical_spelling(text):
     """The text training_options.json records for a `--lr-schedule` value, or None when it is constant."""
     schedule = parse_schedule(text)
-    return None if schedule is None or schedule.factor == 1 else schedule.spelling()
+    return None if schedule is None or schedule.is_constant() else schedule.spelling()
 
 
 def _param_groups(optimizer):

@@ -48,8 +48,9 @@ def training_loop(
                            and each one after the first its own real batch (n-critic loops)
       z_dist               the latent prior: 'normal' (N(0, I), official; also None) or 'uniform'
                            (U[-1, 1]); the loss draws from it and every snapshot records it
-      lr_schedule          None/'none' (constant rates, official) or 'step:FACTOR:EVERY': every
-                           optimizer's configured lr times FACTOR ** (iteration // EVERY)
+      lr_schedule          None/'none' (constant rates, official), 'step:FACTOR:EVERY': every
+                           optimizer's configured lr times FACTOR ** (iteration // EVERY), or
+                           'linear:ITERS': times max(0, 1 - iteration / ITERS)
       precision            'fp32' (official), or 'bf16': every phase's forward/backward runs under
                            torch.autocast(bfloat16) on CPUs with AMX/AVX512-BF16 and on bf16-capable
                            GPUs (parameters, gradients, optimizer state stay float32); elsewhere fp32

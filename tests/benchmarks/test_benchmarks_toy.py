@@ -227,6 +227,20 @@ def test_q3_sweep_methods_stages_and_lengths():
     default = q3_advlat_toy.build_jobs(dict(kimg=256), {'ring': 'r.npy'}, [1])
     assert [job.name for job in default] == ['ring-base-seed1', 'ring-qua-seed1']
     assert not any(arg.startswith('--advlat-') for arg in default[1].args)
+    assert not any(arg.startswith('--lr-schedule') for job in jobs + default for arg in job.args)
+
+
+def test_q3_linear_decay_reaches_zero_at_each_runs_last_iteration():
+    """--lr-decay=linear: every model of a data set gets the same schedule, its length that data
+    set's run in --cfg=toy iterations (batch 128), rounded up so the last iteration still trains."""
+    proto = dict(kimg=256, kimg_per_dataset={'grid': 2500})
+    jobs = q3_advlat_toy.build_jobs(proto, {'ring': 'r.npy', 'grid': 'g.npy'}, [0], q3_advlat_toy.METHODS, 'linear')
+    schedules = {job.name: [a for a in job.args if a.startswith('--lr-schedule=')] for job in jobs}
+    ring, grid = ['--lr-schedule=linear:2000'], ['--lr-schedule=linear:19532']
+    assert schedules == {'ring-base-seed0': ring, 'ring-qua-seed0': ring, 'grid-base-seed0': grid,
+                         'grid-qua-seed0': grid}
+    assert q3_advlat_toy.linear_decay_args(dict(nimg=384)) == ['--lr-schedule=linear:3']
+    assert q3_advlat_toy.parse_args(['--lr-decay', 'linear']).lr_decay == 'linear'
 
 
 def _q3_metrics(median_dist, hq_share=0.0):

@@ -70,7 +70,10 @@ def test_used_values_are_written_in_order(points, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (['--z-dist=laplace'], '--z-dist=laplace: accepted are normal, uniform'),
     (['--d-steps=0'], '--d-steps=0: must be at least 1'),
-    (['--lr-schedule=cosine'], '--lr-schedule=cosine: not a schedule; accepted: none, or step:FACTOR:EVERY'),
+    (['--lr-schedule=cosine'], '--lr-schedule=cosine: not a schedule; accepted: none, step:FACTOR:EVERY'),
+    (['--lr-schedule=linear:0'], 'ITERS 0 must be at least 1'),
+    (['--lr-schedule=linear:1e4'], "ITERS '1e4' is not a whole number"),
+    (['--lr-schedule=linear'], '--lr-schedule=linear: not a schedule; accepted: none, step:FACTOR:EVERY (FACTOR > 0'),
     (['--lr-schedule=step:x:10'], "FACTOR 'x' is not a number"),
     (['--lr-schedule=step:-0.5:10'], 'FACTOR -0.5 must be a finite number > 0'),
     (['--lr-schedule=step:0.9:0'], 'EVERY 0 must be at least 1'),
@@ -131,6 +134,24 @@ def test_schedule_factor_depends_on_the_iteration_only():
     assert [schedule.factor_at(i) for i in (0, 9999, 10000, 19999, 20000)] == [1, 1, 0.9, 0.9, 0.9 ** 2]
     assert lr_schedule.parse_schedule('none') is None and lr_schedule.parse_schedule(None) is None
     assert lr_schedule.canonical_spelling(' STEP:0.90:00100 ') == 'step:0.9:100'
+
+
+def test_linear_schedule_reaches_zero_at_its_length_and_stays_there():
+    schedule = lr_schedule.parse_schedule('Linear:0400')
+    factors = [schedule.factor_at(i) for i in (0, 100, 200, 399, 400, 10 ** 6)]
+    assert factors == pytest.approx([1, 0.75, 0.5, 1 / 400, 0, 0])
+    assert lr_schedule.canonical_spelling(' LINEAR:0400 ') == 'linear:400'
+    assert lr_schedule.canonical_spelling('step:1:7') is None       # a factor of 1 is the constant schedule
+
+
+def test_linear_schedule_is_written_and_drives_the_rates(points, tmp_path):
+    opts = dry_run(points, tmp_path, '--lr-schedule=linear:00250')
+    assert opts['lr_schedule'] == 'linear:250'
+    net = torch.nn.Linear(2, 1)
+    optimizers = {'G': torch.optim.Adam(net.parameters(), lr=0.002), 'D': torch.optim.Adam(net.parameters(), lr=0.01)}
+    rates = lr_schedule.configured_rates(optimizers)
+    lr_schedule.apply_factor(optimizers, rates, lr_schedule.parse_schedule(opts['lr_schedule']).factor_at(125))
+    assert [opt.param_groups[0]['lr'] for opt in optimizers.values()] == [0.001, 0.005]
 
 
 def test_schedule_rates_are_exact_after_a_resume():
