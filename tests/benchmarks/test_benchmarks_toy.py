@@ -368,6 +368,19 @@ def test_q1_smoke(tmp_path):
     assert run['ad_hoc'] > 0 and len(run['post_hoc']['values']) == 1
 
 
+def test_q2_length_is_the_protocols_or_given_epochs():
+    proto, seeds = q2_dist_grid.protocol_of(q2_dist_grid.parse_args([]))
+    assert proto == dict(kimg=5000) and seeds == [0, 1, 2]      # full: 100 epochs of the 50 000 points
+    proto, seeds = q2_dist_grid.protocol_of(q2_dist_grid.parse_args(['--epochs', '60', '--seeds', '4,5']))
+    assert proto == dict(kimg=3000) and seeds == [4, 5]
+    jobs = q2_dist_grid.build_jobs(proto, 'grid.npy', seeds)
+    assert all('--kimg=3000' in job.args for job in jobs) and len(jobs) == 4       # both methods, both seeds
+    proto, _ = q2_dist_grid.protocol_of(q2_dist_grid.parse_args(['--smoke', '--epochs', '2']))
+    assert proto == dict(kimg=100)
+    with pytest.raises(SystemExit):
+        q2_dist_grid.parse_args(['--epochs', '0'])
+
+
 @pytest.mark.slow
 def test_q2_smoke(tmp_path, monkeypatch):
     _start_elsewhere(monkeypatch, tmp_path)
