@@ -221,9 +221,10 @@ def make_figures(rep, jobs, per_run, points, reals, seed, stages=STAGES):
             panels.append(dict(title=f'{name} {"-z" if stage == "after_z" else ""}', points=points[name][stage],
                                reals=reals[dataset], centres=centres, extent=figures.extent_of(centres),
                                caption=f'HQ {100 * metrics["hq_share"]:.1f}%, modes {metrics["hq_modes"]}/'
-                                       f'{len(centres)}, median dist. {metrics["median_dist"]:.3f}',
+                                       f'{len(centres)}\nmedian distance {metrics["median_dist"]:.4f}',
                                color=figures.PALETTE[i % len(figures.PALETTE)]))
-    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=TITLE,
+    shown = ' and '.join(f'the {name} (std {DATASETS[name]["std"]:g})' for name in reals)
+    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=f'AdvLatGAN -z and -qua on {shown}',
                                       max_cols=min(len(stages), 6)))
     figures.add_seed_loss_figure(rep, 'q3', jobs, seed)
 
