@@ -174,7 +174,7 @@ def test_joint_layer_lets_d_judge_pairs():
     swapped = z.flip(0)
     for layers, separable in [(0, True), (1, False)]:
         head = encoders.FusionHead(10, 5, fuse='concat', embed_side=True, joint_layers=layers)
-        gap = float(head(h, z).sum() - head(h, swapped).sum())
+        gap = float((head(h, z).sum() - head(h, swapped).sum()).detach())
         assert (abs(gap) < 1e-5) == separable, (layers, gap)
     head = encoders.FusionHead(10, 5, fuse='add', embed_side=True, joint_layers=2)
     assert [tuple(layer.weight.shape) for layer in head.joint] == [(10, 10), (10, 10)]
