@@ -35,6 +35,7 @@ class StepSchedule:
         return self.factor ** (int(batch_idx) // self.every)
 
     def is_constant(self):
+        """True when every factor is 1 (then nothing is recorded: the official constant rates)."""
         return self.factor == 1
 
     def spelling(self):
@@ -52,6 +53,7 @@ class LinearSchedule:
         return max(0.0, 1.0 - int(batch_idx) / self.iters)
 
     def is_constant(self):
+        """Never: the rates always fall."""
         return False
 
     def spelling(self):
