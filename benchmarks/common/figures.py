@@ -21,7 +21,7 @@ from . import runs
 DPI = 100
 PALETTE = charts.PALETTE
 REAL_COLOR = '#bebebe'
-CENTRE_COLOR = '#000000'
+CENTRE_COLOR = '#808080'
 # Statistics worth plotting for the 2-D runs (whatever a run reported of these is drawn).
 LOSS_KEYS = ('Loss/G/loss', 'Loss/D/loss', 'Loss/dist/rec', 'Loss/dist/latent_reg', 'Loss/dist/gp',
              'Loss/logan-b/E', 'Loss/logan-b/rec', 'Loss/rf/ae', 'Loss/advlat/qua_logits_start')
@@ -35,9 +35,11 @@ def _xy(points):
 
 
 def _draw_scatter(ax, panel):
+    # Generated points last: where samples sit right on a centre (AdvLatGAN's std-0.0025 grid after
+    # -z) a cross drawn over them hid them.
     layers = [('real', panel.get('reals'), dict(s=2, color=REAL_COLOR, linewidths=0)),
-              ('generated', panel.get('points'), dict(s=3, color=panel['color'], linewidths=0)),
-              ('mode centre', panel.get('centres'), dict(s=30, marker='+', color=CENTRE_COLOR, linewidths=0.8))]
+              ('mode centre', panel.get('centres'), dict(s=30, marker='+', color=CENTRE_COLOR, linewidths=0.8)),
+              ('generated', panel.get('points'), dict(s=4, color=panel['color'], linewidths=0))]
     for label, points, style in layers:
         xy = _xy(points)
         if len(xy):
