@@ -2,13 +2,14 @@
 
     python -m benchmarks.q3_advlat_toy [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
                                        [--datasets ring,grid] [--kimg ring=256,grid=2500] [--qua 0.1x3,0.3x5]
-                                       [--z-on all|base] [--lr-decay none|linear]
+                                       [--z-on all|base] [--lr-decay none|linear] [--activation relu|lrelu]
 
 Protocol (docs/benchmarks.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
 a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
-MLP G and D with hidden widths 100-200-100 (z_dim 2, Gaussian prior, batch 128, Adam 1e-3/0.5,
-the `--cfg=toy` settings otherwise; the widths come from the loss class
-`benchmarks.common.toy_losses.GANAdvLatToy`, the baseline loss unchanged). Each data set, each
+MLP G and D with hidden widths 100-200-100 and ReLU (z_dim 2, Gaussian prior, batch 128, Adam
+1e-3/0.5, the `--cfg=toy` settings otherwise; widths and activation come from the loss class
+`benchmarks.common.toy_losses.GANAdvLatToyReLU`, the baseline loss unchanged; `--activation=lrelu`
+keeps the toy preset's leaky ReLU, `GANAdvLatToy`). Each data set, each
 seed: the baseline trained 2 000 iterations (256 kimg), and the same with `+advlat-qua`
 (its `--cfg=toy` defaults: 3 I-FGSM steps of 0.3 before each D step). Then `-z` sampling on each final G/D: latents
 move by T steps of 0.003 (I-FGSM on the generator loss, `stylegan_plus.sampling.latent_steps`,
@@ -50,8 +51,18 @@ BENCH_ID = 'q3'
 TITLE = 'AdvLatGAN -z and -qua on the ring (std 0.001) and the grid (std 0.0025)'
 DATASETS = {'ring': dict(kind='ring8', std=0.001), 'grid': dict(kind='grid25', std=0.0025)}
 POINTS_PER_MODE = 2000
-LOSS = 'benchmarks.common.toy_losses.GANAdvLatToy'
-METHODS = {'base': [f'--loss={LOSS}'], 'qua': [f'--loss={LOSS}+advlat-qua']}
+# --activation -> the loss class that sets the networks: the appendix's ReLU, or the toy preset's leaky ReLU
+# (slope 0.2), which every Q3 run up to commit d319c8a used.
+LOSS_CLASSES = {'relu': 'GANAdvLatToyReLU', 'lrelu': 'GANAdvLatToy'}
+
+
+def loss_methods(activation='relu'):
+    """{'base': [--loss=...], 'qua': [--loss=...+advlat-qua]} with the networks of `activation`."""
+    loss = f'benchmarks.common.toy_losses.{LOSS_CLASSES[activation]}'
+    return {'base': [f'--loss={loss}'], 'qua': [f'--loss={loss}+advlat-qua']}
+
+
+METHODS = loss_methods()
 Z_EPS = 0.003
 SAMPLE_SEED = 123
 HQ_K, MIN_SHARE = 3.0, 0.01
@@ -90,11 +101,11 @@ def kimg_map(text):
     return values
 
 
-def qua_methods(pairs):
+def qua_methods(pairs, base_methods=METHODS):
     """{'base': ..., 'qua-e<eps>-s<steps>': ...}: the baseline and one advlat-qua model per (eps, steps)."""
-    methods = {'base': METHODS['base']}
+    methods = {'base': base_methods['base']}
     for eps, steps in pairs:
-        methods[f'qua-e{eps:g}-s{steps}'] = METHODS['qua'] + [f'--advlat-eps={eps:g}', f'--advlat-steps={steps}']
+        methods[f'qua-e{eps:g}-s{steps}'] = base_methods['qua'] + [f'--advlat-eps={eps:g}', f'--advlat-steps={steps}']
     return methods
 
 
@@ -125,6 +136,9 @@ def parse_args(argv):
     parser.add_argument('--lr-decay', choices=('none', 'linear'), default='none',
                         help='learning rates of every model: constant, or linear to 0 at the last iteration '
                              '(AdvLatGAN\'s scripts) (default: %(default)s)')
+    parser.add_argument('--activation', choices=tuple(LOSS_CLASSES), default='relu',
+                        help='hidden activation of G and D: relu (the AdvLatGAN appendix) or lrelu (slope 0.2, '
+                             'the toy preset; every Q3 run up to commit d319c8a) (default: %(default)s)')
     return parser.parse_args(argv)
 
 
@@ -241,12 +255,14 @@ def run(args, argv):
     proto['datasets'] = args.datasets or proto['datasets']
     if args.kimg:
         proto['kimg_per_dataset'] = dict(args.kimg)
-    methods = qua_methods(args.qua) if args.qua else METHODS
+    base_methods = loss_methods(args.activation)
+    methods = qua_methods(args.qua, base_methods) if args.qua else base_methods
     stages = stages_of(methods, args.z_on)
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
         mode_min_share=MIN_SHARE, net='G', methods=methods, z_on=args.z_on, lr_decay=args.lr_decay,
-        option_overrides=toy_losses.describe_overrides(toy_losses.GANAdvLatToy)),
+        activation=args.activation,
+        option_overrides=toy_losses.describe_overrides(getattr(toy_losses, LOSS_CLASSES[args.activation]))),
         script=__file__, argv=argv, layout='toy')
     data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
                                                   spec['std'], POINTS_PER_MODE)

@@ -116,8 +116,14 @@ Q3_NETWORKS = {
 
 
 class GANAdvLatToy(ToyOptionOverrides, StyleGAN2Loss):
-    """The baseline GAN with MLPs 100-200-100; add `+advlat-qua` for AdvLatGAN-qua."""
+    """The baseline GAN with MLPs 100-200-100 (the toy preset's leaky ReLU, slope 0.2); add `+advlat-qua`
+    for AdvLatGAN-qua."""
     option_overrides = Q3_NETWORKS
+
+
+class GANAdvLatToyReLU(GANAdvLatToy):
+    """GANAdvLatToy with plain ReLU in G and D, the activation the AdvLatGAN appendix names for its 2-D MLPs."""
+    option_overrides = dict(Q3_NETWORKS, **{'G_kwargs.lrelu_slope': 0.0, 'D_kwargs.lrelu_slope': 0.0})
 
 #----------------------------------------------------------------------------
 # Q5: Metz et al.'s 8-Gaussian networks and optimiser (unrolled GAN, appendix A), a setting where a

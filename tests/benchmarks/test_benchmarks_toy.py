@@ -430,3 +430,20 @@ def test_q3_sweep_options_smoke(tmp_path):
     command = [run['command'] for run in saved['runs'] if run['name'].startswith('ring-qua')][0]
     assert command.endswith('+advlat-qua --advlat-eps=0.3 --advlat-steps=1')
 
+
+
+def test_q3_activation_picks_the_networks_loss_class():
+    relu, lrelu = q3_advlat_toy.loss_methods('relu'), q3_advlat_toy.loss_methods('lrelu')
+    assert relu['base'] == ['--loss=benchmarks.common.toy_losses.GANAdvLatToyReLU']
+    assert relu['qua'] == ['--loss=benchmarks.common.toy_losses.GANAdvLatToyReLU+advlat-qua']
+    assert lrelu['base'] == ['--loss=benchmarks.common.toy_losses.GANAdvLatToy']
+    assert q3_advlat_toy.parse_args([]).activation == 'relu'
+    assert q3_advlat_toy.parse_args(['--activation', 'lrelu']).activation == 'lrelu'
+    swept = q3_advlat_toy.qua_methods([(0.3, 3)], lrelu)
+    assert swept['qua-e0.3-s3'][0].endswith('GANAdvLatToy+advlat-qua')
+    # The ReLU class writes slope 0 into both networks' options, on top of the appendix widths.
+    args = dnnlib.EasyDict(G_kwargs=dnnlib.EasyDict(lrelu_slope=0.2, hidden_features=[128]),
+                           D_kwargs=dnnlib.EasyDict(lrelu_slope=0.2, hidden_features=[128]))
+    toy_losses.GANAdvLatToyReLU.adjust_training_options(args, dnnlib.EasyDict(), cfg='toy', given=set())
+    assert args.G_kwargs == dict(lrelu_slope=0.0, hidden_features=[100, 200, 100])
+    assert args.D_kwargs == dict(lrelu_slope=0.0, hidden_features=[100, 200, 100])
