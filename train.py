@@ -92,6 +92,9 @@ _OPTIONS = [
                  metavar='INT'),
     click.option('--d-steps', help='D main steps per iteration, each with fresh latents  [default: 1, or set by '
                  'the loss]', type=int, metavar='INT'),
+    click.option('--g-batch-factor', help='Latents of each G main step, in multiples of --batch (2 = the G batch of '
+                 'pytorch-gan-collections, which AdvLatGAN trains with)  [default: 1, or set by the loss]', type=int,
+                 metavar='INT'),
     click.option('--z-dist', help='Latent prior of G: normal = N(0, I), uniform = U[-1, 1]; recorded in every '
                  'snapshot, and generate.py and the metrics draw from it  [default: normal, or set by the loss]',
                  metavar='normal|uniform'),

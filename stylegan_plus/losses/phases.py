@@ -76,6 +76,10 @@ class PhaseSpec:
                 adjustment already applied).
     interval:   runs when `batch_idx % interval == 0`, with `gain = interval`.
     repeat:     executions per iteration, each with fresh latents and its own optimizer step.
+    batch_factor: latents per execution, in batches: the loop accumulates each execution over
+                batch_factor x the usual rounds (fresh latents each, the iteration's reals again)
+                at gain / batch_factor, so one step sees the mean over batch_factor x the batch
+                (`--g-batch-factor` on the G main phase; 1 elsewhere).
     """
     name: str
     modules: tuple
@@ -83,6 +87,7 @@ class PhaseSpec:
     opt_kwargs: dict
     interval: int = 1
     repeat: int = 1
+    batch_factor: int = 1
 
     def __post_init__(self):
         self.modules = tuple(self.modules)
@@ -90,8 +95,10 @@ class PhaseSpec:
             raise ValueError(f'phase {self.name!r} trains no module')
         if int(self.interval) != self.interval or self.interval < 1:
             raise ValueError(f'phase {self.name!r}: interval must be an integer >= 1, got {self.interval!r}')
-        if int(self.repeat) != self.repeat or self.repeat < 1:
-            raise ValueError(f'phase {self.name!r}: repeat must be an integer >= 1, got {self.repeat!r}')
+        for field in ('repeat', 'batch_factor'):
+            value = getattr(self, field)
+            if int(value) != value or value < 1:
+                raise ValueError(f'phase {self.name!r}: {field} must be an integer >= 1, got {value!r}')
 
 
 def lazy_regularization_kwargs(opt_kwargs, reg_interval):
@@ -111,22 +118,27 @@ def lazy_regularization_kwargs(opt_kwargs, reg_interval):
     return kwargs
 
 
-def network_phases(prefix, modules, opt_kwargs, reg_interval, main_repeat=1):
+def network_phases(prefix, modules, opt_kwargs, reg_interval, main_repeat=1, main_batch_factor=1):
     """`[<prefix>main, <prefix>reg]` with interval `reg_interval`, or `[<prefix>both]` for None.
 
-    Both phases share the optimizer key `prefix`; `main_repeat` is the main phase's `repeat`.
+    Both phases share the optimizer key `prefix`; `main_repeat` and `main_batch_factor` are the
+    main phase's `repeat` and `batch_factor`.
     """
     if reg_interval is None:
-        return [PhaseSpec(Phase(f'{prefix}both'), modules, prefix, dnnlib.EasyDict(opt_kwargs), 1, main_repeat)]
+        return [PhaseSpec(Phase(f'{prefix}both'), modules, prefix, dnnlib.EasyDict(opt_kwargs), 1, main_repeat,
+                          main_batch_factor)]
     kwargs = lazy_regularization_kwargs(opt_kwargs, reg_interval)
-    return [PhaseSpec(Phase(f'{prefix}main'), modules, prefix, kwargs, 1, main_repeat),
+    return [PhaseSpec(Phase(f'{prefix}main'), modules, prefix, kwargs, 1, main_repeat, main_batch_factor),
             PhaseSpec(Phase(f'{prefix}reg'), modules, prefix, kwargs, reg_interval, 1)]
 
 
-def default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16, g_steps=1, d_steps=1):
+def default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16, g_steps=1, d_steps=1,
+                   g_batch_factor=1):
     """The official phase list: G phases then D phases; `g_steps` G and `d_steps` D main steps per
-    iteration (`--g-steps`, `--d-steps`; each execution draws its own latents)."""
-    return (network_phases('G', ('G',), G_opt_kwargs, G_reg_interval, main_repeat=g_steps) +
+    iteration (`--g-steps`, `--d-steps`; each execution draws its own latents), each G main step
+    on `g_batch_factor` x the batch (`--g-batch-factor`)."""
+    return (network_phases('G', ('G',), G_opt_kwargs, G_reg_interval, main_repeat=g_steps,
+                           main_batch_factor=g_batch_factor) +
             network_phases('D', ('D',), D_opt_kwargs, D_reg_interval, main_repeat=d_steps))
 
 

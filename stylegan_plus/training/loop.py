@@ -160,7 +160,8 @@ class Trainer:
         self.phases, self.optimizers = setup.build_phases(
             self.hooks, self.modules, G_opt_kwargs=cfg.G_opt_kwargs, D_opt_kwargs=cfg.D_opt_kwargs,
             G_reg_interval=cfg.G_reg_interval, D_reg_interval=cfg.D_reg_interval, g_steps=cfg.g_steps,
-            d_steps=cfg.d_steps, num_gpus=cfg.num_gpus, rounds=cfg.batch_size // (cfg.num_gpus * cfg.batch_gpu))
+            d_steps=cfg.d_steps, g_batch_factor=cfg.g_batch_factor, num_gpus=cfg.num_gpus,
+            rounds=cfg.batch_size // (cfg.num_gpus * cfg.batch_gpu))
         # The configured rates, taken before a resumed optimizer state overwrites them: the schedule
         # multiplies these, so the rate at any iteration depends on the iteration count alone.
         self.lr_schedule = lr_lib.parse_schedule(cfg.lr_schedule)
@@ -213,21 +214,22 @@ class Trainer:
         cfg = self.cfg
         with torch.autograd.profiler.record_function('data_fetch'):
             reals, real_cs = self._next_reals()
-            executions = sum(spec.repeat for spec in self.phases)
+            batches = sum(spec.repeat * spec.batch_factor for spec in self.phases)   # latent batches drawn
             z, c = data_lib.draw_fakes_inputs(self.hooks, self.dataset,
                                               seed=data_lib.iteration_seed(cfg.random_seed, self.batch_idx),
-                                              count=executions * cfg.batch_size, device=self.device,
+                                              count=batches * cfg.batch_size, device=self.device,
                                               rank=self.rank, num_gpus=cfg.num_gpus)
-            z_slices = data_lib.rank_slices(z, executions, cfg.num_gpus, self.rank)
-            c_slices = data_lib.rank_slices(c, executions, cfg.num_gpus, self.rank)
+            z_slices = data_lib.rank_slices(z, batches, cfg.num_gpus, self.rank)
+            c_slices = data_lib.rank_slices(c, batches, cfg.num_gpus, self.rank)
 
         if self.lr_schedule is not None:
             lr_lib.apply_factor(self.optimizers, self.configured_lrs, self.lr_factor())
         slot = 0
         for spec in self.phases:
             for repeat in range(spec.repeat):
-                gen_z, gen_c = z_slices[slot], c_slices[slot]
-                slot += 1
+                factor = spec.batch_factor
+                gen_z, gen_c = torch.cat(z_slices[slot:slot + factor]), torch.cat(c_slices[slot:slot + factor])
+                slot += factor
                 if self.batch_idx % spec.interval != 0:
                     continue
                 if repeat > 0 and spec.name in Phase.mains('D'):
@@ -235,11 +237,15 @@ class Trainer:
                     # (WGAN, Dist-GAN's 2-D code) draw one per critic step. kimg still counts iterations.
                     with torch.autograd.profiler.record_function('data_fetch'):
                         reals, real_cs = self._next_reals()
-                rounds = list(zip(reals, real_cs, gen_z.split(cfg.batch_gpu), gen_c.split(cfg.batch_gpu)))
+                # batch_factor > 1 (`--g-batch-factor`): more rounds of fresh latents, the reals reused;
+                # the gain divided by it, so the step takes the mean over all of them.
+                rounds = list(zip(reals * factor, real_cs * factor, gen_z.split(cfg.batch_gpu),
+                                  gen_c.split(cfg.batch_gpu)))
                 self.timer.start(spec.name)
                 with misc.precision_context(cfg.precision, self.device):
                     # Through the hooks: the adapter of an official-style loss listens to its reports there.
-                    run_phase(self.hooks, spec, self.modules, self.optimizers[spec.opt], rounds, gain=spec.interval)
+                    run_phase(self.hooks, spec, self.modules, self.optimizers[spec.opt], rounds,
+                              gain=spec.interval / factor)
                 self.timer.stop(spec.name)
 
         self._update_ema()
@@ -377,9 +383,9 @@ class Trainer:
             rng=[entry['rng'] for entry in gathered],
             augment_p=float(self.augment_pipe.p.cpu()) if self.augment_pipe is not None else None,
             ada_pending=list(self.ada_pending),
-            # The last four make the run what it is: a resume without their flags takes them (resolve.py).
+            # The last five make the run what it is: a resume without their flags takes them (resolve.py).
             options=dict(ada_kimg=cfg.ada_kimg, ema_rampup=cfg.ema_rampup, batch_size=cfg.batch_size,
                          num_gpus=cfg.num_gpus, random_seed=cfg.random_seed,
                          z_dist=prior_lib.canonical_z_dist(cfg.z_dist), g_steps=cfg.g_steps, d_steps=cfg.d_steps,
-                         lr_schedule=cfg.lr_schedule or 'none'),
+                         g_batch_factor=cfg.g_batch_factor, lr_schedule=cfg.lr_schedule or 'none'),
         )

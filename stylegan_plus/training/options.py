@@ -62,7 +62,7 @@ class TrainingOptions:
     Written when set (else UNSET): G_reg_interval, D_reg_interval (int or None), ada_target,
       augment_p (float), augment_kwargs (EasyDict), resume_pkl (path or URL), ada_kimg (float),
       resume_state (path), cudnn_benchmark, allow_tf32 (bool), device ('cuda' or 'cpu'),
-      g_steps, d_steps (int > 1), z_dist ('uniform'; normal is not written), lr_schedule
+      g_steps, d_steps, g_batch_factor (int > 1), z_dist ('uniform'; normal is not written), lr_schedule
       ('step:FACTOR:EVERY'), extra (plugin keys), precision ('fp32' or 'bf16'), kimg_per_tick (float),
       run_dir (str; set when the run folder is chosen).
     Not written: desc, the run-name part after the id (`<id>-<desc>`).
@@ -98,6 +98,7 @@ class TrainingOptions:
     device: Union[str, Unset] = UNSET
     g_steps: Union[int, Unset] = UNSET
     d_steps: Union[int, Unset] = UNSET
+    g_batch_factor: Union[int, Unset] = UNSET
     z_dist: Union[str, Unset] = UNSET
     lr_schedule: Union[str, Unset] = UNSET
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -32,6 +32,8 @@ from . import resume as resume_lib
 from .choices import RESUME_SPECS, augpipe_specs
 from .options import UNSET, TrainingOptions, UserError
 
+# Loop options that count steps or batches: integers >= 1, left out of the options at 1 (official).
+LOOP_COUNTS = ('g_steps', 'd_steps', 'g_batch_factor')
 # Command-line flags that override a base option of the preset's loss kwargs: name -> (kwarg, what it is).
 BASE_FLAGS = {'gamma': ('r1_gamma', 'R1 penalty')}
 
@@ -419,7 +421,7 @@ def _loss_options(options, values, given, entry):
     plugin_keys |= {opt.key for entry_ in (main, *addons) for opt in entry_.cls.options}
     option_values = {key: values[key] for key in plugin_keys if key in values}
     loss_given = {name for name in given if name in plugin_keys}
-    for flag in ('g_steps', 'd_steps'):
+    for flag in LOOP_COUNTS:
         if values.get(flag) is not None:
             _require(values[flag] >= 1, f'--{flag.replace("_", "-")}={values[flag]}: must be at least 1')
             loss_given.add(flag)
@@ -457,7 +459,7 @@ def _checked_lr_schedule(value, source):
 def _loop_option_defaults(options, spec):
     """Leave out loop options at their official value (one G or D step, the normal prior, constant
     rates): the default options JSON stays the official one. Values a plugin set are checked too."""
-    for flag in ('g_steps', 'd_steps'):
+    for flag in LOOP_COUNTS:
         value = getattr(options, flag)
         if value is UNSET:
             continue

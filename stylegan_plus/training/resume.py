@@ -22,8 +22,8 @@ unpickler that imports nothing (`check_snapshot_file`), so a truncated pickle, a
 state file given as `--resume` is reported as what it is.
 
 Options that make a run what it is (`RECORDED_OPTIONS`: the latent prior, the G and D steps per
-iteration, the learning-rate schedule) are recorded with the snapshot: the prior in the pickle
-itself, all four in the training state. `recorded_options` reads them back, so that a resume
+iteration, G's batch factor, the learning-rate schedule) are recorded with the snapshot: the prior
+in the pickle itself, all five in the training state. `recorded_options` reads them back, so that a resume
 without those flags continues with the recorded values instead of silently the defaults.
 """
 
@@ -46,7 +46,7 @@ from .snapshots import SNAPSHOT_PREFIX, STATE_PREFIX, parse_snapshot_name, state
 STATE_VERSION = 1
 # Options of a run that a resume takes over unless given (see resolve.py): state `options` keys,
 # the same as the train.py parameter names.
-RECORDED_OPTIONS = ('z_dist', 'g_steps', 'd_steps', 'lr_schedule')
+RECORDED_OPTIONS = ('z_dist', 'g_steps', 'd_steps', 'g_batch_factor', 'lr_schedule')
 _RUN_ID_RE = re.compile(r'^\d+')
 
 

@@ -13,7 +13,7 @@ import torch
 import dnnlib
 from stylegan_plus import devices
 from stylegan_plus.losses.base import LossPlugin, plugin_hooks
-from stylegan_plus.losses.phases import build_optimizers, default_phases
+from stylegan_plus.losses.phases import Phase, build_optimizers, default_phases
 from stylegan_plus.losses.registry import default_registry
 from stylegan_plus.sampling import prior as prior_lib
 from torch_utils import misc
@@ -193,11 +193,19 @@ class _MeanGradientOptimizer:
         self.optimizer.load_state_dict(state)
 
 
-def plan_phases(hooks, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps, d_steps=1):
+def plan_phases(hooks, *, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps, d_steps=1,
+                g_batch_factor=1):
     """The phase list: the official phases (`g_steps` / `d_steps` executions of the G / D main
-    phase per iteration), edited by the plugin."""
-    defaults = default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps, d_steps)
-    return hooks.phases(defaults, dnnlib.EasyDict(G=G_opt_kwargs, D=D_opt_kwargs))
+    phase per iteration, the G main one on `g_batch_factor` x the batch), edited by the plugin.
+    Raises ValueError when g_batch_factor > 1 and the plugin's list has no G main phase that kept it."""
+    defaults = default_phases(G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, g_steps, d_steps,
+                              g_batch_factor)
+    phases = hooks.phases(defaults, dnnlib.EasyDict(G=G_opt_kwargs, D=D_opt_kwargs))
+    if g_batch_factor > 1 and not any(spec.name in Phase.mains('G') and spec.batch_factor == g_batch_factor
+                                      for spec in phases):
+        raise ValueError(f'--g-batch-factor={g_batch_factor}: the loss\'s phases '
+                         f'({", ".join(str(spec.name) for spec in phases)}) have no G main phase that takes it')
+    return phases
 
 
 def build_phases(hooks, modules, *, num_gpus, rounds=1, **phase_kwargs):

@@ -23,7 +23,7 @@ def training_loop(
     total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50,
     resume_pkl=None, cudnn_benchmark=True, allow_tf32=False, abort_fn=None, progress_fn=None,
     device=None, g_steps=1, resume_state=None, keep_states=2, precision='fp32', metrics_fn=None,
-    d_steps=1, z_dist=None, lr_schedule=None,
+    d_steps=1, z_dist=None, lr_schedule=None, g_batch_factor=1,
 ):  # pylint: disable=dangerous-default-value,unused-argument
     """Train G and D; write snapshots, logs and statistics into `run_dir`.
 
@@ -46,6 +46,9 @@ def training_loop(
       g_steps              how many times the G main phase runs per iteration (1 = official)
       d_steps              likewise the D main phase (1 = official); each execution draws its own latents,
                            and each one after the first its own real batch (n-critic loops)
+      g_batch_factor       each G main step takes the mean over g_batch_factor x batch_size latents
+                           (1 = official; 2 = pytorch-gan-collections' G batch, which AdvLatGAN uses),
+                           accumulated in g_batch_factor x the rounds, the iteration's reals reused
       z_dist               the latent prior: 'normal' (N(0, I), official; also None) or 'uniform'
                            (U[-1, 1]); the loss draws from it and every snapshot records it
       lr_schedule          None/'none' (constant rates, official), 'step:FACTOR:EVERY': every

@@ -1,4 +1,4 @@
-"""Loop-level protocol options for any loss: --z-dist, --d-steps, --lr-schedule.
+"""Loop-level protocol options for any loss: --z-dist, --d-steps, --g-batch-factor, --lr-schedule.
 
 Accepted values and clean errors (usage errors naming the value), the options JSON (a key only
 when the option is used), plugin defaults through `adjust_training_options`, the retired plugin
@@ -6,6 +6,7 @@ options of older runs, the schedule's factor as a function of the iteration coun
 every snapshot, and generate.py drawing its latents from it.
 """
 
+import dataclasses
 import json
 import pickle
 
@@ -21,11 +22,12 @@ from stylegan_plus.losses.base import LossPlugin
 from stylegan_plus.losses.phases import default_phases
 from stylegan_plus.networks import mlp
 from stylegan_plus.sampling import prior
-from stylegan_plus.training import lr_schedule, options as options_lib, resolve, setup, snapshots, training_loop
+from stylegan_plus.training import data as data_lib, lr_schedule, options as options_lib, resolve, setup, snapshots, \
+    training_loop
 from stylegan_plus.training.options import TrainingOptions
 from tests.stylegan_plus.training.test_train_utils import make_point_dataset
 
-LOOP_KEYS = ('d_steps', 'z_dist', 'lr_schedule')
+LOOP_KEYS = ('d_steps', 'g_batch_factor', 'z_dist', 'lr_schedule')
 ADAM = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
 
 
@@ -54,22 +56,27 @@ def test_defaults_write_no_loop_key(points, tmp_path):
     opts = dry_run(points, tmp_path)
     assert not set(LOOP_KEYS) & set(opts)
     # Their official values are the defaults: given explicitly, still nothing is written.
-    opts = dry_run(points, tmp_path, '--z-dist=normal', '--d-steps=1', '--lr-schedule=none', '--g-steps=1')
+    opts = dry_run(points, tmp_path, '--z-dist=normal', '--d-steps=1', '--lr-schedule=none', '--g-steps=1',
+                   '--g-batch-factor=1')
     assert not set(LOOP_KEYS + ('g_steps',)) & set(opts)
     opts = dry_run(points, tmp_path, '--lr-schedule=step:1:50')   # a factor of 1 changes nothing
     assert 'lr_schedule' not in opts
 
 
 def test_used_values_are_written_in_order(points, tmp_path):
-    opts = dry_run(points, tmp_path, '--z-dist=uniform', '--d-steps=3', '--lr-schedule=step:0.50:200', '--g-steps=2')
-    assert (opts['z_dist'], opts['d_steps'], opts['lr_schedule'], opts['g_steps']) == ('uniform', 3, 'step:0.5:200', 2)
+    opts = dry_run(points, tmp_path, '--z-dist=uniform', '--d-steps=3', '--lr-schedule=step:0.50:200', '--g-steps=2',
+                   '--g-batch-factor=2')
+    assert (opts['z_dist'], opts['d_steps'], opts['lr_schedule'], opts['g_steps'], opts['g_batch_factor']) == \
+        ('uniform', 3, 'step:0.5:200', 2, 2)
     keys = list(opts)
-    assert keys.index('g_steps') < keys.index('d_steps') < keys.index('z_dist') < keys.index('lr_schedule')
+    assert keys.index('g_steps') < keys.index('d_steps') < keys.index('g_batch_factor') < keys.index('z_dist') < \
+        keys.index('lr_schedule')
 
 
 @pytest.mark.parametrize('args, message', [
     (['--z-dist=laplace'], '--z-dist=laplace: accepted are normal, uniform'),
     (['--d-steps=0'], '--d-steps=0: must be at least 1'),
+    (['--g-batch-factor=0'], '--g-batch-factor=0: must be at least 1'),
     (['--lr-schedule=cosine'], '--lr-schedule=cosine: not a schedule; accepted: none, step:FACTOR:EVERY'),
     (['--lr-schedule=linear:0'], 'ITERS 0 must be at least 1'),
     (['--lr-schedule=linear:1e4'], "ITERS '1e4' is not a whole number"),
@@ -179,6 +186,31 @@ def test_d_steps_repeat_the_d_main_phase():
     assert [(s.name, s.repeat) for s in lazy] == [('Gmain', 2), ('Greg', 1), ('Dmain', 3), ('Dreg', 1)]
     both = default_phases(ADAM, ADAM, None, None, d_steps=5)
     assert [(s.name, s.repeat) for s in both] == [('Gboth', 1), ('Dboth', 5)]
+
+
+def test_g_batch_factor_is_set_on_the_g_main_phase_only():
+    lazy = default_phases(ADAM, ADAM, 4, 16, g_batch_factor=2)
+    assert [(s.name, s.batch_factor) for s in lazy] == [('Gmain', 2), ('Greg', 1), ('Dmain', 1), ('Dreg', 1)]
+    both = default_phases(ADAM, ADAM, None, None, g_batch_factor=3)
+    assert [(s.name, s.batch_factor) for s in both] == [('Gboth', 3), ('Dboth', 1)]
+    with pytest.raises(ValueError, match="batch_factor must be an integer >= 1, got 0"):
+        default_phases(ADAM, ADAM, None, None, g_batch_factor=0)
+
+
+class DropsGMain(LossPlugin):
+    """A plugin whose phase list rebuilds G's main phase from scratch (and so loses its batch factor)."""
+
+    def phases(self, default_phases, opt_kwargs):
+        return [dataclasses.replace(spec, batch_factor=1) for spec in default_phases]
+
+
+def test_a_plugin_that_loses_the_g_batch_factor_is_refused():
+    G, D = _toy_networks()
+    hooks = setup.build_loss(dict(class_name=f'{__name__}.DropsGMain'), G, D, None, torch.device('cpu'))[1]
+    kwargs = dict(G_opt_kwargs=ADAM, D_opt_kwargs=ADAM, G_reg_interval=None, D_reg_interval=None, g_steps=1)
+    with pytest.raises(ValueError, match=r'--g-batch-factor=2: the loss.s phases \(Gboth, Dboth\) have no G main'):
+        setup.plan_phases(hooks, g_batch_factor=2, **kwargs)
+    assert [s.batch_factor for s in setup.plan_phases(hooks, g_batch_factor=1, **kwargs)] == [1, 1]
 
 
 def _toy_networks():
@@ -312,3 +344,55 @@ def test_extra_d_steps_read_their_own_real_batches(points, tmp_path):
     data = torch.from_numpy(np.load(points))
     for reals in seen:
         assert all(any(torch.allclose(row, d) for d in data) for row in reals)
+
+
+#----------------------------------------------------------------------------
+# --g-batch-factor: each G main step averages over factor x the batch of fresh latents.
+
+
+G_STEPS_SEEN = []   # per G main round: (gen_z, real_img, gain)
+
+
+class RecordingGLoss(LossPlugin):
+    """Trains nothing; keeps each G main round's latents, reals and gain in G_STEPS_SEEN."""
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
+        if phase.network == 'G' and phase.is_main:
+            G_STEPS_SEEN.append((gen_z.detach().clone(), real_img.detach().clone(), gain))
+        net = self.D if phase.network == 'D' else self.G
+        sum(p.sum() for p in net.parameters()).mul(0).backward()
+
+
+def _record_g_rounds(points, run_dir, factor):
+    batch = 8
+    given = {'g_batch_factor'} if factor > 1 else set()
+    options = resolve.resolve_options(dict(data=points, cfg='toy', batch=batch, metrics=[], device='cpu', workers=1,
+                                           nimg=batch * 2, snap=100, g_batch_factor=factor if factor > 1 else None,
+                                           kimg_per_tick=batch * 2 / 1000, loss=f'{__name__}.RecordingGLoss'),
+                                      given=given)
+    kwargs = options.loop_kwargs()
+    kwargs.data_loader_kwargs = dict(num_workers=0)
+    kwargs.image_snapshot_ticks = None
+    G_STEPS_SEEN.clear()
+    run_dir.mkdir()
+    training_loop.training_loop(rank=0, run_dir=str(run_dir), **kwargs)
+    return list(G_STEPS_SEEN)
+
+
+def test_g_batch_factor_gives_g_main_fresh_latents_at_a_divided_gain(points, tmp_path):
+    plain = _record_g_rounds(points, tmp_path / 'plain', 1)
+    doubled = _record_g_rounds(points, tmp_path / 'doubled', 2)
+    assert len(plain) == 2 and len(doubled) == 4               # two iterations, one or two rounds each
+    assert all(gain == 1 for _z, _r, gain in plain) and all(gain == 0.5 for _z, _r, gain in doubled)
+    for first, second in (doubled[0:2], doubled[2:4]):
+        assert not torch.equal(first[0], second[0])            # fresh latents in the extra round
+        assert torch.equal(first[1], second[1])                # the iteration's reals again
+        assert first[0].shape == second[0].shape == (8, 2)
+    # One global draw per iteration, G's batches first: factor 1 draws as before the option existed
+    # (Gboth, Dboth: 2 batches), factor 2 one batch more, G main taking the first two.
+    seed = data_lib.iteration_seed(0, 0)
+    torch.manual_seed(seed)
+    assert torch.equal(plain[0][0], torch.randn([16, 2])[:8])
+    torch.manual_seed(seed)
+    drawn = torch.randn([24, 2])
+    assert torch.equal(doubled[0][0], drawn[:8]) and torch.equal(doubled[1][0], drawn[8:16])

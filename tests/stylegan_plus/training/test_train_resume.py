@@ -229,7 +229,8 @@ def test_resume_without_the_flags_keeps_the_recorded_prior_and_schedule(runs, co
     assert options['resume_state'] == str(copied_b1 / 'training-state-000000_048.pt')
     assert options['z_dist'] == 'uniform' and options['lr_schedule'] == 'step:0.5:5' and options['g_steps'] == 2
     assert output.count('Note: resuming with') == 1
-    assert (f'Note: resuming with --z-dist=uniform, --g-steps=2, --d-steps=1, --lr-schedule=step:0.5:5, as {pkl} '
+    assert (f'Note: resuming with --z-dist=uniform, --g-steps=2, --d-steps=1, --g-batch-factor=1, '
+            f'--lr-schedule=step:0.5:5, as {pkl} '
             f'records (give an option to change it).') in output
 
     # Given explicitly: another schedule is the user's choice (noted); another prior is refused.
