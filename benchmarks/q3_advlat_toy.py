@@ -3,6 +3,7 @@
     python -m benchmarks.q3_advlat_toy [--quick] [--out results/q3] [--seeds 0,1,2] [--latents N] [--z-steps T]
                                        [--datasets ring,grid] [--kimg ring=256,grid=2500] [--qua 0.1x3,0.3x5]
                                        [--z-on all|base] [--lr-decay none|linear] [--activation relu|lrelu]
+                                       [--g-batch-factor K]
 
 Protocol (docs/benchmarks.md Q3, AdvLatGAN section 4 / Fig. 9 and its appendix settings): 8 Gaussians on
 a ring of radius 2 (std 0.001) and 25 on a grid of spacing 2 (std 0.0025), 2 000 points a mode;
@@ -28,7 +29,9 @@ Sweeps: `--qua EPSxSTEPS,...` trains one `advlat-qua` model per setting (`--advl
 2 500 kimg of our 50 000 grid points); `--datasets` picks the data sets; `--z-on=base` runs `-z`
 only on the baseline models (the `-qua` models are then scored as trained); `--lr-decay=linear`
 trains every model (baseline and `-qua` alike) with the rates falling in a straight line to 0 at
-the run's last iteration (`--lr-schedule=linear:ITERS`), as AdvLatGAN's training scripts do.
+the run's last iteration (`--lr-schedule=linear:ITERS`), as AdvLatGAN's training scripts do;
+`--g-batch-factor=2` trains every model's G on twice the batch (`train.py --g-batch-factor`), as
+pytorch-gan-collections, the base of those scripts, does.
 """
 
 if __name__ == '__main__' and not __package__:     # started by path: rerun as `python -m benchmarks.<name>`
@@ -139,6 +142,9 @@ def parse_args(argv):
     parser.add_argument('--activation', choices=tuple(LOSS_CLASSES), default='relu',
                         help='hidden activation of G and D: relu (the AdvLatGAN appendix) or lrelu (slope 0.2, '
                              'the toy preset; every Q3 run up to commit d319c8a) (default: %(default)s)')
+    parser.add_argument('--g-batch-factor', type=report.positive_int, default=1, metavar='K',
+                        help='every model\'s G main step on K x the batch (2: pytorch-gan-collections) '
+                             '(default: %(default)s)')
     return parser.parse_args(argv)
 
 
@@ -154,16 +160,18 @@ def linear_decay_args(length):
     return [f'--lr-schedule=linear:{math.ceil(nimg / batch)}']
 
 
-def build_jobs(proto, data_paths, seeds, methods=METHODS, lr_decay='none'):
+def build_jobs(proto, data_paths, seeds, methods=METHODS, lr_decay='none', g_batch_factor=1):
     """One TrainJob per data set, seed and method; the length is proto's nimg, else its
-    kimg_per_dataset entry (--kimg), else its kimg. lr_decay 'linear' adds linear_decay_args."""
+    kimg_per_dataset entry (--kimg), else its kimg. lr_decay 'linear' adds linear_decay_args;
+    g_batch_factor > 1 adds --g-batch-factor."""
     def length(dataset):
         if 'nimg' in proto:
             return dict(nimg=proto['nimg'])
         return dict(kimg=proto.get('kimg_per_dataset', {}).get(dataset, proto['kimg']))
 
     def extra(dataset, loss_args):
-        return list(loss_args) + (linear_decay_args(length(dataset)) if lr_decay == 'linear' else [])
+        return (list(loss_args) + (linear_decay_args(length(dataset)) if lr_decay == 'linear' else []) +
+                ([f'--g-batch-factor={g_batch_factor}'] if g_batch_factor > 1 else []))
     return [runner.TrainJob(run_name(dataset, method, seed),
                             runner.toy_train_args(data_paths[dataset], seed, extra=extra(dataset, loss_args),
                                                   **length(dataset)))
@@ -261,13 +269,13 @@ def run(args, argv):
     rep = report.Report(BENCH_ID, TITLE, args, seeds, settings=dict(
         proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
         mode_min_share=MIN_SHARE, net='G', methods=methods, z_on=args.z_on, lr_decay=args.lr_decay,
-        activation=args.activation,
+        activation=args.activation, g_batch_factor=args.g_batch_factor,
         option_overrides=toy_losses.describe_overrides(getattr(toy_losses, LOSS_CLASSES[args.activation]))),
         script=__file__, argv=argv, layout='toy')
     data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
                                                   spec['std'], POINTS_PER_MODE)
                   for name, spec in DATASETS.items() if name in proto['datasets']}
-    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds, methods, args.lr_decay), rep.out,
+    jobs = runner.run_jobs(build_jobs(proto, data_paths, seeds, methods, args.lr_decay, args.g_batch_factor), rep.out,
                            parallel=args.parallel, reuse=args.reuse)
     rep.add_runs(jobs)
     per_run, points = {}, {}

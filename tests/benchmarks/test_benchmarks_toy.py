@@ -227,7 +227,11 @@ def test_q3_sweep_methods_stages_and_lengths():
     default = q3_advlat_toy.build_jobs(dict(kimg=256), {'ring': 'r.npy'}, [1])
     assert [job.name for job in default] == ['ring-base-seed1', 'ring-qua-seed1']
     assert not any(arg.startswith('--advlat-') for arg in default[1].args)
-    assert not any(arg.startswith('--lr-schedule') for job in jobs + default for arg in job.args)
+    assert not any(arg.startswith(('--lr-schedule', '--g-batch-factor')) for job in jobs + default for arg in job.args)
+    doubled = q3_advlat_toy.build_jobs(dict(kimg=256), {'ring': 'r.npy'}, [1], g_batch_factor=2)
+    assert all(job.args[-1] == '--g-batch-factor=2' for job in doubled)
+    assert q3_advlat_toy.parse_args(['--g-batch-factor', '2']).g_batch_factor == 2
+    assert q3_advlat_toy.parse_args([]).g_batch_factor == 1
 
 
 def test_q3_linear_decay_reaches_zero_at_each_runs_last_iteration():
