@@ -12,7 +12,7 @@ MLP G and D with hidden widths 100-200-100 and ReLU (z_dim 2, Gaussian prior, ba
 `benchmarks.common.toy_losses.GANAdvLatToyReLU`, the baseline loss unchanged; `--activation=lrelu`
 keeps the toy preset's leaky ReLU, `GANAdvLatToy`). Each data set, each
 seed: the baseline trained 2 000 iterations (256 kimg), and the same with `+advlat-qua`
-(its `--cfg=toy` defaults: 3 I-FGSM steps of 0.3 before each D step). Then `-z` sampling on each final G/D: latents
+(its `--cfg=toy` defaults: 5 I-FGSM steps of 0.3 before each D step). Then `-z` sampling on each final G/D: latents
 move by T steps of 0.003 (I-FGSM on the generator loss, `stylegan_plus.sampling.latent_steps`,
 the function `generate.py --latent-steps` uses). Reported before and after: the share of
 high-quality samples (within 3 std of a centre) and the modes covered (a mode counts when at

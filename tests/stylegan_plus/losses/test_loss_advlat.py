@@ -313,8 +313,8 @@ def test_options_defaults_and_composition():
 
 
 @pytest.mark.parametrize('cfg,given,expected', [
-    ('toy', {}, dict(advlat_eps=0.3, advlat_steps=3)),                         # the toy defaults (Q3's sweep)
-    ('toy', {'advlat_eps': 0.05}, dict(advlat_eps=0.05, advlat_steps=3)),      # a given value wins
+    ('toy', {}, dict(advlat_eps=0.3, advlat_steps=5)),                         # the toy defaults (Q3's sweep)
+    ('toy', {'advlat_eps': 0.05}, dict(advlat_eps=0.05, advlat_steps=5)),      # a given value wins
     ('toy', {'advlat_eps': 0.03, 'advlat_steps': 1}, dict(advlat_eps=0.03, advlat_steps=1)),  # even the image default
     ('cifar', {}, dict(advlat_eps=0.03, advlat_steps=1)),                      # image presets keep theirs
     ('dcgan', {'advlat_steps': 2}, dict(advlat_eps=0.03, advlat_steps=2)),
@@ -329,7 +329,7 @@ def test_qua_toy_defaults_reach_train_options(tmp_path):
     """Through train.py's option resolution: what training_options.json would hold."""
     data = make_point_dataset(tmp_path / 'ring.npy')
     toy = resolve_options(option_values(data, 'toy', 32, None, loss='advlat-qua'))
-    assert toy.loss_kwargs['addons'] == [dict(class_name=QUA, advlat_eps=0.3, advlat_steps=3)]
+    assert toy.loss_kwargs['addons'] == [dict(class_name=QUA, advlat_eps=0.3, advlat_steps=5)]
     values = option_values(data, 'toy', 32, None, loss='advlat-qua', advlat_steps=1)
     given = resolve_options(values, given={'advlat_steps'})
     assert given.loss_kwargs['addons'] == [dict(class_name=QUA, advlat_eps=0.3, advlat_steps=1)]
