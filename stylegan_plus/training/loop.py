@@ -228,7 +228,10 @@ class Trainer:
         for spec in self.phases:
             for repeat in range(spec.repeat):
                 factor = spec.batch_factor
-                gen_z, gen_c = torch.cat(z_slices[slot:slot + factor]), torch.cat(c_slices[slot:slot + factor])
+                if factor == 1:
+                    gen_z, gen_c = z_slices[slot], c_slices[slot]
+                else:
+                    gen_z, gen_c = torch.cat(z_slices[slot:slot + factor]), torch.cat(c_slices[slot:slot + factor])
                 slot += factor
                 if self.batch_idx % spec.interval != 0:
                     continue

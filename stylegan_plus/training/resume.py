@@ -23,8 +23,8 @@ state file given as `--resume` is reported as what it is.
 
 Options that make a run what it is (`RECORDED_OPTIONS`: the latent prior, the G and D steps per
 iteration, G's batch factor, the learning-rate schedule) are recorded with the snapshot: the prior
-in the pickle itself, all five in the training state. `recorded_options` reads them back, so that a resume
-without those flags continues with the recorded values instead of silently the defaults.
+in the pickle itself, all five in the training state. `recorded_options` reads them back, so that
+a resume without those flags continues with the recorded values instead of silently the defaults.
 """
 
 import glob
