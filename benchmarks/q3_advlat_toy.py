@@ -56,12 +56,13 @@ DATASETS = {'ring': dict(kind='ring8', std=0.001), 'grid': dict(kind='grid25', s
 POINTS_PER_MODE = 2000
 # --activation -> the loss class that sets the networks: the appendix's ReLU, or the toy preset's leaky ReLU
 # (slope 0.2), which every Q3 run up to commit d319c8a used.
-LOSS_CLASSES = {'relu': 'GANAdvLatToyReLU', 'lrelu': 'GANAdvLatToy'}
+LOSS_CLASSES = {'relu': toy_losses.GANAdvLatToyReLU, 'lrelu': toy_losses.GANAdvLatToy}
 
 
 def loss_methods(activation='relu'):
     """{'base': [--loss=...], 'qua': [--loss=...+advlat-qua]} with the networks of `activation`."""
-    loss = f'benchmarks.common.toy_losses.{LOSS_CLASSES[activation]}'
+    cls = LOSS_CLASSES[activation]
+    loss = f'{cls.__module__}.{cls.__name__}'
     return {'base': [f'--loss={loss}'], 'qua': [f'--loss={loss}+advlat-qua']}
 
 
@@ -270,7 +271,7 @@ def run(args, argv):
         proto, dataset_specs=DATASETS, points_per_mode=POINTS_PER_MODE, z_eps=Z_EPS, sample_seed=SAMPLE_SEED, hq_k=HQ_K,
         mode_min_share=MIN_SHARE, net='G', methods=methods, z_on=args.z_on, lr_decay=args.lr_decay,
         activation=args.activation, g_batch_factor=args.g_batch_factor,
-        option_overrides=toy_losses.describe_overrides(getattr(toy_losses, LOSS_CLASSES[args.activation]))),
+        option_overrides=toy_losses.describe_overrides(LOSS_CLASSES[args.activation])),
         script=__file__, argv=argv, layout='toy')
     data_paths = {name: toy_metrics.write_toy_set(rep.path(f'{spec["kind"]}_std{spec["std"]}.npy'), spec['kind'],
                                                   spec['std'], POINTS_PER_MODE)

@@ -458,7 +458,8 @@ def _checked_lr_schedule(value, source):
 
 def _loop_option_defaults(options, spec):
     """Leave out loop options at their official value (one G or D step, G batch factor 1, the normal
-    prior, constant rates): the default options JSON stays the official one. Values a plugin set are checked too."""
+    prior, constant rates): the default options JSON stays the official one. Values a plugin set
+    are checked too."""
     for flag in LOOP_COUNTS:
         value = getattr(options, flag)
         if value is UNSET:

@@ -309,35 +309,42 @@ def test_metrics_draw_fakes_from_the_prior(z_dist):
         assert torch.equal(z, torch.randn([2000, 3]))     # the official draw
 
 #----------------------------------------------------------------------------
-# --d-steps: each extra D step reads a real batch of its own.
+# What the loop hands each main phase: --d-steps (each extra D step reads a real batch of its own)
+# and --g-batch-factor (each G main step averages over factor x the batch of fresh latents).
 
 
-SEEN_REALS = []     # the real batch of every D main execution of the run below
+MAIN_ROUNDS = []    # per main-phase round of the run below: (network 'G' or 'D', gen_z, real_img, gain)
 
 
 class RecordingLoss(LossPlugin):
-    """Trains nothing; keeps each D main step's real batch in SEEN_REALS."""
+    """Trains nothing; keeps each main-phase round's latents, reals and gain in MAIN_ROUNDS."""
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase.network == 'D' and phase.is_main:
-            SEEN_REALS.append(real_img.detach().clone())
+        if phase.is_main:
+            MAIN_ROUNDS.append((phase.network, gen_z.detach().clone(), real_img.detach().clone(), gain))
         net = self.D if phase.network == 'D' else self.G
         sum(p.sum() for p in net.parameters()).mul(0).backward()    # zero gradients for the optimizer step
 
 
-def test_extra_d_steps_read_their_own_real_batches(points, tmp_path):
+def _recorded_rounds(points, run_dir, network, **loop_options):
+    """Train 2 iterations of batch 8 with RecordingLoss and `loop_options` (given on the command
+    line); returns (gen_z, real_img, gain) of every main round of `network`, in order."""
     batch, iterations = 8, 2
     options = resolve.resolve_options(dict(data=points, cfg='toy', batch=batch, metrics=[], device='cpu', workers=1,
-                                           nimg=batch * iterations, snap=100, d_steps=3,
-                                           kimg_per_tick=batch * iterations / 1000,
-                                           loss=f'{__name__}.RecordingLoss'), given={'d_steps'})
+                                           nimg=batch * iterations, snap=100, kimg_per_tick=batch * iterations / 1000,
+                                           loss=f'{__name__}.RecordingLoss', **loop_options), given=set(loop_options))
     kwargs = options.loop_kwargs()
     kwargs.data_loader_kwargs = dict(num_workers=0)
     kwargs.image_snapshot_ticks = None
-    SEEN_REALS.clear()
-    training_loop.training_loop(rank=0, run_dir=str(tmp_path), **kwargs)
-    seen = SEEN_REALS
-    assert len(seen) == 3 * iterations
+    MAIN_ROUNDS.clear()
+    run_dir.mkdir(exist_ok=True)
+    training_loop.training_loop(rank=0, run_dir=str(run_dir), **kwargs)
+    return [record[1:] for record in MAIN_ROUNDS if record[0] == network]
+
+
+def test_extra_d_steps_read_their_own_real_batches(points, tmp_path):
+    seen = [reals for _z, reals, _gain in _recorded_rounds(points, tmp_path, 'D', d_steps=3)]
+    assert len(seen) == 3 * 2
     # Six D steps, six different batches (the points are random: equal batches would be a re-use).
     assert all(not torch.equal(seen[i], seen[j]) for i in range(len(seen)) for j in range(i))
     # All of them come from the data set.
@@ -346,42 +353,9 @@ def test_extra_d_steps_read_their_own_real_batches(points, tmp_path):
         assert all(any(torch.allclose(row, d) for d in data) for row in reals)
 
 
-#----------------------------------------------------------------------------
-# --g-batch-factor: each G main step averages over factor x the batch of fresh latents.
-
-
-G_STEPS_SEEN = []   # per G main round: (gen_z, real_img, gain)
-
-
-class RecordingGLoss(LossPlugin):
-    """Trains nothing; keeps each G main round's latents, reals and gain in G_STEPS_SEEN."""
-
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
-        if phase.network == 'G' and phase.is_main:
-            G_STEPS_SEEN.append((gen_z.detach().clone(), real_img.detach().clone(), gain))
-        net = self.D if phase.network == 'D' else self.G
-        sum(p.sum() for p in net.parameters()).mul(0).backward()
-
-
-def _record_g_rounds(points, run_dir, factor):
-    batch = 8
-    given = {'g_batch_factor'} if factor > 1 else set()
-    options = resolve.resolve_options(dict(data=points, cfg='toy', batch=batch, metrics=[], device='cpu', workers=1,
-                                           nimg=batch * 2, snap=100, g_batch_factor=factor if factor > 1 else None,
-                                           kimg_per_tick=batch * 2 / 1000, loss=f'{__name__}.RecordingGLoss'),
-                                      given=given)
-    kwargs = options.loop_kwargs()
-    kwargs.data_loader_kwargs = dict(num_workers=0)
-    kwargs.image_snapshot_ticks = None
-    G_STEPS_SEEN.clear()
-    run_dir.mkdir()
-    training_loop.training_loop(rank=0, run_dir=str(run_dir), **kwargs)
-    return list(G_STEPS_SEEN)
-
-
 def test_g_batch_factor_gives_g_main_fresh_latents_at_a_divided_gain(points, tmp_path):
-    plain = _record_g_rounds(points, tmp_path / 'plain', 1)
-    doubled = _record_g_rounds(points, tmp_path / 'doubled', 2)
+    plain = _recorded_rounds(points, tmp_path / 'plain', 'G')
+    doubled = _recorded_rounds(points, tmp_path / 'doubled', 'G', g_batch_factor=2)
     assert len(plain) == 2 and len(doubled) == 4               # two iterations, one or two rounds each
     assert all(gain == 1 for _z, _r, gain in plain) and all(gain == 0.5 for _z, _r, gain in doubled)
     for first, second in (doubled[0:2], doubled[2:4]):
