@@ -103,6 +103,25 @@ def mode_coverage(points, centres, radius, min_count):
                 min_count=int(min_count))
 
 
+def per_mode_closeness(points, centres, radius, min_count):
+    """How close the samples sit to the modes they reach, however few those modes are.
+
+    Each point registers with its nearest centre when within `radius`; for every centre with at
+    least `min_count` registered points, the median distance of those points; then the mean over
+    such centres. Unlike the median over all points, packing every sample onto a few modes does not
+    lower it. Returns dict(per_mode_median float (nan when no centre qualifies), modes int,
+    medians list[float | None] per centre).
+    """
+    idx, dist = nearest_centres(points, centres)
+    inside = dist <= radius
+    medians = []
+    for centre in range(len(centres)):
+        mine = dist[inside & (idx == centre)]
+        medians.append(float(np.median(mine)) if len(mine) >= min_count else None)
+    kept = [m for m in medians if m is not None]
+    return dict(per_mode_median=float(np.mean(kept)) if kept else float('nan'), modes=len(kept), medians=medians)
+
+
 def high_quality(points, centres, std, k=3.0, min_share=0.01):
     """High-quality samples (within k*std of the nearest centre) and the modes they cover.
 

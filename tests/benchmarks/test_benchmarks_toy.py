@@ -49,6 +49,22 @@ def test_high_quality_share_and_modes():
     assert result['hq_modes'] == 2
 
 
+def test_per_mode_closeness_ignores_how_many_modes_hold_the_samples():
+    centres = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    packed = np.zeros([40, 2]) + [0.01, 0.0]                       # all on mode 0, 0.01 away
+    spread = np.concatenate([np.zeros([20, 2]) + [0.01, 0.0],      # mode 0, 0.01 away
+                             np.zeros([20, 2]) + [2.0, 0.03],      # mode 1, 0.03 away
+                             np.zeros([5, 2]) + [0.0, 2.001],      # mode 2: 5 < min_count, left out
+                             np.zeros([10, 2]) + [1.0, 1.0]])      # registers nowhere
+    one = toy_metrics.per_mode_closeness(packed, centres, radius=0.1414, min_count=20)
+    two = toy_metrics.per_mode_closeness(spread, centres, radius=0.1414, min_count=20)
+    assert one['modes'] == 1 and one['per_mode_median'] == pytest.approx(0.01)
+    assert two['modes'] == 2 and two['per_mode_median'] == pytest.approx(0.02)
+    assert two['medians'][2] is None
+    nowhere = toy_metrics.per_mode_closeness(np.ones([30, 2]), centres, radius=0.1414, min_count=20)
+    assert nowhere['modes'] == 0 and np.isnan(nowhere['per_mode_median'])
+
+
 def test_l1_reconstruction_error_is_per_point_sum():
     x = np.array([[0.0, 0.0], [1.0, 1.0]])
     rec = np.array([[0.5, -0.5], [1.0, 3.0]])
@@ -248,7 +264,8 @@ def test_q3_linear_decay_reaches_zero_at_each_runs_last_iteration():
 
 
 def _q3_metrics(median_dist, hq_share=0.0):
-    return dict(hq_share=hq_share, hq_modes=0, hq_counts=[], median_dist=median_dist)
+    return dict(hq_share=hq_share, hq_modes=0, hq_counts=[], median_dist=median_dist,
+                per_mode_median=median_dist / 2, registered_modes=1)
 
 
 def test_q3_compare_judges_the_median_distance_on_every_seed():
@@ -263,6 +280,7 @@ def test_q3_compare_judges_the_median_distance_on_every_seed():
     assert rep.rows['ring: median distance to a centre base'][1] is None
     assert rep.rows['ring: HQ share base -z'][1] is True and rep.rows['ring: HQ share qua'][1] is False
     assert summary['ring']['qua']['median_dist']['mean'] == pytest.approx(0.17)
+    assert rep.rows['ring: per-mode closeness qua (reported)'] == ('0.0450, 0.1250', None)
 
 
 def test_q1_methods_option_and_subset_ranking():
