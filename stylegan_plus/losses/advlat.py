@@ -53,7 +53,7 @@ from torch_utils import training_stats
 from stylegan_plus.sampling import latent_steps
 
 from .base import LossAddon, LossOption
-from .common import mean_abs_distance
+from .common import mean_abs_distance, set_unless_given
 from .phases import Phase
 from .registry import register_loss
 
@@ -103,7 +103,7 @@ class AdvLatQuaLoss(LossAddon):
         """On `--cfg=toy`, the 2-D step size and count (`QUA_TOY_DEFAULTS`) unless the user gave them."""
         del args
         if cfg == 'toy':
-            loss_kwargs.update({key: value for key, value in QUA_TOY_DEFAULTS.items() if key not in given})
+            set_unless_given(loss_kwargs, QUA_TOY_DEFAULTS, given)
 
     def move_latents(self, gen_z, gen_c):
         """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start.

@@ -1,4 +1,4 @@
-"""Helpers shared by loss plugins: score statistics, distances, priors, extra optimizers, encoders.
+"""Helpers shared by loss plugins: score statistics, distances, priors, extra optimizers, defaults.
 
 Everything two plugins use lives here, so no plugin imports another plugin's module. The
 functions are pure (tensors in, tensors out) apart from `report_scores`, which writes statistics.
@@ -83,3 +83,11 @@ def run_module(module, sync, *args, **kwargs):
 def is_point_data(img):
     """True for 2-D point batches ([N, C] without spatial dimensions), False for images [N, C, H, W]."""
     return img.ndim == 2
+
+#----------------------------------------------------------------------------
+# Option defaults (for `adjust_training_options`).
+
+def set_unless_given(target, defaults, given):
+    """Copy each `defaults` item into the dict `target` unless its name is in `given` (the options
+    the user set explicitly): a plugin's preset defaults never override a user's value."""
+    target.update({key: value for key, value in defaults.items() if key not in given})

@@ -80,7 +80,7 @@ from stylegan_plus.networks.encoders import build_encoder
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .common import extra_opt_kwargs, is_point_data, run_module
+from .common import extra_opt_kwargs, is_point_data, run_module, set_unless_given
 from . import penalty_pass
 from .phases import Phase, PhaseSpec
 from .registry import register_loss
@@ -196,13 +196,10 @@ class DistGANLoss(StyleGAN2Loss):
 
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        """On `--cfg=toy`, the authors' toy settings (`TOY_DEFAULTS`, `TOY_LOOP_DEFAULTS`) unless given."""
         if cfg == 'toy':
-            for key, value in TOY_DEFAULTS.items():
-                if key not in given:
-                    loss_kwargs[key] = value
-            for key, value in TOY_LOOP_DEFAULTS.items():
-                if key not in given:
-                    args[key] = value
+            set_unless_given(loss_kwargs, TOY_DEFAULTS, given)
+            set_unless_given(args, TOY_LOOP_DEFAULTS, given)
 
     def phases(self, default_phases, opt_kwargs):
         """AEmain (E and G, own optimizer with G's settings), the D phases (main: `--d-steps` times), G's."""

@@ -84,7 +84,7 @@ from stylegan_plus.sampling.decisions import joint_pair_logits
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .common import extra_opt_kwargs, run_module, sample_distance
+from .common import extra_opt_kwargs, run_module, sample_distance, set_unless_given
 from .phases import Phase, PhaseSpec
 from .registry import register_loss
 from .stylegan2 import StyleGAN2Loss
@@ -198,13 +198,10 @@ class LOGANBLoss(StyleGAN2Loss):
 
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        """On `--cfg=toy`, the authors' toy settings (`TOY_DEFAULTS`, `TOY_LOOP_DEFAULTS`) unless given."""
         if cfg == 'toy':
-            for key, value in TOY_DEFAULTS.items():
-                if key not in given:
-                    loss_kwargs[key] = value
-            for key, value in TOY_LOOP_DEFAULTS.items():
-                if key not in given:
-                    args[key] = value
+            set_unless_given(loss_kwargs, TOY_DEFAULTS, given)
+            set_unless_given(args, TOY_LOOP_DEFAULTS, given)
 
     def phases(self, default_phases, opt_kwargs):
         """D phases (with Dz), G phases, Emain (E), Smain (E and G).

@@ -320,6 +320,9 @@ def test_common_helpers():
     collector.update()
     assert signs.flatten().tolist() == [-1.0, 1.0, 0.0]
     assert collector.mean('Loss/scores/probe') == pytest.approx(-0.5) and collector.num('Loss/signs/probe') == 3
+    options = dict(d_steps=2)
+    common.set_unless_given(options, dict(d_steps=5, z_dist='uniform'), given=frozenset({'d_steps'}))
+    assert options == dict(d_steps=2, z_dist='uniform')      # the user's value stays, the default fills in
 
 
 class MixingProbe(StyleGAN2Loss):
