@@ -1,7 +1,8 @@
 """Helpers shared by loss plugins: score statistics, distances, priors, extra optimizers, defaults.
 
 Everything two plugins use lives here, so no plugin imports another plugin's module. The
-functions are pure (tensors in, tensors out) apart from `report_scores`, which writes statistics.
+functions are pure (tensors in, tensors out) apart from `report_scores`, which writes statistics,
+and `set_unless_given`, which fills an options dict.
 See docs/plugins.md.
 """
 
@@ -83,6 +84,7 @@ def run_module(module, sync, *args, **kwargs):
 def is_point_data(img):
     """True for 2-D point batches ([N, C] without spatial dimensions), False for images [N, C, H, W]."""
     return img.ndim == 2
+
 
 #----------------------------------------------------------------------------
 # Option defaults (for `adjust_training_options`).
