@@ -242,7 +242,47 @@ def compare(rep, per_run, datasets, seeds, stages=STAGES):
     return summary
 
 
+CLOSE_UP_STDS = 10     # half-width of the close-up window, in the data set's std
+
+
+def offsets_from_centres(points, centres, half_width):
+    """Each point minus its nearest centre, for the points within `half_width` of it on both axes.
+
+    points [N, 2], centres [K, 2] -> (offsets float64 [M, 2] with |offset| <= half_width per axis,
+    M / N): every mode stacked on one origin, so the spread around the modes is visible at the
+    scale of the data's std whatever the number of modes the samples reach.
+    """
+    idx, _dist = toy_metrics.nearest_centres(points, centres)
+    offsets = np.asarray(points, dtype=np.float64) - np.asarray(centres, dtype=np.float64)[idx]
+    inside = np.abs(offsets).max(axis=1) <= half_width
+    return offsets[inside], float(inside.mean()) if len(inside) else 0.0
+
+
+def close_up_panels(per_run, points, reals, seed, stages):
+    """Scatter panels of the offsets from the nearest centre (`offsets_from_centres`) in units of the
+    data set's std (+-CLOSE_UP_STDS), real points in grey."""
+    panels = []
+    for dataset in reals:
+        centres = toy_data.toy_centers(DATASETS[dataset]['kind'])
+        std = DATASETS[dataset]['std']
+        real_offsets, _shown = offsets_from_centres(reals[dataset], centres, CLOSE_UP_STDS * std)
+        for i, (method, stage) in enumerate(stages.values()):
+            name = run_name(dataset, method, seed)
+            closeness = per_run[name][stage].get('per_mode_median', float('nan'))
+            offsets, shown = offsets_from_centres(points[name][stage], centres, CLOSE_UP_STDS * std)
+            panels.append(dict(title=f'{name} {"-z" if stage == "after_z" else ""}', points=offsets / std,
+                               reals=real_offsets / std, centres=np.zeros([1, 2]),
+                               extent=(-CLOSE_UP_STDS, CLOSE_UP_STDS, -CLOSE_UP_STDS, CLOSE_UP_STDS),
+                               caption=f'{100 * shown:.0f}% of samples in view\n'
+                                       f'per-mode closeness {closeness:.4f} ({closeness / std:.1f} std)',
+                               color=figures.PALETTE[i % len(figures.PALETTE)]))
+    return panels
+
+
 def make_figures(rep, jobs, per_run, points, reals, seed, stages=STAGES):
+    """q3_samples.png (every model's samples over the data), q3_modes.png (the same samples as
+    offsets from their nearest centre in units of the std, +-10: every mode on one origin, real
+    points in grey), and the seed's training statistics."""
     panels = []
     for dataset in reals:
         centres = toy_data.toy_centers(DATASETS[dataset]['kind'])
@@ -256,6 +296,10 @@ def make_figures(rep, jobs, per_run, points, reals, seed, stages=STAGES):
                                color=figures.PALETTE[i % len(figures.PALETTE)]))
     shown = ' and '.join(f'the {name} (std {DATASETS[name]["std"]:g})' for name in reals)
     rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=f'AdvLatGAN -z and -qua on {shown}',
+                                      max_cols=min(len(stages), 6)))
+    shown = ' and '.join(f'{name}: std {DATASETS[name]["std"]:g}' for name in reals)
+    rep.figure(figures.scatter_figure(rep.path('q3_modes.png'), close_up_panels(per_run, points, reals, seed, stages),
+                                      title=f'Every sample minus its nearest centre, in units of the data std ({shown})',
                                       max_cols=min(len(stages), 6)))
     figures.add_seed_loss_figure(rep, 'q3', jobs, seed)
 

@@ -454,6 +454,14 @@ def test_q3_sweep_options_smoke(tmp_path):
 
 
 
+def test_q3_close_up_offsets_stack_every_mode_on_one_origin():
+    centres = np.array([[0.0, 0.0], [2.0, 0.0]])
+    points = np.array([[0.001, -0.002], [2.003, 0.0], [1.0, 0.5], [2.0, 0.02]])
+    offsets, shown = q3_advlat_toy.offsets_from_centres(points, centres, half_width=0.01)
+    np.testing.assert_allclose(offsets, [[0.001, -0.002], [0.003, 0.0]], atol=1e-12)   # the far two left out
+    assert shown == pytest.approx(0.5)
+
+
 def test_q3_activation_picks_the_networks_loss_class():
     relu, lrelu = q3_advlat_toy.loss_methods('relu'), q3_advlat_toy.loss_methods('lrelu')
     assert relu['base'] == ['--loss=benchmarks.common.toy_losses.GANAdvLatToyReLU']
