@@ -93,12 +93,15 @@ class PhaseSpec:
         self.modules = tuple(self.modules)
         if not self.modules:
             raise ValueError(f'phase {self.name!r} trains no module')
-        if int(self.interval) != self.interval or self.interval < 1:
-            raise ValueError(f'phase {self.name!r}: interval must be an integer >= 1, got {self.interval!r}')
-        for field in ('repeat', 'batch_factor'):
+        for field in ('interval', 'repeat', 'batch_factor'):
             value = getattr(self, field)
             if int(value) != value or value < 1:
                 raise ValueError(f'phase {self.name!r}: {field} must be an integer >= 1, got {value!r}')
+
+    @property
+    def latent_batches(self):
+        """Batches of latents the phase consumes per iteration: `repeat` x `batch_factor`."""
+        return self.repeat * self.batch_factor
 
 
 def lazy_regularization_kwargs(opt_kwargs, reg_interval):

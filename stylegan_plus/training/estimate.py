@@ -123,7 +123,7 @@ class _Run:
             start = _now(self.device)
             run_phase(self.loss, spec, self.modules, self.optimizers[spec.opt], [(reals, labels, z, labels)],
                       gain=spec.interval)
-            total += (_now(self.device) - start) * spec.repeat * spec.batch_factor / spec.interval
+            total += (_now(self.device) - start) * spec.latent_batches / spec.interval
         return total
 
     def probe(self, n=2):
@@ -260,7 +260,7 @@ def estimate_training(args, budget_s=10.0):
             probe_s = run.probe()[0]
         image_s = probe_s / 2       # seconds of a G+D forward pass per image
         sizes = _measured_sizes(args.batch_gpu)
-        executions = sum(spec.repeat * spec.batch_factor for spec in run.phases)
+        executions = sum(spec.latent_batches for spec in run.phases)
         planned = 2 * _PHASE_COST * executions * image_s * sum(sizes)    # every phase twice per size
         points, note = None, f'measuring a training step would take about {planned:.0f} s on {device.type}'
         if planned <= budget_s:
@@ -274,7 +274,7 @@ def estimate_training(args, budget_s=10.0):
                  f'extrapolated to --batch-gpu={args.batch_gpu}'
     else:
         peak = run.static_bytes() + _ACTIVATION_FACTOR * (fixed_bytes + image_bytes * args.batch_gpu)
-        weight = sum(spec.repeat * spec.batch_factor / spec.interval for spec in run.phases)
+        weight = sum(spec.latent_batches / spec.interval for spec in run.phases)
         step = _PHASE_COST * weight * image_s * args.batch_gpu
         detail = f'computed from parameter and activation counts; {note}'
     rounds = args.batch_size // (args.num_gpus * args.batch_gpu)

@@ -214,7 +214,7 @@ class Trainer:
         cfg = self.cfg
         with torch.autograd.profiler.record_function('data_fetch'):
             reals, real_cs = self._next_reals()
-            batches = sum(spec.repeat * spec.batch_factor for spec in self.phases)   # latent batches drawn
+            batches = sum(spec.latent_batches for spec in self.phases)
             z, c = data_lib.draw_fakes_inputs(self.hooks, self.dataset,
                                               seed=data_lib.iteration_seed(cfg.random_seed, self.batch_idx),
                                               count=batches * cfg.batch_size, device=self.device,
