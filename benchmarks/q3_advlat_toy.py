@@ -258,48 +258,37 @@ def offsets_from_centres(points, centres, half_width):
     return offsets[inside], float(inside.mean()) if len(inside) else 0.0
 
 
-def close_up_panels(per_run, points, reals, seed, stages):
-    """Scatter panels of the offsets from the nearest centre (`offsets_from_centres`) in units of the
-    data set's std (+-CLOSE_UP_STDS), real points in grey."""
-    panels = []
+def make_figures(rep, jobs, per_run, points, reals, seed, stages=STAGES):
+    """q3_samples.png (every model's samples over the data), q3_modes.png (the same samples as
+    offsets from their nearest centre (`offsets_from_centres`) in units of the data set's std,
+    +-CLOSE_UP_STDS: every mode on one origin, real points in grey), and the seed's training
+    statistics."""
+    panels, close_ups = [], []
     for dataset in reals:
         centres = toy_data.toy_centers(DATASETS[dataset]['kind'])
         std = DATASETS[dataset]['std']
         real_offsets, _shown = offsets_from_centres(reals[dataset], centres, CLOSE_UP_STDS * std)
         for i, (method, stage) in enumerate(stages.values()):
             name = run_name(dataset, method, seed)
-            closeness = per_run[name][stage].get('per_mode_median', float('nan'))
-            offsets, shown = offsets_from_centres(points[name][stage], centres, CLOSE_UP_STDS * std)
-            panels.append(dict(title=f'{name} {"-z" if stage == "after_z" else ""}', points=offsets / std,
-                               reals=real_offsets / std, centres=np.zeros([1, 2]),
-                               extent=(-CLOSE_UP_STDS, CLOSE_UP_STDS, -CLOSE_UP_STDS, CLOSE_UP_STDS),
-                               caption=f'{100 * shown:.0f}% of samples in view\n'
-                                       f'per-mode closeness {closeness:.4f} ({closeness / std:.1f} std)',
-                               color=figures.PALETTE[i % len(figures.PALETTE)]))
-    return panels
-
-
-def make_figures(rep, jobs, per_run, points, reals, seed, stages=STAGES):
-    """q3_samples.png (every model's samples over the data), q3_modes.png (the same samples as
-    offsets from their nearest centre in units of the std, +-10: every mode on one origin, real
-    points in grey), and the seed's training statistics."""
-    panels = []
-    for dataset in reals:
-        centres = toy_data.toy_centers(DATASETS[dataset]['kind'])
-        for i, (method, stage) in enumerate(stages.values()):
-            name = run_name(dataset, method, seed)
             metrics = per_run[name][stage]
-            panels.append(dict(title=f'{name} {"-z" if stage == "after_z" else ""}', points=points[name][stage],
-                               reals=reals[dataset], centres=centres, extent=figures.extent_of(centres),
+            look = dict(title=f'{name} {"-z" if stage == "after_z" else ""}',
+                        color=figures.PALETTE[i % len(figures.PALETTE)])
+            panels.append(dict(look, points=points[name][stage], reals=reals[dataset], centres=centres,
+                               extent=figures.extent_of(centres),
                                caption=f'HQ {100 * metrics["hq_share"]:.1f}%, modes {metrics["hq_modes"]}/'
-                                       f'{len(centres)}\nmedian distance {metrics["median_dist"]:.4f}',
-                               color=figures.PALETTE[i % len(figures.PALETTE)]))
-    shown = ' and '.join(f'the {name} (std {DATASETS[name]["std"]:g})' for name in reals)
-    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=f'AdvLatGAN -z and -qua on {shown}',
+                                       f'{len(centres)}\nmedian distance {metrics["median_dist"]:.4f}'))
+            offsets, shown = offsets_from_centres(points[name][stage], centres, CLOSE_UP_STDS * std)
+            closeness = metrics['per_mode_median']
+            close_ups.append(dict(look, points=offsets / std, reals=real_offsets / std, centres=np.zeros([1, 2]),
+                                  extent=(-CLOSE_UP_STDS, CLOSE_UP_STDS, -CLOSE_UP_STDS, CLOSE_UP_STDS),
+                                  caption=f'{100 * shown:.0f}% of samples in view\n'
+                                          f'per-mode closeness {closeness:.4f} ({closeness / std:.1f} std)'))
+    data_sets = ' and '.join(f'the {name} (std {DATASETS[name]["std"]:g})' for name in reals)
+    rep.figure(figures.scatter_figure(rep.path('q3_samples.png'), panels, title=f'AdvLatGAN -z and -qua on {data_sets}',
                                       max_cols=min(len(stages), 6)))
-    shown = ' and '.join(f'{name}: std {DATASETS[name]["std"]:g}' for name in reals)
-    rep.figure(figures.scatter_figure(rep.path('q3_modes.png'), close_up_panels(per_run, points, reals, seed, stages),
-                                      title=f'Every sample minus its nearest centre, in units of the data std ({shown})',
+    stds = ' and '.join(f'{name}: std {DATASETS[name]["std"]:g}' for name in reals)
+    rep.figure(figures.scatter_figure(rep.path('q3_modes.png'), close_ups,
+                                      title=f'Every sample minus its nearest centre, in units of the data std ({stds})',
                                       max_cols=min(len(stages), 6)))
     figures.add_seed_loss_figure(rep, 'q3', jobs, seed)
 
