@@ -30,7 +30,7 @@ combine with a main loss (`clr+advlat-qua`). Reading (docs/methods.md):
   authors' code does; the paper's algorithm does not (default off).
 
 Toy defaults: with `--cfg=toy` (2-D points, z_dim 2) `advlat-qua` defaults to `--advlat-eps=0.3
---advlat-steps=5` unless given (`adjust_training_options`). The image default (one step of 0.03,
+--advlat-steps=5` unless given (`presets`). The image default (one step of 0.03,
 the authors' CIFAR DCGAN config) barely moves a 2-D N(0, I) latent, and trained worse than no
 `-qua` on the Q3 ring and grid. The Q3 grid sweep at the paper's length with the appendix's ReLU
 MLPs, the authors' linear rate decay and G batch (eps 0.1 / 0.3 x 3 / 5 steps, seeds 0-2) gave
@@ -53,7 +53,7 @@ from torch_utils import training_stats
 from stylegan_plus.sampling import latent_steps
 
 from .base import LossAddon, LossOption
-from .common import mean_abs_distance, set_unless_given
+from .common import mean_abs_distance
 from .phases import Phase
 from .registry import register_loss
 
@@ -86,6 +86,7 @@ class AdvLatQuaLoss(LossAddon):
         LossOption('--advlat-steps', 1, type=int, metavar='INT',
                    help='AdvLatGAN-qua: I-FGSM steps on z before each D step (--cfg=toy: 5)'),
     )
+    presets = {'toy': dict(loss=QUA_TOY_DEFAULTS)}
 
     def __init__(self, device,
                  advlat_eps=0.03,       # I-FGSM step size
@@ -97,13 +98,6 @@ class AdvLatQuaLoss(LossAddon):
                              f'got {advlat_eps!r} and {advlat_steps!r}')
         self.advlat_eps = float(advlat_eps)
         self.advlat_steps = int(advlat_steps)
-
-    @classmethod
-    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
-        """On `--cfg=toy`, the 2-D step size and count (`QUA_TOY_DEFAULTS`) unless the user gave them."""
-        del args
-        if cfg == 'toy':
-            set_unless_given(loss_kwargs, QUA_TOY_DEFAULTS, given)
 
     def move_latents(self, gen_z, gen_c):
         """gen_z [N, z_dim] after the I-FGSM steps (detached); reports Loss/advlat/qua_logits_start.

@@ -71,6 +71,20 @@ def _check_declarations(cls):
         raise TypeError(f'{cls.__qualname__}.options must be LossOption objects')
     if not all(isinstance(name, str) and name.isidentifier() for name in cls.state_attrs):
         raise TypeError(f'{cls.__qualname__}.state_attrs must be attribute names, got {cls.state_attrs!r}')
+    _check_presets(cls)
+
+
+def _check_presets(cls):
+    # A typo in a preset would silently set nothing; refuse it when the class is defined.
+    own_keys = {opt.key for opt in cls.options}
+    for cfg, preset in cls.presets.items():
+        where = f'{cls.__qualname__}.presets[{cfg!r}]'
+        if not isinstance(preset, dict) or not set(preset) <= {'loss', 'loop'}:
+            raise TypeError(f'{where} = {preset!r}: a dict with the keys \'loss\' and/or \'loop\'')
+        unknown = sorted(set(preset.get('loss', {})) - own_keys)
+        if unknown:
+            raise TypeError(f'{where}[\'loss\'] names {", ".join(unknown)}, not among the plugin\'s options '
+                            f'({", ".join(sorted(own_keys)) or "none"})')
 
 
 def _is_method(value):
@@ -103,6 +117,9 @@ class LossPlugin(Loss):
     base_options = ()       # names from BASE_OPTIONS that __init__ accepts (the loop passes only these)
     state_attrs = ()        # names of tensor attributes saved by state_dict() for resume
     real_decisions = True   # D scores real images (report_scores('real', ...)), so ADA can adapt
+    # Per-`--cfg` defaults of the paper's settings: {cfg: {'loss': {own option key: value},
+    # 'loop': {training option: value}}}, applied by `adjust_training_options` unless given.
+    presets = {}
 
     def __init_subclass__(cls, framework=False, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -162,12 +179,15 @@ class LossPlugin(Loss):
 
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
-        """Edit the training options before they are written (default: nothing).
+        """Edit the training options before they are written (default: apply `presets[cfg]`).
 
         args: the options EasyDict; loss_kwargs: this plugin's own kwargs dict inside it;
-        cfg: the --cfg name; given: names of the options the user set explicitly.
+        cfg: the --cfg name; given: names of the options the user set explicitly, which a
+        preset never overrides. An override that adds checks calls super() for the presets.
         """
-        del args, loss_kwargs, cfg, given
+        preset = cls.presets.get(cfg, {})
+        common.set_unless_given(loss_kwargs, preset.get('loss', {}), given)
+        common.set_unless_given(args, preset.get('loop', {}), given)
 
     # --- Toolkit: networks ----------------------------------------------------------------------
 

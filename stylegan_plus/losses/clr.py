@@ -202,6 +202,7 @@ class CLRLoss(StyleGAN2Loss):
         z_dim = (args.get('G_kwargs') or {}).get('z_dim')
         if width is not None and z_dim is not None and width < z_dim:
             raise LossSpecError(narrow_features_message(width, z_dim))
+        super().adjust_training_options(args, loss_kwargs, cfg=cfg, given=given)
 
     def phases(self, default_phases, opt_kwargs):
         """The baseline's phases; the latent head (if any) trains wherever D trains, with D's optimizer."""

@@ -30,7 +30,7 @@ Reading (docs/methods.md, paper 003, and the authors' code where the paper is si
   kept as in the baseline; `--gamma=0` drops it.
 - G step: the discriminator-score distance `|mean sigmoid(D(x)) - mean sigmoid(D(G(z)))|` replaces
   the non-saturating loss.
-- Loop options this plugin sets on `--cfg=toy` unless given (`adjust_training_options`), the
+- Loop options this plugin sets on `--cfg=toy` unless given (`presets`), the
   authors' 2-D settings: `--z-dist=uniform` (U[-1, 1], the paper's section 4.1 and the code; the
   loop records it in every snapshot, so generate.py, the metrics and the benchmarks draw from
   it), `--d-steps=5` (each D step on a real batch of its own, as in the code), and
@@ -80,7 +80,7 @@ from stylegan_plus.networks.encoders import build_encoder
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .common import extra_opt_kwargs, is_point_data, run_module, set_unless_given
+from .common import extra_opt_kwargs, is_point_data, run_module
 from . import penalty_pass
 from .phases import Phase, PhaseSpec
 from .registry import register_loss
@@ -172,6 +172,7 @@ class DistGANLoss(StyleGAN2Loss):
                    help='Dist-GAN: L_R as the mean over feature dimensions (authors\' code); off = per-sample '
                         'sum (the paper\'s norm)'),
     )
+    presets = {'toy': dict(loss=TOY_DEFAULTS, loop=TOY_LOOP_DEFAULTS)}
 
     def __init__(self, device,
                  dist_lambda_r=1.0,         # lambda_r: latent-data distance term of the AE step
@@ -193,13 +194,6 @@ class DistGANLoss(StyleGAN2Loss):
         self.dist_gp_norm = dist_gp_norm
         self.dist_recon_mean = bool(dist_recon_mean)
         self.register_network('E', build_encoder(self.D_unwrapped, self.z_dim, seed=ENCODER_SEED).to(self.device))
-
-    @classmethod
-    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
-        """On `--cfg=toy`, the authors' toy settings (`TOY_DEFAULTS`, `TOY_LOOP_DEFAULTS`) unless given."""
-        if cfg == 'toy':
-            set_unless_given(loss_kwargs, TOY_DEFAULTS, given)
-            set_unless_given(args, TOY_LOOP_DEFAULTS, given)
 
     def phases(self, default_phases, opt_kwargs):
         """AEmain (E and G, own optimizer with G's settings), the D phases (main: `--d-steps` times), G's."""

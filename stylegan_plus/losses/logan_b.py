@@ -84,7 +84,7 @@ from stylegan_plus.sampling.decisions import joint_pair_logits
 from stylegan_plus.sampling.latent_steps import plugin_generator
 
 from .base import LossOption
-from .common import extra_opt_kwargs, run_module, sample_distance, set_unless_given
+from .common import extra_opt_kwargs, run_module, sample_distance
 from .phases import Phase, PhaseSpec
 from .registry import register_loss
 from .stylegan2 import StyleGAN2Loss
@@ -157,6 +157,7 @@ class LOGANBLoss(StyleGAN2Loss):
                         '4 of 5 batches; 0 = every iteration, the image notebooks) (--cfg=toy: 5)'),
     )
     state_attrs = StyleGAN2Loss.state_attrs + ('loganb_surrogate_iters',)
+    presets = {'toy': dict(loss=TOY_DEFAULTS, loop=TOY_LOOP_DEFAULTS)}
 
     def __init__(self, device,
                  loganb_e_loss='bigan',             # 'bigan' or 'cooperative'
@@ -195,13 +196,6 @@ class LOGANBLoss(StyleGAN2Loss):
             head = build_fusion_head(D, self.z_dim, fuse=loganb_fuse, embed_side=True, seed=HEAD_SEED,
                                      joint_layers=loganb_joint_layers)
         self.register_network('Dz', head.to(self.device))
-
-    @classmethod
-    def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
-        """On `--cfg=toy`, the authors' toy settings (`TOY_DEFAULTS`, `TOY_LOOP_DEFAULTS`) unless given."""
-        if cfg == 'toy':
-            set_unless_given(loss_kwargs, TOY_DEFAULTS, given)
-            set_unless_given(args, TOY_LOOP_DEFAULTS, given)
 
     def phases(self, default_phases, opt_kwargs):
         """D phases (with Dz), G phases, Emain (E), Smain (E and G).

@@ -98,6 +98,7 @@ class RFLoss(StyleGAN2Loss):
                    help='RFGAN: std of the Gaussian input noise of the denoising autoencoder ([-1, 1] pixel units)'),
     )
     state_attrs = StyleGAN2Loss.state_attrs + ('rf_ae_nimg',)
+    presets = {'dcgan': dict(loop=dict(g_steps=2))}    # the paper's DCGAN schedule: 2 G steps per D step
 
     def __init__(self, device,
                  rf_ae=None,                # path of a pre-trained autoencoder, or None to pre-train
@@ -131,11 +132,11 @@ class RFLoss(StyleGAN2Loss):
 
     @classmethod
     def adjust_training_options(cls, args, loss_kwargs, *, cfg, given):
+        """Refuse a missing `--rf-ae` file before anything is built; then the presets."""
         path = loss_kwargs.get('rf_ae')
         if path and not dnnlib.util.is_url(path) and not os.path.isfile(path):
             raise LossSpecError(f'--rf-ae={path}: no such file')
-        if cfg == 'dcgan' and 'g_steps' not in given:
-            args.g_steps = 2
+        super().adjust_training_options(args, loss_kwargs, cfg=cfg, given=given)
 
     def phases(self, default_phases, opt_kwargs):
         """RFae (unless an AE was given), then the baseline's phases; rf_head trains wherever D trains."""

@@ -214,5 +214,7 @@ def test_results_match_baseline(setup, metric):
     np.random.seed(0)
     result = run(metric, setup)
     assert list(result.results) == list(_BASELINE_RESULTS[metric])
-    assert dict(result.results) == pytest.approx(_BASELINE_RESULTS[metric], rel=1e-9)
+    # float32 detector features round differently on different CPUs (is50k_std moved by 2e-8 relative
+    # on an AMD EPYC); a change of the metric itself moves the values far more than 1e-6.
+    assert dict(result.results) == pytest.approx(_BASELINE_RESULTS[metric], rel=1e-6)
     assert all(type(value) is float for value in result.results.values())  # noqa: E721 (json-ready floats)

@@ -161,6 +161,9 @@ def test_registered_plugins_override_only_hooks():
     (dict(role='addon', base_options=('r1_gamma',)), 'add-ons get no preset kwargs'),
     (dict(role='side'), "role = 'side'; accepted: main, addon"),
     (dict(state_attrs=('pl mean',)), 'must be attribute names'),
+    (dict(presets={'toy': dict(loss=dict(advlat_epss=0.3))}), r"names advlat_epss, not among the plugin's options \(none\)"),
+    (dict(presets={'toy': dict(losses={})}), "a dict with the keys 'loss' and/or 'loop'"),
+    (dict(presets={'toy': [('loop', {})]}), "a dict with the keys"),
 ])
 def test_bad_declarations_are_refused_when_the_class_is_defined(declarations, message):
     with pytest.raises(TypeError, match=message):
@@ -323,6 +326,31 @@ def test_common_helpers():
     options = dict(d_steps=2)
     common.set_unless_given(options, dict(d_steps=5, z_dist='uniform'), given=frozenset({'d_steps'}))
     assert options == dict(d_steps=2, z_dist='uniform')      # the user's value stays, the default fills in
+
+
+class PresetProbe(base.LossAddon):
+    """Declares a toy preset for one own option and one loop option (test add-on)."""
+    options = (base.LossOption('--probe-eps', 0.1, type=float),)
+    presets = {'toy': dict(loss=dict(probe_eps=0.5), loop=dict(d_steps=3))}
+
+
+@pytest.mark.parametrize('cfg, given, expected_kwargs, expected_args', [
+    ('toy', frozenset(), dict(probe_eps=0.5), dict(d_steps=3)),
+    ('toy', frozenset({'probe_eps', 'd_steps'}), dict(probe_eps=0.2), dict(d_steps=1)),  # the user's values stay
+    ('toy', frozenset({'d_steps'}), dict(probe_eps=0.5), dict(d_steps=1)),
+    ('dcgan', frozenset(), dict(probe_eps=0.2), dict(d_steps=1)),                       # no preset for this cfg
+])
+def test_presets_fill_what_the_user_did_not_give(cfg, given, expected_kwargs, expected_args):
+    args, kwargs = dnnlib.EasyDict(d_steps=1), dict(probe_eps=0.2)
+    PresetProbe.adjust_training_options(args, kwargs, cfg=cfg, given=given)
+    assert (kwargs, dict(args)) == (expected_kwargs, expected_args)
+
+
+def test_every_registered_preset_names_real_options():
+    # A preset is applied by the base class; the registered ones name the plugins' own keys.
+    assert registry.get_loss('dist').presets['toy']['loop']['z_dist'] == 'uniform'
+    assert registry.get_loss('rf').presets['dcgan']['loop'] == dict(g_steps=2)
+    assert registry.get_loss('advlat-qua').presets['toy']['loss'] == dict(advlat_eps=0.3, advlat_steps=5)
 
 
 class MixingProbe(StyleGAN2Loss):
