@@ -13,7 +13,8 @@ Examples:
 
 Additions to the official options: --device, --grid, --vector-out, --latent-steps, --latent-eps.
 `grid.png` shows images smaller than 64 px enlarged (nearest neighbour), so that each one is at
-least 64 px on screen; the per-seed PNGs keep the network's resolution.
+least 64 px on screen, and 2 px apart on grey so that neighbours do not merge; the per-seed PNGs
+keep the network's resolution.
 
 Generators without a mapping network (DCGAN, `--cfg=dcgan`; MLP, `--cfg=toy`) are rendered as
 `G(z, c)`, a batch of seeds at a time. They have no w space: --trunc must stay 1 (truncation pulls
@@ -176,7 +177,7 @@ def _check_plain_generator(G, truncation_psi, projected_w):
 
 
 def _save_all(pixels, names, outdir, grid):
-    """One PNG per image [H, W, C] uint8, and with `grid` also grid.png (small images enlarged for display)."""
+    """One PNG per image [H, W, C] uint8, and with `grid` also grid.png (small images enlarged and spaced)."""
     channels = pixels.shape[-1]
     if channels not in (1, 3):
         raise click.ClickException(f'this generator makes images with {channels} channels; PNG output needs 1 (gray) '
@@ -185,8 +186,7 @@ def _save_all(pixels, names, outdir, grid):
     for image, name in zip(pixels, names):
         images.save_png(image, os.path.join(outdir, name))
     if grid:
-        scale = images.display_scale(*pixels.shape[1:3])
-        images.save_png(images.enlarge(images.tile(pixels), scale), os.path.join(outdir, 'grid.png'))
+        images.save_png(images.display_grid(pixels), os.path.join(outdir, 'grid.png'))
 
 
 def _save_points(points, seeds, outdir, grid, title):

@@ -57,11 +57,12 @@ def test_generate_seeds_grid_and_vectors(pickles, tmp_path):
     seed1 = PIL.Image.open(out / 'seed0001.png')
     assert (seed1.size, seed1.mode) == ((16, 16), 'RGB')
     np.testing.assert_array_equal(read_png(out / 'seed0001.png'), expected_pixels(pickles['uncond'], 1, psi=0.7))
-    grid = read_png(out / 'grid.png')  # 3 images -> 2x2 cells of 64 px (16 px enlarged 4x), last one black
-    assert grid.shape == (128, 128, 3)
-    np.testing.assert_array_equal(grid[64:, :64:4][::4], read_png(out / 'seed0002.png'))
-    np.testing.assert_array_equal(grid[64:68, :4], np.broadcast_to(read_png(out / 'seed0002.png')[0, 0], (4, 4, 3)))
-    assert not grid[64:, 64:].any()
+    grid = read_png(out / 'grid.png')  # 3 images -> 2x2 cells of 64 px (16 px enlarged 4x), 2 px apart on grey
+    assert grid.shape == (130, 130, 3)
+    np.testing.assert_array_equal(grid[66:, :64:4][::4], read_png(out / 'seed0002.png'))
+    np.testing.assert_array_equal(grid[66:70, :4], np.broadcast_to(read_png(out / 'seed0002.png')[0, 0], (4, 4, 3)))
+    assert (grid[64:66] == 128).all() and (grid[:, 64:66] == 128).all()   # the gutters
+    assert (grid[66:, 66:] == 128).all()                                    # the unused cell
     with np.load(out / 'vectors.npz') as vectors:
         assert sorted(vectors.files) == ['seeds', 'w', 'z']
         assert vectors['seeds'].tolist() == [0, 1, 2]

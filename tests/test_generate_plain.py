@@ -110,7 +110,7 @@ def test_dcgan_images_grid_and_vectors(pickles, tmp_path):
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # batched vs per-seed rounding only
     other = images.to_uint8(generator_output(pickles['dcgan'], range(5), class_idx=0))
     assert np.abs(got.astype(int) - other.astype(int)).max() > 1  # the class matters
-    assert read_png(out / 'grid.png').shape == (128, 192)  # 5 images -> 3 columns, 2 rows of 16 px enlarged 4x
+    assert read_png(out / 'grid.png').shape == (130, 196)  # 5 images -> 3 columns, 2 rows of 64 px, 2 px apart
     with np.load(out / 'vectors.npz') as vectors:
         assert sorted(vectors.files) == ['seeds', 'z']  # no w: DCGAN has no mapping network
         assert vectors['seeds'].tolist() == list(range(5))

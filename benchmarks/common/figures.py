@@ -9,7 +9,6 @@ Also the figures the 2-D benchmarks share: mode-coverage captions and the traini
 of a seed's runs.
 """
 
-import math
 
 import numpy as np
 import PIL.Image
@@ -148,13 +147,7 @@ def save_grid(pixels, path, cols=None, scale=2, pad=1):
     arr = np.asarray(pixels)
     arr = arr[..., None] if arr.ndim == 3 else arr
     arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
-    count, height, width, _ = arr.shape
-    cols = cols or int(math.ceil(math.sqrt(count)))
-    rows = int(math.ceil(count / cols))
-    canvas = np.full([rows * (height + pad) + pad, cols * (width + pad) + pad, 3], 255, dtype=np.uint8)
-    for i, image in enumerate(arr):
-        top, left = (pad + (height + pad) * k for k in divmod(i, cols))
-        canvas[top:top + height, left:left + width] = image
+    canvas = images.tile(arr, cols, gap=pad, gap_value=255, border=True)
     grid = PIL.Image.fromarray(images.enlarge(canvas, scale))
     atomic.write_atomic(path, lambda f: grid.save(f, format='PNG', optimize=True))
     return path

@@ -17,6 +17,8 @@ import PIL.ImageFont
 from . import atomic
 
 DISPLAY_MIN_TILE = 64  # smaller images are enlarged (nearest neighbour) to at least this many pixels in grids
+DISPLAY_GUTTER = 2      # pixels between enlarged images in a grid
+DISPLAY_GUTTER_GREY = 128
 
 
 def to_uint8(img: 'torch.Tensor') -> np.ndarray:
@@ -63,11 +65,13 @@ def enlarge(pixels: np.ndarray, factor: int) -> np.ndarray:
     return pixels.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def tile(images, cols: int = None) -> np.ndarray:
-    """Lay equally sized images out row by row on a black canvas.
+def tile(images, cols: int = None, gap: int = 0, gap_value: int = 0, border: bool = False) -> np.ndarray:
+    """Lay equally sized images out row by row.
 
     images: sequence of [H, W, C] uint8 arrays. cols: images per row (default: ceil(sqrt(N)),
-    so the grid is about square). Returns [rows*H, cols*W, C] uint8; unused cells stay black.
+    so the grid is about square). gap: pixels between neighbouring images (and around the grid
+    with `border`), of value `gap_value`, which also fills unused cells. Returns uint8
+    [rows*H + (rows-1)*gap, cols*W + (cols-1)*gap, C] (2*gap more each way with `border`).
     """
     images = list(images)
     if not images:
@@ -75,11 +79,27 @@ def tile(images, cols: int = None) -> np.ndarray:
     height, width, channels = images[0].shape
     cols = cols or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
-    canvas = np.zeros([rows * height, cols * width, channels], dtype=np.uint8)
+    edge = gap if border else 0
+    canvas = np.full([rows * (height + gap) - gap + 2 * edge, cols * (width + gap) - gap + 2 * edge, channels],
+                     gap_value, dtype=np.uint8)
     for idx, pixels in enumerate(images):
-        row, col = divmod(idx, cols)
-        canvas[row * height:(row + 1) * height, col * width:(col + 1) * width] = pixels
+        top, left = (edge + k * (size + gap) for k, size in zip(divmod(idx, cols), (height, width)))
+        canvas[top:top + height, left:left + width] = pixels
     return canvas
+
+
+def display_grid(images, cols: int = None) -> np.ndarray:
+    """`tile` for people to look at: images under DISPLAY_MIN_TILE px are enlarged (nearest
+    neighbour, `display_scale`) and then set DISPLAY_GUTTER px apart on grey, because enlarged
+    thumbnails that touch (digits filling their frame) read as one continuous strip. Images of
+    DISPLAY_MIN_TILE px and more are tiled edge to edge as given. images: [N, H, W, C] uint8."""
+    images = list(images)
+    if not images:
+        raise ValueError('cannot build a grid from zero images')
+    scale = display_scale(*images[0].shape[:2])
+    if scale == 1:
+        return tile(images, cols)
+    return tile([enlarge(pixels, scale) for pixels in images], cols, gap=DISPLAY_GUTTER, gap_value=DISPLAY_GUTTER_GREY)
 
 
 def _tick_values(lo: float, hi: float, target: int = 5):

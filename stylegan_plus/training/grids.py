@@ -3,7 +3,7 @@
 Images use the official grid: gw = clip(7680 // W, 7, 32) columns, gh = clip(4320 // H, 4, 32)
 rows; unlabeled data shows a random (seed 0) selection of training images, labeled data one class
 per row. Images smaller than 64 px are enlarged (nearest neighbour) to at least 64 px per tile,
-and their grid is limited to its top-left 16 x 16 tiles (32 x 32 tiles of 32 px make a 1024-px
+set 2 px apart on grey (touching digits read as one strip), and their grid is limited to its top-left 16 x 16 tiles (32 x 32 tiles of 32 px make a 1024-px
 picture of thumbnails nobody can read). The images shown are those of the official grid at the
 same places, and the latents of the whole official grid are still drawn, so the random stream
 after set-up is the official one. 2-D point data has no images: its pictures are scatter plots
@@ -94,18 +94,19 @@ def setup_image_grid(dataset, random_seed=0):
 def save_image_grid(images, path, drange, grid_size, scale=1):
     """Write images [gw*gh, C, H, W] (values in `drange`) as one PNG, atomically; C is 1 (L) or 3 (RGB).
 
-    scale: integer enlargement of every tile (nearest neighbour), for display.
+    scale: integer enlargement of every tile (nearest neighbour), for display; enlarged tiles are
+    set `images.DISPLAY_GUTTER` px apart on grey (`images.display_grid`), the official size (1)
+    tiles edge to edge as the official grid.
     """
     lo, hi = drange
     pixels = np.asarray(images, dtype=np.float32)
     pixels = np.rint((pixels - lo) * (255 / (hi - lo))).clip(0, 255).astype(np.uint8)
     gw, gh = grid_size
-    count, channels, height, width = pixels.shape
-    if count != gw * gh:
-        raise ValueError(f'save_image_grid: {count} images do not fill a {gw}x{gh} grid')
-    canvas = pixels.reshape(gh, gw, channels, height, width).transpose(0, 3, 1, 4, 2)
-    canvas = canvas.reshape(gh * height, gw * width, channels)
-    image_files.save_png(image_files.enlarge(canvas, scale), path)
+    if len(pixels) != gw * gh:
+        raise ValueError(f'save_image_grid: {len(pixels)} images do not fill a {gw}x{gh} grid')
+    tiles = [image_files.enlarge(tile, scale) for tile in pixels.transpose(0, 2, 3, 1)]
+    gap = image_files.DISPLAY_GUTTER if scale > 1 else 0
+    image_files.save_png(image_files.tile(tiles, cols=gw, gap=gap, gap_value=image_files.DISPLAY_GUTTER_GREY), path)
 
 
 def _accepts_keyword(fn, name):

@@ -144,9 +144,10 @@ def test_grid_shows_the_official_images_at_the_same_places(small_images, tmp_pat
 
     pictures.save_reals(str(tmp_path / 'reals.png'))
     reals = np.asarray(PIL.Image.open(tmp_path / 'reals.png'))
-    assert reals.shape == (1024, 1024, 3)
+    assert reals.shape == (16 * 64 + 15 * 2,) * 2 + (3,)     # 16 x 16 tiles of 64 px, 2 px grey gutters
     official = grids.select_grid_indices(small_images, 32, 32)
-    tile = reals[64:128, 192:256]                              # row 1, column 3 of the shown block
+    tile = reals[66:130, 198:262]                              # row 1, column 3 of the shown block
+    assert (reals[64:66] == 128).all() and (reals[:, 196:198] == 128).all()
     expected = small_images[official[1 * 32 + 3]][0].transpose(1, 2, 0)
     np.testing.assert_array_equal(tile[::4, ::4], expected)
     assert (tile[1::4, 2::4] == expected).all()               # nearest neighbour: 4x4 blocks
