@@ -6,7 +6,8 @@ Examples:
 
 Each output image takes the W vector of its row seed and replaces the layers listed in --styles
 by those of its column seed. Writes `{row}-{col}.png` for every pair, `{seed}-{seed}.png` for
-every seed alone, and `grid.png`. Additions to the official options: --device, and --class for
+every seed alone, and `grid.png` (images under 64 px enlarged and 2 px apart there, as in
+generate.py). Additions to the official options: --device, and --class for
 conditional networks (the official script only handles unconditional ones). Without --styles, the
 column seed gives ws 0-6 (the official default), limited to the ws the network has (0-5 at 16 px).
 """
@@ -58,12 +59,14 @@ def style_mix(G, row_seeds, col_seeds, col_styles, label, truncation_psi=1, nois
 
 def mixing_grid(mixed, row_seeds, col_seeds) -> np.ndarray:
     """Grid of (len(cols)+1) x (len(rows)+1) cells: unmixed column seeds across the top, unmixed row
-    seeds down the left, mixes inside, top-left cell black. Returns [H*(rows+1), W*(cols+1), C] uint8."""
+    seeds down the left, mixes inside, top-left cell black. Returns [H*(rows+1), W*(cols+1), C] uint8
+    for images of 64 px and more (the official grid); smaller ones enlarged and spaced as in
+    generate.py (`images.display_grid`)."""
     blank = np.zeros_like(next(iter(mixed.values())))
     cells = [blank] + [mixed[(seed, seed)] for seed in col_seeds]
     for row_seed in row_seeds:
         cells += [mixed[(row_seed, row_seed)]] + [mixed[(row_seed, col_seed)] for col_seed in col_seeds]
-    return images.tile(cells, cols=len(col_seeds) + 1)
+    return images.display_grid(cells, cols=len(col_seeds) + 1)
 
 
 @click.command()

@@ -160,12 +160,13 @@ def test_style_mixing_files_and_grid(pickles, tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     pairs = {f'{r}-{c}.png' for r in (0, 1) for c in (2, 3, 4)}
     assert names == pairs | {f'{s}-{s}.png' for s in range(5)} | {'grid.png'}
-    grid = read_png(tmp_path / 'grid.png')
-    assert grid.shape == (16 * 3, 16 * 4, 3)
-    assert not grid[:16, :16].any()
-    np.testing.assert_array_equal(grid[:16, 16:32], read_png(tmp_path / '2-2.png'))
-    np.testing.assert_array_equal(grid[32:, :16], read_png(tmp_path / '1-1.png'))
-    np.testing.assert_array_equal(grid[32:, 48:], read_png(tmp_path / '1-4.png'))
+    grid = read_png(tmp_path / 'grid.png')         # 16 px cells enlarged 4x, 2 px apart (images.display_grid)
+    assert grid.shape == (64 * 3 + 2 * 2, 64 * 4 + 3 * 2, 3)
+    cell = lambda row, col: grid[66 * row:66 * row + 64:4, 66 * col:66 * col + 64:4]  # noqa: E731
+    assert not cell(0, 0).any()
+    np.testing.assert_array_equal(cell(0, 1), read_png(tmp_path / '2-2.png'))
+    np.testing.assert_array_equal(cell(2, 0), read_png(tmp_path / '1-1.png'))
+    np.testing.assert_array_equal(cell(2, 3), read_png(tmp_path / '1-4.png'))
 
     # The mix takes ws 0..2 from the column seed and the rest from the row seed.
     G = load_pickle(pickles['uncond'])['G_ema']
