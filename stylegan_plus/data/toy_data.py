@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from stylegan_plus.io import atomic
+
 TOY_KINDS = ('ring8', 'grid25')
 
 
@@ -65,10 +67,11 @@ def make_toy_points(kind, std, points_per_mode, seed=0):
 
 
 def save_toy_points(path, kind, std, points_per_mode, seed=0):
-    """Write a named toy set to `path` (.npy, float32 [N, 2]); returns the points."""
+    """Write a named toy set to `path` exactly (.npy format, float32 [N, 2]; atomically, nothing
+    appended to the name); returns the points."""
     points, _modes = make_toy_points(kind, std, points_per_mode, seed=seed)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    np.save(path, points)
+    atomic.write_atomic(path, lambda f: np.save(f, points))
     return points

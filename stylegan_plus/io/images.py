@@ -112,10 +112,20 @@ def _tick_values(lo: float, hi: float, target: int = 5):
     return [(k * step, f'{k * step:.{decimals}f}') for k in range(first, int(math.floor(hi / step)) + 1)]
 
 
-def scatter_plot(points: np.ndarray, size: int = 512, title: str = None) -> np.ndarray:
+def _label_font(pixels):
+    """PIL's default font at `pixels` height (Pillow >= 10.1); older Pillow has one small size only."""
+    try:
+        return PIL.ImageFont.load_default(size=pixels)
+    except TypeError:
+        return PIL.ImageFont.load_default()
+
+
+def scatter_plot(points: np.ndarray, size: int = 512, title: str = None, window=None) -> np.ndarray:
     """Draw 2-D points as a scatter plot with equal axis scales, ticks and an optional title.
 
     points: [N, 2] float array (x, y); rows with NaN/inf are left out (and counted in the title).
+    window: (centre_x, centre_y, half_width) of a fixed square view, so that several plots share
+    one scale; points outside it are counted in the title. Default: the points' own extent.
     Returns the plot as [size, size, 3] uint8 RGB pixels (white background, y pointing up).
     """
     points = np.asarray(points, dtype=np.float64)
@@ -124,12 +134,18 @@ def scatter_plot(points: np.ndarray, size: int = 512, title: str = None) -> np.n
     finite = points[np.isfinite(points).all(axis=1)]
     canvas = PIL.Image.new('RGB', (size, size), (255, 255, 255))
     draw = PIL.ImageDraw.Draw(canvas)
-    font = PIL.ImageFont.load_default()
+    font = _label_font(max(11, size // 36))
     left, top, right, bottom = 56, 28, size - 12, size - 36  # room for tick labels and the title
     # One square data window for both axes, so circles stay circles.
-    center = (finite.min(axis=0) + finite.max(axis=0)) / 2 if len(finite) else np.zeros(2)
-    extent = float(np.ptp(finite, axis=0).max()) if len(finite) else 0.0
-    half = (extent / 2 if extent > 1e-6 else 1.0) * 1.08  # a single point (or none) gets a unit window
+    if window is not None:
+        center, half = np.array(window[:2], dtype=np.float64), float(window[2])
+        if not half > 0:
+            raise ValueError(f'scatter_plot window half-width must be > 0, got {window!r}')
+    else:
+        center = (finite.min(axis=0) + finite.max(axis=0)) / 2 if len(finite) else np.zeros(2)
+        extent = float(np.ptp(finite, axis=0).max()) if len(finite) else 0.0
+        half = (extent / 2 if extent > 1e-6 else 1.0) * 1.08  # a single point (or none) gets a unit window
+    inside = finite[(np.abs(finite - center) <= half).all(axis=1)]
     scale = min(right - left, bottom - top) / (2 * half)
 
     def to_px(x, y):
@@ -144,12 +160,14 @@ def scatter_plot(points: np.ndarray, size: int = 512, title: str = None) -> np.n
         _, y = to_px(center[0], value)
         draw.line([left - 4, y, left, y], fill=(0, 0, 0))
         draw.text((left - 6, y), label, fill=(0, 0, 0), font=font, anchor='rm')
-    radius = 2 if len(finite) > 2000 else 3
-    for x, y in (to_px(px, py) for px, py in finite):
+    radius = 2 if len(finite) >= 1000 else 3
+    for x, y in (to_px(px, py) for px, py in inside):
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(31, 119, 180))
     caption = title or f'{len(finite)} point{"" if len(finite) == 1 else "s"}'
     if len(finite) < len(points):
         caption += f' ({len(points) - len(finite)} non-finite left out)'
+    if len(inside) < len(finite):
+        caption += f' ({len(finite) - len(inside)} outside the view)'
     draw.text((size // 2, top // 2), caption, fill=(0, 0, 0), font=font, anchor='mm')
     return np.asarray(canvas)
 

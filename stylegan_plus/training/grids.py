@@ -15,10 +15,9 @@ generator on CPU.
 """
 
 import inspect
+import os
 
 import numpy as np
-import PIL.Image
-import PIL.ImageDraw
 import torch
 
 from stylegan_plus.io import images as image_files
@@ -130,26 +129,19 @@ def generate(G, z_chunks, c_chunks):
 
 
 def save_point_plot(points, path, extent=None):
-    """Scatter plot of points [N, 2] (PIL, white background, axes through the origin).
+    """Scatter plot of points [N, 2] (`images.scatter_plot`: ticks, and a title from the file name).
 
-    extent: half-width of the square view; default the largest |coordinate| plus a margin.
+    extent: half-width of the square view around the origin, the same for the reals and every
+    fakes plot of a run so that they compare; default the largest |coordinate| plus a margin.
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    points = points[np.all(np.isfinite(points), axis=1)]
     if extent is None:
-        extent = 1.1 * float(np.abs(points).max()) if points.size else 1.0
-    extent = max(extent, 1e-6)
-    size = POINT_PLOT_SIZE
-    image = PIL.Image.new('RGB', (size, size), 'white')
-    draw = PIL.ImageDraw.Draw(image)
-    centre = size / 2
-    draw.line([(0, centre), (size, centre)], fill=(200, 200, 200))
-    draw.line([(centre, 0), (centre, size)], fill=(200, 200, 200))
-    scale = (size / 2 - 4) / extent
-    for x, y in points:
-        px, py = centre + x * scale, centre - y * scale
-        draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(30, 90, 200))
-    image_files.save_png(np.asarray(image), path)
+        finite = points[np.all(np.isfinite(points), axis=1)]
+        extent = 1.1 * float(np.abs(finite).max()) if finite.size else 1.0
+    name = os.path.splitext(os.path.basename(path))[0]
+    title = f'{name}: {len(points)} points'
+    pixels = image_files.scatter_plot(points, size=POINT_PLOT_SIZE, title=title, window=(0.0, 0.0, max(extent, 1e-6)))
+    image_files.save_png(pixels, path)
 
 
 def grid_chunk(G, device, batch_gpu, count):

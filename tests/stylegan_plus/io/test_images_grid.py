@@ -31,3 +31,16 @@ def test_display_grid_spaces_only_enlarged_images():
     assert (small[:, :64] == 10).all() and (small[:, -64:] == 20).all()
     large = images.display_grid(_solid([10, 20], size=(64, 64)), cols=2)  # readable as is: edge to edge
     assert large.shape == (64, 128, 1)
+
+
+def test_scatter_plot_fixed_window_leaves_out_and_counts_points_outside():
+    window = (0.0, 0.0, 1.0)
+    alone = images.scatter_plot(np.array([[0.0, 0.0]]), size=128, title='t', window=window)
+    with_far = images.scatter_plot(np.array([[0.0, 0.0], [5.0, 5.0]]), size=128, title='t', window=window)
+    caption_rows = 28                                   # the title band above the frame
+    np.testing.assert_array_equal(alone[caption_rows:], with_far[caption_rows:])   # nothing drawn outside
+    assert (alone[:caption_rows] != with_far[:caption_rows]).any()                 # '(1 outside the view)'
+    shifted = images.scatter_plot(np.array([[0.5, 0.0]]), size=128, title='t', window=window)
+    assert (shifted != alone).any()                     # same window, another place: the scale is fixed
+    with pytest.raises(ValueError, match='half-width must be > 0'):
+        images.scatter_plot(np.zeros([1, 2]), window=(0, 0, 0))
