@@ -6,8 +6,9 @@ Examples:
   python train.py --outdir=runs --data=cifar10.zip --cfg=cifar --gpus=2
   # DCGAN on 16-32 px images, on CPU, with a loss plugin
   python train.py --outdir=runs --data=digits32 --cfg=dcgan --loss=stylegan2 --device=cpu --metrics=none
-  # 2-D points (.npy/.npz)
-  python train.py --outdir=runs --data=ring.npz --cfg=toy --metrics=none
+  # 2-D points (.npy/.npz), e.g. the 8-Gaussian ring
+  python -m stylegan_plus.cli.make_points --dest=ring.npy --kind=ring8 --std=0.02
+  python train.py --outdir=runs --data=ring.npy --cfg=toy --metrics=none --device=cpu
   # Less memory per GPU: the batch of 64 as 4 accumulation rounds of 16 (gradients averaged over
   # them); network sizes and a memory/speed estimate, without training
   python train.py --outdir=runs --data=ffhq.zip --cfg=paper256 --batch=64 --batch-gpu=16 --dry-run
