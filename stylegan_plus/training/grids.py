@@ -128,19 +128,28 @@ def generate(G, z_chunks, c_chunks):
     return torch.cat([G(z=z, c=c, **kwargs).cpu() for z, c in zip(z_chunks, c_chunks)]).numpy()
 
 
-def save_point_plot(points, path, extent=None):
+def point_view(points, margin=0.1):
+    """(centre_x, centre_y, half_width) of a square view holding every finite point of [N, 2]
+    with `margin` (a fraction of the half-width) to spare; a unit view around 0 when there are none."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    finite = points[np.all(np.isfinite(points), axis=1)]
+    if not len(finite):
+        return 0.0, 0.0, 1.0
+    lo, hi = finite.min(axis=0), finite.max(axis=0)
+    centre = (lo + hi) / 2
+    return float(centre[0]), float(centre[1]), max(float((hi - lo).max()) / 2 * (1 + margin), 1e-6)
+
+
+def save_point_plot(points, path, view=None):
     """Scatter plot of points [N, 2] (`images.scatter_plot`: ticks, and a title from the file name).
 
-    extent: half-width of the square view around the origin, the same for the reals and every
-    fakes plot of a run so that they compare; default the largest |coordinate| plus a margin.
+    view: (centre_x, centre_y, half_width), the reals' `point_view` for the reals and every fakes
+    plot of a run, so that they compare; default the points' own.
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if extent is None:
-        finite = points[np.all(np.isfinite(points), axis=1)]
-        extent = 1.1 * float(np.abs(finite).max()) if finite.size else 1.0
     name = os.path.splitext(os.path.basename(path))[0]
     title = f'{name}: {len(points)} points'
-    pixels = image_files.scatter_plot(points, size=POINT_PLOT_SIZE, title=title, window=(0.0, 0.0, max(extent, 1e-6)))
+    pixels = image_files.scatter_plot(points, size=POINT_PLOT_SIZE, title=title, window=view or point_view(points))
     image_files.save_png(pixels, path)
 
 
@@ -173,7 +182,7 @@ class SnapshotPictures:
             self.grid_size = None
             real = dataset.points if hasattr(dataset, 'points') else np.stack([dataset[i][0] for i in range(len(dataset))])
             self.reals = real[:POINT_PLOT_COUNT]
-            self.extent = 1.1 * float(np.abs(real).max())
+            self.view = point_view(real)
             labels = np.zeros([POINT_PLOT_COUNT, dataset.label_dim], dtype=np.float32)
             self.z = hooks.sample_z(POINT_PLOT_COUNT, device)
         else:
@@ -188,7 +197,7 @@ class SnapshotPictures:
 
     def save_reals(self, path):
         if self.points:
-            save_point_plot(self.reals, path, self.extent)
+            save_point_plot(self.reals, path, self.view)
         else:
             save_image_grid(self.reals, path, drange=[0, 255], grid_size=self.grid_size, scale=self.scale)
 
@@ -197,6 +206,6 @@ class SnapshotPictures:
             self.chunk = grid_chunk(G, self.device, self.batch_gpu, len(self.z))
         fakes = generate(G, self.z.split(self.chunk), self.c.split(self.chunk))
         if self.points:
-            save_point_plot(fakes, path, self.extent)
+            save_point_plot(fakes, path, self.view)
         else:
             save_image_grid(fakes, path, drange=[-1, 1], grid_size=self.grid_size, scale=self.scale)

@@ -44,3 +44,4 @@ def test_scatter_plot_fixed_window_leaves_out_and_counts_points_outside():
     assert (shifted != alone).any()                     # same window, another place: the scale is fixed
     with pytest.raises(ValueError, match='half-width must be > 0'):
         images.scatter_plot(np.zeros([1, 2]), window=(0, 0, 0))
+

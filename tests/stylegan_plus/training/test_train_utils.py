@@ -225,3 +225,9 @@ def test_prune_states_keeps_the_newest(tmp_path):
                                             'training-state-000008.pt', 'training-state-000012.pt']
     snapshots.prune_states(str(tmp_path), keep=None)
     assert len(os.listdir(tmp_path)) == 6
+
+
+def test_point_view_holds_the_points_with_a_margin():
+    assert grids.point_view(np.array([[0.0, 0.0], [1.0, 0.5], [np.nan, 9.0]])) == pytest.approx((0.5, 0.25, 0.55))
+    assert grids.point_view(np.zeros([0, 2])) == (0.0, 0.0, 1.0)
+    assert grids.point_view(np.ones([3, 2]))[2] > 0          # one place: still a view
