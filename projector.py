@@ -10,9 +10,11 @@ Examples:
 
 Each target is center-cropped to a square and Lanczos-resized to the network resolution (any size,
 grayscale or RGBA photos are accepted). Outputs: target.png, proj.png, projected_w.npz (key `w`,
-[1, num_ws, w_dim]) and, with imageio + imageio-ffmpeg installed, proj.mp4. The VGG16 detector
+[1, num_ws, w_dim]), compare.png (target | projection; under 64 px enlarged) and, with imageio +
+imageio-ffmpeg installed, proj.mp4. The VGG16 detector
 (`vgg16.pt`) is found as for calc_metrics.py (--detector-dir, $STYLEGAN_PLUS_DETECTOR_DIR, cache).
-Additions to the official options: several --target, --w-plus, --device, --detector-dir.
+Additions to the official options: several --target, --w-plus, --device, --detector-dir; to the
+outputs: compare.png.
 """
 
 import os
@@ -70,7 +72,10 @@ def _project_one(G, vgg16, target_uint8, outdir, *, num_steps, seed, save_video,
     outputs.make_outdir(outdir)
     images.save_png(target_uint8, os.path.join(outdir, 'target.png'))
     final_w = ws_steps[-1].unsqueeze(0)
-    images.save_png(projection.render(G, final_w)[0], os.path.join(outdir, 'proj.png'))
+    projected = projection.render(G, final_w)[0]
+    images.save_png(projected, os.path.join(outdir, 'proj.png'))
+    # The photo beside its projection, small networks enlarged: the one picture to look at when no video is made.
+    images.save_png(images.display_grid([target_uint8, projected], cols=2), os.path.join(outdir, 'compare.png'))
     images.save_npz(os.path.join(outdir, 'projected_w.npz'), w=final_w.cpu().numpy())
     if save_video:
         path = os.path.join(outdir, 'proj.mp4')

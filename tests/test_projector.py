@@ -72,7 +72,8 @@ def test_projector_two_photos_writes_every_output(workspace):
     has_video, _notice = projection.video_support()
     for name, crop in crops.items():
         folder = out / name
-        assert sorted(os.listdir(folder)) == ['proj.mp4'] * has_video + ['proj.png', 'projected_w.npz', 'target.png']
+        assert sorted(os.listdir(folder)) == ['compare.png'] + ['proj.mp4'] * has_video + \
+            ['proj.png', 'projected_w.npz', 'target.png']
         np.testing.assert_array_equal(np.asarray(PIL.Image.open(folder / 'target.png')),
                                       expected_target(workspace['root'] / sources[name], crop))
         with np.load(folder / 'projected_w.npz') as npz:
@@ -82,6 +83,10 @@ def test_projector_two_photos_writes_every_output(workspace):
         assert np.allclose(w[0], w[0, :1])  # W, not W+: one vector broadcast to every layer
         rendered = projection.render(G, torch.from_numpy(w))[0]
         np.testing.assert_array_equal(np.asarray(PIL.Image.open(folder / 'proj.png')), rendered)
+        compare = np.asarray(PIL.Image.open(folder / 'compare.png'))   # 16 px enlarged 4x, 2 px apart
+        assert compare.shape == (64, 64 + 2 + 64, 3)
+        np.testing.assert_array_equal(compare[::4, :64:4], np.asarray(PIL.Image.open(folder / 'target.png')))
+        np.testing.assert_array_equal(compare[::4, 66::4], rendered)
         if has_video:
             import imageio
             with imageio.get_reader(folder / 'proj.mp4') as video:
@@ -104,7 +109,7 @@ def test_video_notice_without_imageio(workspace, tmp_path):
     stdout = run_projector(workspace, f'--target={workspace["root"] / "chelsea.jpg"}', '--num-steps=2',
                            f'--outdir={out}', env_extra=dict(PYTHONPATH=str(tmp_path / 'blocker')))
     assert 'pip install imageio imageio-ffmpeg' in stdout
-    assert sorted(os.listdir(out)) == ['proj.png', 'projected_w.npz', 'target.png']
+    assert sorted(os.listdir(out)) == ['compare.png', 'proj.png', 'projected_w.npz', 'target.png']
 
 
 @pytest.mark.slow
