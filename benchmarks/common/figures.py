@@ -9,7 +9,6 @@ Also the figures the 2-D benchmarks share: mode-coverage captions and the traini
 of a seed's runs.
 """
 
-
 import numpy as np
 import PIL.Image
 

@@ -15,7 +15,6 @@ import torch
 
 from stylegan_plus.data import toy_data
 from stylegan_plus.sampling import prior as prior_lib
-from stylegan_plus.io import atomic
 
 PRIORS = ('gaussian', 'normal', 'uniform')     # gaussian: the older name of normal
 
@@ -53,8 +52,7 @@ def write_points(path, points):
                 return path
         except (OSError, ValueError):
             pass
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic.write_atomic(path, lambda f: np.save(f, points))
+    toy_data.write_points(path, points)
     return path
 
 

@@ -66,12 +66,17 @@ def make_toy_points(kind, std, points_per_mode, seed=0):
     return sample_mixture(toy_centers(kind), std, points_per_mode, seed=seed)
 
 
-def save_toy_points(path, kind, std, points_per_mode, seed=0):
-    """Write a named toy set to `path` exactly (.npy format, float32 [N, 2]; atomically, nothing
-    appended to the name); returns the points."""
-    points, _modes = make_toy_points(kind, std, points_per_mode, seed=seed)
+def write_points(path, points):
+    """Write points [N, 2] to `path` exactly (.npy format; atomically, its folder made, nothing
+    appended to the name)."""
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
     atomic.write_atomic(path, lambda f: np.save(f, points))
+
+
+def save_toy_points(path, kind, std, points_per_mode, seed=0):
+    """Write a named toy set to `path` (`write_points`, float32 [N, 2]); returns the points."""
+    points, _modes = make_toy_points(kind, std, points_per_mode, seed=seed)
+    write_points(path, points)
     return points

@@ -88,15 +88,16 @@ def tile(images, cols: int = None, gap: int = 0, gap_value: int = 0, border: boo
     return canvas
 
 
-def display_grid(images, cols: int = None) -> np.ndarray:
+def display_grid(images, cols: int = None, scale: int = None) -> np.ndarray:
     """`tile` for people to look at: images under DISPLAY_MIN_TILE px are enlarged (nearest
     neighbour, `display_scale`) and then set DISPLAY_GUTTER px apart on grey, because enlarged
     thumbnails that touch (digits filling their frame) read as one continuous strip. Images of
-    DISPLAY_MIN_TILE px and more are tiled edge to edge as given. images: [N, H, W, C] uint8."""
+    DISPLAY_MIN_TILE px and more are tiled edge to edge as given. images: [N, H, W, C] uint8.
+    scale: the enlargement when the caller has fixed it (1: edge to edge, as given)."""
     images = list(images)
     if not images:
         raise ValueError('cannot build a grid from zero images')
-    scale = display_scale(*images[0].shape[:2])
+    scale = display_scale(*images[0].shape[:2]) if scale is None else scale
     if scale == 1:
         return tile(images, cols)
     return tile([enlarge(pixels, scale) for pixels in images], cols, gap=DISPLAY_GUTTER, gap_value=DISPLAY_GUTTER_GREY)
@@ -120,12 +121,25 @@ def _label_font(pixels):
         return PIL.ImageFont.load_default()
 
 
+def square_view(points: np.ndarray, margin: float) -> tuple:
+    """(centre_x, centre_y, half_width) of the smallest square holding the finite points of [N, 2],
+    widened by `margin` (a fraction of the half-width). Points with no extent (none, or all in one
+    place) get a unit half-width, widened the same way, around their centre (0 when there are none)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    finite = points[np.isfinite(points).all(axis=1)]
+    center = (finite.min(axis=0) + finite.max(axis=0)) / 2 if len(finite) else np.zeros(2)
+    extent = float(np.ptp(finite, axis=0).max()) if len(finite) else 0.0
+    half = (extent / 2 if extent > 1e-6 else 1.0) * (1 + margin)
+    return float(center[0]), float(center[1]), half
+
+
 def scatter_plot(points: np.ndarray, size: int = 512, title: str = None, window=None) -> np.ndarray:
     """Draw 2-D points as a scatter plot with equal axis scales, ticks and an optional title.
 
     points: [N, 2] float array (x, y); rows with NaN/inf are left out (and counted in the title).
     window: (centre_x, centre_y, half_width) of a fixed square view, so that several plots share
-    one scale; points outside it are counted in the title. Default: the points' own extent.
+    one scale; points outside it are counted in the title. Default: the points' own
+    (`square_view` with an 8 % margin).
     Returns the plot as [size, size, 3] uint8 RGB pixels (white background, y pointing up).
     """
     points = np.asarray(points, dtype=np.float64)
@@ -137,14 +151,10 @@ def scatter_plot(points: np.ndarray, size: int = 512, title: str = None, window=
     font = _label_font(max(11, size // 36))
     left, top, right, bottom = 56, 28, size - 12, size - 36  # room for tick labels and the title
     # One square data window for both axes, so circles stay circles.
-    if window is not None:
-        center, half = np.array(window[:2], dtype=np.float64), float(window[2])
-        if not half > 0:
-            raise ValueError(f'scatter_plot window half-width must be > 0, got {window!r}')
-    else:
-        center = (finite.min(axis=0) + finite.max(axis=0)) / 2 if len(finite) else np.zeros(2)
-        extent = float(np.ptp(finite, axis=0).max()) if len(finite) else 0.0
-        half = (extent / 2 if extent > 1e-6 else 1.0) * 1.08  # a single point (or none) gets a unit window
+    window = square_view(finite, margin=0.08) if window is None else window
+    center, half = np.array(window[:2], dtype=np.float64), float(window[2])
+    if not half > 0:
+        raise ValueError(f'scatter_plot window half-width must be > 0, got {window!r}')
     inside = finite[(np.abs(finite - center) <= half).all(axis=1)]
     scale = min(right - left, bottom - top) / (2 * half)
 

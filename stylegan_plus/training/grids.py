@@ -25,6 +25,7 @@ from stylegan_plus.sampling import memory_budget
 
 POINT_PLOT_SIZE = 512       # pixels per side of a scatter plot
 POINT_PLOT_COUNT = 2000     # points drawn per scatter plot
+POINT_PLOT_MARGIN = 0.1     # room around the reals in a scatter plot, a fraction of their half-extent
 SMALL_GRID_MAX = 16         # columns and rows at most when the images are enlarged for display
 
 
@@ -94,8 +95,8 @@ def save_image_grid(images, path, drange, grid_size, scale=1):
     """Write images [gw*gh, C, H, W] (values in `drange`) as one PNG, atomically; C is 1 (L) or 3 (RGB).
 
     scale: integer enlargement of every tile (nearest neighbour), for display; enlarged tiles are
-    set `images.DISPLAY_GUTTER` px apart on grey (`images.display_grid`), the official size (1)
-    tiles edge to edge as the official grid.
+    spaced as `images.display_grid` spaces them, the official size (1) tiles edge to edge as the
+    official grid.
     """
     lo, hi = drange
     pixels = np.asarray(images, dtype=np.float32)
@@ -103,9 +104,7 @@ def save_image_grid(images, path, drange, grid_size, scale=1):
     gw, gh = grid_size
     if len(pixels) != gw * gh:
         raise ValueError(f'save_image_grid: {len(pixels)} images do not fill a {gw}x{gh} grid')
-    tiles = [image_files.enlarge(tile, scale) for tile in pixels.transpose(0, 2, 3, 1)]
-    gap = image_files.DISPLAY_GUTTER if scale > 1 else 0
-    image_files.save_png(image_files.tile(tiles, cols=gw, gap=gap, gap_value=image_files.DISPLAY_GUTTER_GREY), path)
+    image_files.save_png(image_files.display_grid(pixels.transpose(0, 2, 3, 1), cols=gw, scale=scale), path)
 
 
 def _accepts_keyword(fn, name):
@@ -128,28 +127,17 @@ def generate(G, z_chunks, c_chunks):
     return torch.cat([G(z=z, c=c, **kwargs).cpu() for z, c in zip(z_chunks, c_chunks)]).numpy()
 
 
-def point_view(points, margin=0.1):
-    """(centre_x, centre_y, half_width) of a square view holding every finite point of [N, 2]
-    with `margin` (a fraction of the half-width) to spare; a unit view around 0 when there are none."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    finite = points[np.all(np.isfinite(points), axis=1)]
-    if not len(finite):
-        return 0.0, 0.0, 1.0
-    lo, hi = finite.min(axis=0), finite.max(axis=0)
-    centre = (lo + hi) / 2
-    return float(centre[0]), float(centre[1]), max(float((hi - lo).max()) / 2 * (1 + margin), 1e-6)
-
-
 def save_point_plot(points, path, view=None):
     """Scatter plot of points [N, 2] (`images.scatter_plot`: ticks, and a title from the file name).
 
-    view: (centre_x, centre_y, half_width), the reals' `point_view` for the reals and every fakes
-    plot of a run, so that they compare; default the points' own.
+    view: (centre_x, centre_y, half_width), the reals' view (`images.square_view`, margin
+    POINT_PLOT_MARGIN) for the reals and every fakes plot of a run, so that they compare; default
+    the points' own.
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     name = os.path.splitext(os.path.basename(path))[0]
     title = f'{name}: {len(points)} points'
-    pixels = image_files.scatter_plot(points, size=POINT_PLOT_SIZE, title=title, window=view or point_view(points))
+    pixels = image_files.scatter_plot(points, size=POINT_PLOT_SIZE, title=title, window=view or image_files.square_view(points, POINT_PLOT_MARGIN))
     image_files.save_png(pixels, path)
 
 
@@ -182,7 +170,7 @@ class SnapshotPictures:
             self.grid_size = None
             real = dataset.points if hasattr(dataset, 'points') else np.stack([dataset[i][0] for i in range(len(dataset))])
             self.reals = real[:POINT_PLOT_COUNT]
-            self.view = point_view(real)
+            self.view = image_files.square_view(real, POINT_PLOT_MARGIN)
             labels = np.zeros([POINT_PLOT_COUNT, dataset.label_dim], dtype=np.float32)
             self.z = hooks.sample_z(POINT_PLOT_COUNT, device)
         else:

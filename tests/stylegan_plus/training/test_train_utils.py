@@ -18,7 +18,7 @@ import torch
 
 from stylegan_plus.data import make_digits
 import dnnlib
-from stylegan_plus.io import atomic
+from stylegan_plus.io import atomic, images as image_files
 from stylegan_plus.training import data as data_lib, grids, progress, resume as resume_lib, snapshots
 from stylegan_plus.data.dataset import ImageFolderDataset
 from torch_utils import misc
@@ -228,6 +228,8 @@ def test_prune_states_keeps_the_newest(tmp_path):
 
 
 def test_point_view_holds_the_points_with_a_margin():
-    assert grids.point_view(np.array([[0.0, 0.0], [1.0, 0.5], [np.nan, 9.0]])) == pytest.approx((0.5, 0.25, 0.55))
-    assert grids.point_view(np.zeros([0, 2])) == (0.0, 0.0, 1.0)
-    assert grids.point_view(np.ones([3, 2]))[2] > 0          # one place: still a view
+    view = image_files.square_view
+    points = np.array([[0.0, 0.0], [1.0, 0.5], [np.nan, 9.0]])
+    assert view(points, grids.POINT_PLOT_MARGIN) == pytest.approx((0.5, 0.25, 0.55))
+    assert view(np.zeros([0, 2]), grids.POINT_PLOT_MARGIN) == pytest.approx((0.0, 0.0, 1.1))    # none: a unit view
+    assert view(np.ones([3, 2]), grids.POINT_PLOT_MARGIN) == pytest.approx((1.0, 1.0, 1.1))     # one place: the same
